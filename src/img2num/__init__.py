@@ -1,0 +1,49 @@
+"""img2num: predict a number from an image, from the command line or from Python.
+
+Heavy modules (Keras, JAX, matplotlib) load on first use, so `import img2num` is instant.
+"""
+
+import importlib
+import os
+
+# JAX is the measured default for the small models here; a user's KERAS_BACKEND wins.
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+__version__ = "0.1.0"
+
+_API = {
+    "Img2NumError": "img2num.errors",
+    "PointsConfig": "img2num.config",
+    "TrainConfig": "img2num.config",
+    "Dataset": "img2num.data",
+    "generate_points": "img2num.data",
+    "generate_points_splits": "img2num.data",
+    "write_points": "img2num.data",
+    "load_dataset": "img2num.data",
+    "save_npz": "img2num.data",
+    "list_models": "img2num.models",
+    "create_model": "img2num.models",
+    "register_model": "img2num.models",
+    "train": "img2num.train",
+    "Run": "img2num.bundle",
+    "load_run": "img2num.bundle",
+    "predict": "img2num.predict",
+    "write_predictions": "img2num.predict",
+    "evaluate": "img2num.evaluate",
+    "regression_metrics": "img2num.evaluate",
+    "run_recipe": "img2num.recipe",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'img2num' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

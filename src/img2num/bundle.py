@@ -1,0 +1,200 @@
+"""The run bundle: a trained model with everything needed to predict as it did in training.
+
+A run folder holds `model.keras`, `config.json` (the resolved configuration, preprocessing and
+versions), `history.csv`, `metrics.json` and the run's pictures. It is written under a temporary
+name and renamed into place when complete, so a folder with these files is a finished run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from img2num.config import PREDICT_BATCH_SIZE
+from img2num.data import shape_text
+from img2num.errors import Img2NumError
+from img2num.io import atomic_folder, write_json, write_text
+
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw images become model input.
+
+    Attributes:
+        input_shape: (height, width, channels) the model takes.
+        pixel_scale: Factor applied to pixel values: 1/255 for 8-bit images, 1/65535 for
+            16-bit images, 1 for binary or floating-point images.
+    """
+
+    input_shape: tuple[int, int, int]
+    pixel_scale: float = 1.0
+
+    @classmethod
+    def for_images(cls, x: np.ndarray) -> Preprocessing:
+        """The preprocessing that training images `x` (N, H, W, C) call for."""
+        scale = 1.0
+        if x.dtype == np.uint8 and x.max() > 1:
+            scale = 1.0 / 255.0
+        elif x.dtype == np.uint16 and x.max() > 1:
+            scale = 1.0 / 65535.0
+        return cls(tuple(int(d) for d in x.shape[1:]), scale)
+
+    def apply(self, x: np.ndarray, source: str = "images") -> np.ndarray:
+        """Check the shape of images (N, H, W, C) and scale them to float32 model input.
+
+        Raises:
+            Img2NumError: The images do not have the shape the model was trained on.
+        """
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x[..., np.newaxis]
+        if tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise Img2NumError(
+                f"{source}: images are {shape_text(x.shape[1:])} (HxWxC); "
+                f"this model takes {shape_text(self.input_shape)}"
+            )
+        return x.astype(np.float32) * np.float32(self.pixel_scale)
+
+    def to_dict(self) -> dict:
+        return {"input_shape": list(self.input_shape), "pixel_scale": self.pixel_scale}
+
+    @classmethod
+    def from_dict(cls, value: dict) -> Preprocessing:
+        return cls(tuple(value["input_shape"]), float(value["pixel_scale"]))
+
+
+@dataclass
+class Run:
+    """A trained model, its preprocessing and its records.
+
+    Attributes:
+        model: The trained `keras.Model`.
+        preprocessing: How images become model input.
+        config: The resolved configuration: training settings, data, versions.
+        history: Per-epoch records: `epoch`, `loss`, `val_loss`, `seconds`.
+        metrics: Metrics per split name (`train`, `val`, `test`, ...).
+        path: The run folder, once saved or when loaded.
+    """
+
+    model: object
+    preprocessing: Preprocessing
+    config: dict
+    history: list[dict] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.config["train"]["model"]
+
+    def predict(self, x: np.ndarray, source: str = "images") -> np.ndarray:
+        """Predict one number per image.
+
+        Args:
+            x: Images (N, H, W, C), or (N, H, W) for one channel, as stored in the data files.
+            source: Name of the images, for error messages.
+
+        Returns:
+            float32 predictions, shape (N,).
+
+        Raises:
+            Img2NumError: The images do not have the shape the model was trained on.
+        """
+        inputs = self.preprocessing.apply(x, source)
+        output = self.model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+        return np.asarray(output, dtype=np.float32).reshape(-1)
+
+    def save(self, folder: str | Path, overwrite: bool = False) -> Path:
+        """Save the bundle as a run folder, atomically.
+
+        Args:
+            folder: The run folder to create.
+            overwrite: Replace an existing folder (only once the new one is complete).
+
+        Returns:
+            The run folder.
+
+        Raises:
+            Img2NumError: The folder exists and `overwrite` is false.
+        """
+        with atomic_folder(folder, overwrite) as tmp:
+            self.write(tmp)
+        self.path = Path(folder)
+        return self.path
+
+    def write(self, folder: str | Path) -> None:
+        """Write the bundle's files into a new, still private folder (see `save`)."""
+        folder = Path(folder)
+        self.model.save(folder / MODEL_FILE)
+        write_json(folder / CONFIG_FILE, {**self.config, "preprocessing": self.preprocessing.to_dict()})
+        write_json(folder / METRICS_FILE, self.metrics)
+        write_text(folder / HISTORY_FILE, history_csv(self.history))
+
+
+def history_csv(history: list[dict]) -> str:
+    """Per-epoch records as CSV text with a header row."""
+    if not history:
+        return ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return buffer.getvalue()
+
+
+def load_run(folder: str | Path) -> Run:
+    """Load a finished run folder.
+
+    Args:
+        folder: A folder written by `img2num train` (or one model's folder in a recipe).
+
+    Returns:
+        The run, ready to predict.
+
+    Raises:
+        Img2NumError: The folder is missing, is not a finished run, or its files are corrupt.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise Img2NumError(f"{folder}: no such run folder")
+    missing = [name for name in (MODEL_FILE, CONFIG_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise Img2NumError(f"{folder}: not a finished img2num run (no {' or '.join(missing)})")
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+        preprocessing = Preprocessing.from_dict(config.pop("preprocessing"))
+        metrics_path = folder / METRICS_FILE
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
+    except (ValueError, KeyError, TypeError) as error:
+        raise Img2NumError(f"{folder / CONFIG_FILE}: corrupt run configuration ({error})") from None
+    history = _read_history(folder / HISTORY_FILE)
+    import keras
+
+    try:
+        model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
+    except Exception as error:  # Keras raises many types for a damaged archive.
+        raise Img2NumError(f"{folder / MODEL_FILE}: cannot load the model ({error})") from None
+    return Run(model, preprocessing, config, history, metrics, folder)
+
+
+def _read_history(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return [{key: (int(v) if key == "epoch" else float(v)) for key, v in row.items()} for row in rows]
+
+
+def as_run(run: Run | str | Path) -> Run:
+    """Accept a loaded run or the path of a run folder."""
+    return run if isinstance(run, Run) else load_run(run)

@@ -1,0 +1,69 @@
+"""Regression metrics: MSE, RMSE, MAE and R^2."""
+
+from __future__ import annotations
+
+import numpy as np
+
+METRIC_NAMES = ("mse", "rmse", "mae", "r2")
+
+
+def regression_metrics(y_true, y_pred) -> dict[str, float]:
+    """Score predictions against true values.
+
+    R^2 of a constant target follows scikit-learn: 1.0 for perfect predictions, else 0.0.
+
+    Args:
+        y_true: True values, shape (N,).
+        y_pred: Predictions, shape (N,) or (N, 1).
+
+    Returns:
+        `mse`, `rmse`, `mae` and `r2` as floats.
+
+    Raises:
+        ValueError: The two arrays differ in length or are empty.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(f"need equal, non-empty lengths, got {y_true.size} and {y_pred.size}")
+    error = y_pred - y_true
+    mse = float(np.mean(error**2))
+    total = float(np.sum((y_true - y_true.mean()) ** 2))
+    residual = float(np.sum(error**2))
+    if total > 0:
+        r2 = 1.0 - residual / total
+    else:
+        r2 = 1.0 if residual == 0 else 0.0
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(error))), "r2": r2}
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """Metrics as aligned `name value` lines for a terminal."""
+    return "\n".join(f"{name:<5} {metrics[name]:.4f}" for name in METRIC_NAMES if name in metrics)
+
+
+def evaluate(run, data, output=None) -> dict[str, float]:
+    """Score a trained run on labelled data, optionally saving the metrics as JSON.
+
+    Args:
+        run: A `Run` or the path of a run folder.
+        data: A labelled `Dataset` or `.npz` file.
+        output: JSON file to write the metrics to, or None.
+
+    Returns:
+        `mse`, `rmse`, `mae` and `r2`.
+
+    Raises:
+        Img2NumError: The run or data cannot be read, the data has no labels, or the images do
+            not fit the model.
+    """
+    from img2num.bundle import as_run
+    from img2num.data import as_dataset
+    from img2num.io import write_json
+
+    run = as_run(run)
+    data = as_dataset(data, require_labels=True)
+    metrics = regression_metrics(data.y, run.predict(data.x, data.source))
+    if output is not None:
+        write_json(output, {"data": data.source, "samples": len(data), **metrics})
+    return metrics

@@ -1,0 +1,96 @@
+"""Writes that never leave a half-written file or folder looking finished."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from img2num.errors import Img2NumError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | Path, value) -> Path:
+    """Write a JSON file atomically, indented for people."""
+    return write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Build a folder under a temporary name and move it into place when the block succeeds.
+
+    An interrupted or failed block leaves nothing at `folder`, so a half-made run or results
+    folder is never mistaken for a finished one. An existing folder is replaced only when
+    `overwrite` is true, and only after the new one is complete.
+
+    Raises:
+        Img2NumError: `folder` exists and `overwrite` is false, or it exists and is not a folder.
+    """
+    folder = Path(folder)
+    check_replaceable(folder, overwrite)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        yield tmp
+        check_replaceable(folder, overwrite)
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def check_replaceable_file(path: str | Path, overwrite: bool) -> None:
+    """Fail unless `path` is absent, or is a file and `overwrite` is true.
+
+    Raises:
+        Img2NumError: The file cannot be written without losing something.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise Img2NumError(f"{path}: is a folder; expected a file name")
+    if path.exists() and not overwrite:
+        raise Img2NumError(f"{path}: already exists; pass --overwrite to replace it")
+
+
+def check_replaceable(folder: str | Path, overwrite: bool) -> None:
+    """Fail unless `folder` is absent, or is a folder and `overwrite` is true.
+
+    Raises:
+        Img2NumError: The folder cannot be written without losing something.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise Img2NumError(f"{folder}: exists and is not a folder")
+    if folder.exists() and not overwrite:
+        raise Img2NumError(f"{folder}: already exists; pass --overwrite to replace it")

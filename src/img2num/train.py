@@ -1,0 +1,205 @@
+"""Training one model: the loop's configuration, its callbacks, and the run folder it writes."""
+
+from __future__ import annotations
+
+import datetime
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import keras
+import numpy as np
+
+from img2num.bundle import Preprocessing, Run
+from img2num.config import TrainConfig
+from img2num.data import Dataset, as_dataset, load_split_folder, shape_text
+from img2num.errors import Img2NumError
+from img2num.evaluate import regression_metrics
+from img2num.io import atomic_folder, check_replaceable
+from img2num.models import create_model, get_model_spec
+
+
+def train(
+    data: Dataset | str | Path,
+    config: TrainConfig = TrainConfig(),
+    *,
+    val: Dataset | str | Path | None = None,
+    test: Dataset | str | Path | None = None,
+    run_dir: str | Path | None = None,
+    overwrite: bool = False,
+    quiet: bool = False,
+    stream: TextIO | None = None,
+) -> Run:
+    """Train a registered model with MSE loss and Adam, validating after every epoch.
+
+    Args:
+        data: Training data: a `Dataset`, an `.npz` file, or a folder from `img2num generate`
+            (its `val.npz` and `test.npz` are used when present).
+        config: Model name, epochs, batch size, learning rate and seed.
+        val: Validation data; when absent (and not in the folder), `config.val_fraction` of the
+            training data is held out at random.
+        test: Test data, scored and drawn in the run's pictures when given.
+        run_dir: Folder to save the run in; None keeps the run in memory only.
+        overwrite: Replace an existing run folder once the new run is complete.
+        quiet: Print no progress.
+        stream: Where progress goes (default: stderr).
+
+    Returns:
+        The trained run, with history and metrics for every split given.
+
+    Raises:
+        Img2NumError: Bad data, a bad configuration, an unknown model, or an existing run folder
+            without `overwrite`.
+    """
+    get_model_spec(config.model)
+    if run_dir is not None:
+        check_replaceable(run_dir, overwrite)
+    splits = _resolve_splits(data, val, test, config)
+    shape = splits["train"].image_shape
+    for name, split in splits.items():
+        if split.image_shape != shape:
+            raise Img2NumError(
+                f"{split.source}: {name} images are {shape_text(split.image_shape)} but training "
+                f"images are {shape_text(shape)}"
+            )
+
+    keras.utils.set_random_seed(config.seed)
+    preprocessing = Preprocessing.for_images(splits["train"].x)
+    model = create_model(config.model, shape)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate), loss="mse")
+    recorder = EpochRecorder()
+    callbacks = [recorder]
+    if not quiet:
+        callbacks.append(Progress(config.model, config.epochs, stream or sys.stderr))
+    started = time.perf_counter()
+    model.fit(
+        preprocessing.apply(splits["train"].x, splits["train"].source),
+        splits["train"].y,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=(preprocessing.apply(splits["val"].x, splits["val"].source), splits["val"].y),
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    seconds = time.perf_counter() - started
+
+    run = Run(
+        model,
+        preprocessing,
+        _run_config(config, splits, model, seconds, len(recorder.history)),
+        recorder.history,
+    )
+    predictions = {name: run.predict(split.x, split.source) for name, split in splits.items()}
+    run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}
+    if run_dir is not None:
+        from img2num import plots
+
+        with atomic_folder(run_dir, overwrite) as folder:
+            run.write(folder)
+            plots.sample_grid(splits["train"].x, splits["train"].y, folder / "samples.png", title="training samples")
+            plots.loss_curves(run.history, folder / "loss.png", config.model)
+            shown = "test" if "test" in splits else "val"
+            plots.sample_grid(
+                splits[shown].x,
+                splits[shown].y,
+                folder / "predictions.png",
+                predictions=predictions[shown],
+                title=f"{config.model}: {'test' if shown == 'test' else 'validation'} predictions",
+            )
+        run.path = Path(run_dir)
+    return run
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Keras callback keeping `epoch`, `loss`, `val_loss` and wall seconds of every epoch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: list[dict] = []
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        self.history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(logs["loss"]),
+                "val_loss": float(logs["val_loss"]),
+                "seconds": time.perf_counter() - self._started,
+            }
+        )
+
+
+class Progress(EpochRecorder):
+    """Keras callback printing progress: one updating line on a terminal, else every 10%."""
+
+    def __init__(self, name: str, epochs: int, stream: TextIO) -> None:
+        super().__init__()
+        self.name = name
+        self.epochs = epochs
+        self.stream = stream
+        self.interactive = bool(getattr(stream, "isatty", lambda: False)())
+        self.every = max(1, epochs // 10)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        super().on_epoch_end(epoch, logs)
+        row = self.history[-1]
+        done = row["epoch"]
+        line = (
+            f"{self.name} epoch {done}/{self.epochs}  loss {row['loss']:.4g}  "
+            f"val_loss {row['val_loss']:.4g}  {row['seconds']:.3f} s/epoch"
+        )
+        if self.interactive:
+            self.stream.write("\r" + line + ("\n" if done == self.epochs else ""))
+        elif done == 1 or done % self.every == 0 or done == self.epochs:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _resolve_splits(data, val, test, config: TrainConfig) -> dict[str, Dataset]:
+    if isinstance(data, (str, Path)) and Path(data).is_dir():
+        splits = load_split_folder(data)
+    else:
+        splits = {"train": as_dataset(data, require_labels=True)}
+    if val is not None:
+        splits["val"] = as_dataset(val, require_labels=True)
+    if test is not None:
+        splits["test"] = as_dataset(test, require_labels=True)
+    if "val" not in splits:
+        splits.update(_hold_out(splits["train"], config.val_fraction, config.seed))
+    return splits
+
+
+def _hold_out(data: Dataset, fraction: float, seed: int) -> dict[str, Dataset]:
+    count = int(round(len(data) * fraction))
+    if count < 1 or count >= len(data):
+        raise Img2NumError(
+            f"{data.source}: {len(data)} samples are too few to hold out a validation share of "
+            f"{fraction}; give a validation set"
+        )
+    order = np.random.default_rng(seed).permutation(len(data))
+    return {
+        "train": data.take(np.sort(order[count:]), f"{data.source} (training share)"),
+        "val": data.take(np.sort(order[:count]), f"{data.source} (held-out validation share)"),
+    }
+
+
+def _run_config(config: TrainConfig, splits: dict[str, Dataset], model, seconds: float, epochs_run: int) -> dict:
+    from img2num import __version__
+
+    return {
+        "img2num_version": __version__,
+        "keras_version": keras.__version__,
+        "backend": keras.backend.backend(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "train": config.to_dict(),
+        "data": {name: {"source": split.source, "samples": len(split)} for name, split in splits.items()},
+        "parameters": int(model.count_params()),
+        "epochs_run": epochs_run,
+        "train_seconds": round(seconds, 3),
+    }
