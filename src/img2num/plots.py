@@ -31,6 +31,16 @@ def sample_grid(
     Returns:
         The path written.
     """
+    return _save(sample_grid_figure(x, y, predictions, title), path)
+
+
+def sample_grid_figure(
+    x: np.ndarray,
+    y: np.ndarray | None,
+    predictions: np.ndarray | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The figure that `sample_grid` saves."""
     fig = Figure(figsize=(10, 10.6 if title else 10))
     axes = fig.subplots(GRID_ROWS, GRID_COLS, squeeze=False).reshape(-1)
     for index, ax in enumerate(axes):
@@ -47,7 +57,7 @@ def sample_grid(
         ax.set_title(" ".join(words), fontsize=11)
     if title:
         fig.suptitle(title, fontsize=14)
-    return _save(fig, path)
+    return fig
 
 
 def loss_curves(history: list[dict], path: str | Path, title: str = "") -> Path:

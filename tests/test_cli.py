@@ -1,0 +1,217 @@
+"""The command line end to end, in temporary folders, and every user error as one line."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from img2num.cli import main
+from img2num.data import load_dataset
+
+TINY_DATA = ["--height", "8", "--width", "8", "--train-size", "64", "--val-size", "16", "--test-size", "25"]
+
+
+def _run(capsys, *argv):
+    status = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert lines[0].startswith("img2num: error: ")
+    return lines[0]
+
+
+def test_help_and_models_do_not_import_keras():
+    code = (
+        "import sys; from img2num.cli import main\n"
+        "assert main(['models']) == 0\n"
+        "print('heavy:', sorted(m for m in ('keras', 'jax', 'matplotlib') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[0].startswith("mlp ")
+    assert result.stdout.splitlines()[1].startswith("cnn ")
+    assert result.stdout.splitlines()[-1] == "heavy: []"
+
+
+def test_module_and_console_script_answer_help():
+    result = subprocess.run([sys.executable, "-m", "img2num", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for command in ("generate", "models", "train", "evaluate", "predict", "recipe"):
+        assert command in result.stdout
+    script = Path(sys.executable).parent / "img2num"
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("img2num ")
+
+
+def test_generate(capsys, tmp_path):
+    status, out, _ = _run(capsys, "generate", tmp_path / "d", *TINY_DATA, "--data-seed", "4")
+    assert status == 0
+    assert out.splitlines() == [f"{s}: {tmp_path / 'd' / s}.npz" for s in ("train", "val", "test")]
+    train = load_dataset(tmp_path / "d" / "train.npz")
+    assert train.x.shape == (64, 8, 8, 1) and train.y.shape == (64,)
+    status, _, err = _run(capsys, "generate", tmp_path / "d", *TINY_DATA)
+    assert status == 1
+    assert "train.npz: already exists; pass --overwrite" in _one_line_error(err)
+    assert np.array_equal(load_dataset(tmp_path / "d" / "train.npz").x, train.x)
+
+
+def test_train_evaluate_predict(capsys, tmp_path, tiny_folder, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = _run(capsys, "train", tiny_folder, "--model", "cnn", "--epochs", "2", "--seed", "3")
+    assert status == 0, err
+    assert "cnn epoch 2/2" in err
+    assert out.splitlines()[-1] == "run saved in runs/cnn"
+    assert "[test]" in out and "rmse" in out
+    status, out, _ = _run(capsys, "train", tiny_folder, "--model", "cnn", "--epochs", "1", "--quiet")
+    assert status == 0
+    assert out.splitlines()[-1] == "run saved in runs/cnn-2"
+
+    status, out, _ = _run(capsys, "evaluate", "runs/cnn", tiny_folder / "test.npz")
+    assert status == 0
+    saved = json.loads(Path("runs/cnn/evaluations/test.json").read_text())
+    assert out.splitlines()[0] == f"mse   {saved['mse']:.4f}"
+    assert saved["mse"] == pytest.approx(json.loads(Path("runs/cnn/metrics.json").read_text())["test"]["mse"])
+
+    status, out, _ = _run(capsys, "predict", "runs/cnn", tiny_folder / "test.npz", "--output", "p.csv")
+    assert status == 0 and out.strip() == "30 predictions written to p.csv"
+    with open("p.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    test = load_dataset(tiny_folder / "test.npz")
+    assert len(rows) == 30 and list(rows[0]) == ["index", "prediction", "label"]
+    assert [float(row["label"]) for row in rows] == test.y.tolist()
+    mse = np.mean([(float(r["prediction"]) - float(r["label"])) ** 2 for r in rows])
+    assert mse == pytest.approx(saved["mse"], rel=1e-5)
+
+    status, out, _ = _run(capsys, "predict", "runs/cnn", tiny_folder / "test.npz")
+    assert status == 0 and out == Path("p.csv").read_text()
+
+
+def test_recipe(capsys, tmp_path):
+    out_dir = tmp_path / "res"
+    status, out, err = _run(capsys, "recipe", "--out", out_dir, "--epochs", "2", *TINY_DATA, "--quiet")
+    assert status == 0, err
+    assert err == ""
+    assert out.splitlines()[0].startswith("mlp    test MSE ")
+    assert out.splitlines()[1].startswith("cnn    test MSE ")
+    names = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*")}
+    expected = {"comparison.md", "loss_curves.png", "samples.png", "summary.json", "data/test.npz"}
+    expected |= {f"{m}/{f}" for m in ("mlp", "cnn") for f in ("model.keras", "loss.png", "predictions.png", "history.csv")}
+    assert expected <= names
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["best"] in ("mlp", "cnn")
+    assert summary["models"]["cnn"]["parameters"] > 0
+    comparison = (out_dir / "comparison.md").read_text()
+    assert "| mlp |" in comparison and "| cnn |" in comparison
+    assert f"Lowest test MSE: **{summary['best']}**" in comparison
+    status, _, err = _run(capsys, "recipe", "--out", out_dir, "--epochs", "1", *TINY_DATA)
+    assert status == 1 and "already exists; pass --overwrite" in _one_line_error(err)
+
+
+def _write(path, **arrays):
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+    return path
+
+
+@pytest.fixture()
+def bad_files(tmp_path):
+    x = np.zeros((10, 8, 8, 1), np.uint8)
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"\x00" * 64)
+    return {
+        "missing": tmp_path / "missing.npz",
+        "corrupt": corrupt,
+        "names": _write(tmp_path / "names.npz", images=x, labels=np.zeros(10)),
+        "shape": _write(tmp_path / "shape.npz", x=np.zeros((10, 64)), y=np.zeros(10)),
+        "count": _write(tmp_path / "count.npz", x=x, y=np.zeros(9)),
+        "nan": _write(tmp_path / "nan.npz", x=x, y=np.r_[np.zeros(9), np.nan]),
+        "unlabelled": _write(tmp_path / "unlabelled.npz", x=x),
+        "large": _write(tmp_path / "large.npz", x=np.zeros((10, 9, 9, 1), np.uint8), y=np.zeros(10)),
+    }
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "missing.npz: no such file"),
+        ("corrupt", "corrupt.npz: not a readable .npz file"),
+        ("names", "names.npz: has no array 'x' (found: images, labels)"),
+        ("shape", "shape.npz: images 'x' must have shape (N, H, W) or (N, H, W, C), got (10, 64)"),
+        ("count", "count.npz: has 9 labels for 10 images"),
+        ("nan", "nan.npz: label at index 9 is nan"),
+        ("unlabelled", "unlabelled.npz: has no array 'y'; labels are needed here"),
+    ],
+)
+def test_bad_training_data(capsys, bad_files, case, message):
+    status, out, err = _run(capsys, "train", bad_files[case], "--epochs", "1", "--run", bad_files[case].parent / "r")
+    assert status == 1
+    assert message in _one_line_error(err)
+    assert not (bad_files[case].parent / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "x.npz", "--epochs", "0"], "argument --epochs: expected a whole number of at least 1, got '0'"),
+        (["train", "x.npz", "--epochs", "ten"], "argument --epochs: expected a whole number of at least 1, got 'ten'"),
+        (["train", "x.npz", "--learning-rate", "nan"], "argument --learning-rate: expected a positive number"),
+        (["train", "x.npz", "--val-fraction", "1.5"], "argument --val-fraction: expected a number between 0 and 1"),
+        (["generate", "d", "--height", "-3"], "argument --height: expected a whole number of at least 1"),
+        (["recipe", "--seed", "x"], "argument --seed: expected a whole number of at least 0"),
+        (["fit"], "argument COMMAND: invalid choice: 'fit'"),
+    ],
+)
+def test_bad_option_values(capsys, argv, message):
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and message in line
+
+
+def test_unknown_model(capsys, tiny_folder, tmp_path):
+    status, _, err = _run(capsys, "train", tiny_folder, "--model", "vgg", "--run", tmp_path / "r")
+    assert status == 1
+    assert _one_line_error(err) == "img2num: error: unknown model 'vgg'; known models: mlp, cnn"
+    status, _, err = _run(capsys, "recipe", "--models", "mlp", "vgg", "--out", tmp_path / "res")
+    assert status == 1 and "unknown model 'vgg'" in _one_line_error(err)
+    assert not (tmp_path / "res").exists()
+
+
+def test_run_and_output_errors(capsys, trained_run, tiny_folder, bad_files, tmp_path):
+    status, _, err = _run(capsys, "train", tiny_folder, "--epochs", "1", "--run", trained_run.path)
+    assert status == 1 and "already exists; pass --overwrite" in _one_line_error(err)
+    status, _, err = _run(capsys, "evaluate", tmp_path / "nothing", tiny_folder / "test.npz")
+    assert status == 1 and "no such run folder" in _one_line_error(err)
+    status, _, err = _run(capsys, "evaluate", trained_run.path, bad_files["unlabelled"])
+    assert status == 1 and "has no array 'y'" in _one_line_error(err)
+    status, _, err = _run(capsys, "predict", trained_run.path, bad_files["large"])
+    assert status == 1
+    assert "large.npz: images are 9x9x1 (HxWxC); this model takes 8x8x1" in _one_line_error(err)
+    existing = tmp_path / "keep.csv"
+    existing.write_text("mine\n")
+    status, _, err = _run(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", existing)
+    assert status == 1 and "keep.csv: already exists; pass --overwrite" in _one_line_error(err)
+    assert existing.read_text() == "mine\n"
+
+
+def test_unwritable_output_is_one_line(capsys, trained_run, tiny_folder, tmp_path):
+    if os.geteuid() == 0:
+        target = tmp_path / "file-not-folder"
+        target.write_text("x")
+        status, _, err = _run(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", target / "p.csv")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        status, _, err = _run(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", locked / "p.csv")
+    assert status == 1
+    _one_line_error(err)

@@ -1,0 +1,65 @@
+"""Metrics, and scoring a saved run."""
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from img2num.data import load_dataset
+from img2num.errors import Img2NumError
+from img2num.evaluate import evaluate, format_metrics, regression_metrics
+
+
+def test_known_values():
+    metrics = regression_metrics([1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 3.0, 2.0])
+    assert metrics["mse"] == pytest.approx((1 + 0 + 0 + 4) / 4)
+    assert metrics["rmse"] == pytest.approx(np.sqrt(1.25))
+    assert metrics["mae"] == pytest.approx(0.75)
+    assert metrics["r2"] == pytest.approx(1 - 5 / 5.0)
+
+
+def test_constant_target_follows_scikit_learn():
+    assert regression_metrics([3.0, 3.0], [3.0, 3.0])["r2"] == 1.0
+    assert regression_metrics([3.0, 3.0], [3.0, 4.0])["r2"] == 0.0
+
+
+def test_mean_prediction_has_zero_r2_and_column_predictions_work():
+    y = np.array([1.0, 5.0, 9.0])
+    assert regression_metrics(y, np.full((3, 1), y.mean()))["r2"] == pytest.approx(0.0)
+
+
+def test_length_mismatch_is_rejected():
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        regression_metrics([1.0, 2.0], [1.0])
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.float64, st.integers(2, 50), elements=st.floats(-1e6, 1e6)))
+def test_perfect_predictions(y):
+    metrics = regression_metrics(y, y.copy())
+    assert metrics["mse"] == 0.0 and metrics["mae"] == 0.0
+    assert metrics["r2"] == 1.0
+
+
+def test_format_metrics():
+    text = format_metrics({"mse": 4.0, "rmse": 2.0, "mae": 1.5, "r2": 0.25})
+    assert text.splitlines() == ["mse   4.0000", "rmse  2.0000", "mae   1.5000", "r2    0.2500"]
+
+
+def test_evaluate_run_matches_its_predictions_and_saves_json(trained_run, tiny_folder, tmp_path):
+    test = load_dataset(tiny_folder / "test.npz")
+    metrics = evaluate(trained_run.path, tiny_folder / "test.npz", output=tmp_path / "m.json")
+    assert metrics == regression_metrics(test.y, trained_run.predict(test.x))
+    assert metrics == pytest.approx(trained_run.metrics["test"])
+    saved = json.loads((tmp_path / "m.json").read_text())
+    assert saved["samples"] == 30 and saved["mse"] == metrics["mse"]
+
+
+def test_evaluate_needs_labels(trained_run, tmp_path):
+    path = tmp_path / "unlabelled.npz"
+    np.savez(path, x=np.zeros((3, 8, 8, 1), np.uint8))
+    with pytest.raises(Img2NumError, match="has no array 'y'"):
+        evaluate(trained_run, path)

@@ -1,0 +1,58 @@
+"""Prediction from Python: runs and paths, arrays and files, the CSV, broken run folders."""
+
+import json
+
+import numpy as np
+import pytest
+
+from img2num.bundle import load_run
+from img2num.data import load_dataset
+from img2num.errors import Img2NumError
+from img2num.predict import predict, predictions_csv, write_predictions
+
+
+def test_predict_accepts_runs_paths_arrays_and_files(trained_run, tiny_folder):
+    test = load_dataset(tiny_folder / "test.npz")
+    expected = trained_run.predict(test.x)
+    assert expected.shape == (30,) and expected.dtype == np.float32
+    assert np.array_equal(predict(trained_run.path, tiny_folder / "test.npz"), expected)
+    assert np.array_equal(predict(trained_run, test.x[..., 0]), expected)
+    assert np.array_equal(predict(trained_run, test), expected)
+
+
+def test_wrong_image_size_is_named(trained_run):
+    with pytest.raises(Img2NumError, match="images are 16x16x1 .* this model takes 8x8x1"):
+        predict(trained_run, np.zeros((2, 16, 16, 1), np.uint8))
+
+
+def test_csv_rows():
+    text = predictions_csv(np.array([1.5, 2.25], np.float32), np.array([1.0, 3.0]))
+    assert text.splitlines() == ["index,prediction,label", "0,1.5,1.0", "1,2.25,3.0"]
+    assert predictions_csv(np.array([7.0])).splitlines() == ["index,prediction", "0,7.0"]
+
+
+def test_write_predictions_never_clobbers(tmp_path):
+    path = write_predictions(tmp_path / "p.csv", np.array([1.0]))
+    with pytest.raises(Img2NumError, match="already exists; pass --overwrite"):
+        write_predictions(path, np.array([2.0]))
+    assert path.read_text().splitlines()[1] == "0,1.0"
+    write_predictions(path, np.array([2.0]), overwrite=True)
+    assert path.read_text().splitlines()[1] == "0,2.0"
+
+
+def test_broken_run_folders(trained_run, tmp_path):
+    with pytest.raises(Img2NumError, match="no such run folder"):
+        load_run(tmp_path / "absent")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "config.json").write_text("{}")
+    with pytest.raises(Img2NumError, match=r"not a finished img2num run \(no model.keras\)"):
+        load_run(tmp_path / "half")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.keras").write_bytes(b"garbage")
+    (broken / "config.json").write_text(json.dumps({"preprocessing": {"input_shape": [8, 8, 1], "pixel_scale": 1}}))
+    with pytest.raises(Img2NumError, match="cannot load the model"):
+        load_run(broken)
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(Img2NumError, match="corrupt run configuration"):
+        load_run(broken)

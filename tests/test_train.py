@@ -1,0 +1,130 @@
+"""Training: loss goes down, seeds reproduce, the run folder is complete and never clobbered."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from img2num import plots
+from img2num.bundle import load_run
+from img2num.config import TrainConfig
+from img2num.data import load_dataset
+from img2num.errors import Img2NumError
+from img2num.train import train
+
+RUN_FILES = [
+    "config.json",
+    "history.csv",
+    "loss.png",
+    "metrics.json",
+    "model.keras",
+    "predictions.png",
+    "samples.png",
+]
+
+
+def test_run_folder_is_complete(trained_run):
+    folder = trained_run.path
+    assert sorted(p.name for p in folder.iterdir()) == RUN_FILES
+    config = json.loads((folder / "config.json").read_text())
+    assert config["train"] == TrainConfig(model="mlp", epochs=3, seed=1).to_dict()
+    assert config["preprocessing"] == {"input_shape": [8, 8, 1], "pixel_scale": 1.0}
+    assert config["data"]["train"]["samples"] == 160 and config["data"]["test"]["samples"] == 30
+    assert config["backend"] and config["img2num_version"] and config["epochs_run"] == 3
+    assert config["parameters"] == 8 * 8 * 256 + 256 + 2 * (256 * 256 + 256) + 257
+    with open(folder / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
+    assert set(rows[0]) == {"epoch", "loss", "val_loss", "seconds"}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert sorted(metrics) == ["test", "train", "val"]
+    assert sorted(metrics["test"]) == ["mae", "mse", "r2", "rmse"]
+
+
+def test_training_lowers_the_loss(tiny_folder):
+    run = train(tiny_folder, TrainConfig(model="cnn", epochs=6, seed=0), quiet=True)
+    losses = [row["loss"] for row in run.history]
+    assert losses[-1] < 0.5 * losses[0]
+    untrained_mse = float(np.mean(load_dataset(tiny_folder / "val.npz").y ** 2))
+    assert run.metrics["val"]["mse"] < 0.5 * untrained_mse
+    assert run.path is None
+
+
+def test_same_seed_same_run_other_seed_other_run(tiny_folder):
+    config = TrainConfig(model="mlp", epochs=2, seed=5)
+    first = train(tiny_folder, config, quiet=True)
+    second = train(tiny_folder, config, quiet=True)
+    other = train(tiny_folder, TrainConfig(model="mlp", epochs=2, seed=6), quiet=True)
+    losses = lambda run: [(row["loss"], row["val_loss"]) for row in run.history]  # noqa: E731
+    assert losses(first) == losses(second)
+    assert losses(first) != losses(other)
+    test = load_dataset(tiny_folder / "test.npz")
+    assert np.array_equal(first.predict(test.x), second.predict(test.x))
+
+
+def test_saved_run_predicts_exactly_as_trained(trained_run, tiny_folder):
+    test = load_dataset(tiny_folder / "test.npz")
+    loaded = load_run(trained_run.path)
+    assert np.array_equal(loaded.predict(test.x), trained_run.predict(test.x))
+    assert loaded.history == trained_run.history
+    assert loaded.metrics == trained_run.metrics
+
+
+def test_validation_share_is_held_out_when_no_validation_set(tiny_folder):
+    run = train(tiny_folder / "train.npz", TrainConfig(epochs=1, val_fraction=0.25), quiet=True)
+    assert run.config["data"]["train"]["samples"] == 120
+    assert run.config["data"]["val"]["samples"] == 40
+    assert "held-out" in run.config["data"]["val"]["source"]
+    assert "test" not in run.metrics
+
+
+def test_existing_run_is_kept_without_overwrite(trained_run, tiny_folder):
+    before = {p.name: p.read_bytes() for p in trained_run.path.iterdir()}
+    with pytest.raises(Img2NumError, match="already exists; pass --overwrite"):
+        train(tiny_folder, TrainConfig(epochs=1), run_dir=trained_run.path, quiet=True)
+    assert {p.name: p.read_bytes() for p in trained_run.path.iterdir()} == before
+
+
+def test_overwrite_replaces_a_run(tiny_folder, tmp_path):
+    run_dir = tmp_path / "run"
+    train(tiny_folder, TrainConfig(model="mlp", epochs=1), run_dir=run_dir, quiet=True)
+    train(tiny_folder, TrainConfig(model="cnn", epochs=1), run_dir=run_dir, overwrite=True, quiet=True)
+    assert load_run(run_dir).model_name == "cnn"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_failure_while_saving_leaves_no_run(tiny_folder, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(plots, "loss_curves", broken)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_folder, TrainConfig(epochs=1), run_dir=tmp_path / "run", quiet=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_lines(tiny_folder):
+    import io
+
+    stream = io.StringIO()
+    train(tiny_folder, TrainConfig(epochs=2), stream=stream)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("mlp epoch 1/2  loss ")
+    assert lines[1].startswith("mlp epoch 2/2  loss ") and "val_loss" in lines[1]
+
+
+def test_bad_training_input(tiny_folder, tmp_path):
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.zeros((10, 9, 8, 1), np.uint8), y=np.zeros(10))
+    with pytest.raises(Img2NumError, match="val images are 9x8x1 but training images are 8x8x1"):
+        train(tiny_folder, TrainConfig(epochs=1), val=other, quiet=True)
+    with pytest.raises(Img2NumError, match="unknown model 'nope'"):
+        train(tiny_folder, TrainConfig(model="nope"), quiet=True)
+    tiny = tmp_path / "tiny.npz"
+    np.savez(tiny, x=np.zeros((1, 8, 8, 1), np.uint8), y=np.zeros(1))
+    with pytest.raises(Img2NumError, match="too few to hold out"):
+        train(tiny, TrainConfig(epochs=1), quiet=True)
+    with pytest.raises(Img2NumError, match="epochs must be at least 1"):
+        TrainConfig(epochs=0)
