@@ -26,7 +26,7 @@ def tiny_folder(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_run(tiny_folder, tmp_path_factory):
     """An MLP trained for a few epochs on the tiny data, saved as a run folder."""
-    from img2num.train import train
+    from img2num.training import train
 
     run_dir = tmp_path_factory.mktemp("runs") / "mlp"
     return train(tiny_folder, TrainConfig(model="mlp", epochs=3, seed=1), run_dir=run_dir, quiet=True)

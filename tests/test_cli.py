@@ -215,3 +215,16 @@ def test_unwritable_output_is_one_line(capsys, trained_run, tiny_folder, tmp_pat
         status, _, err = _run(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", locked / "p.csv")
     assert status == 1
     _one_line_error(err)
+
+
+def test_python_api_example_runs(tmp_path):
+    example = Path(__file__).parents[1] / "examples" / "python_api.py"
+    result = subprocess.run(
+        [sys.executable, str(example), str(tmp_path / "out"), "2"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "['mlp', 'cnn']"
+    assert lines[1].startswith("test metrics: {'mse': ")
+    assert lines[-1].startswith("evaluate: ")
+    assert (tmp_path / "out" / "mlp" / "model.keras").exists()

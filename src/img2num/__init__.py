@@ -24,13 +24,13 @@ _API = {
     "list_models": "img2num.models",
     "create_model": "img2num.models",
     "register_model": "img2num.models",
-    "train": "img2num.train",
+    "train": "img2num.training",
     "Run": "img2num.bundle",
     "load_run": "img2num.bundle",
-    "predict": "img2num.predict",
-    "write_predictions": "img2num.predict",
-    "evaluate": "img2num.evaluate",
-    "regression_metrics": "img2num.evaluate",
+    "predict": "img2num.prediction",
+    "write_predictions": "img2num.prediction",
+    "evaluate": "img2num.evaluation",
+    "regression_metrics": "img2num.evaluation",
     "run_recipe": "img2num.recipe",
 }
 

@@ -138,9 +138,9 @@ def _models(args) -> None:
 
 
 def _train(args) -> None:
-    from img2num.evaluate import format_metrics
+    from img2num.evaluation import format_metrics
     from img2num.models import get_model_spec
-    from img2num.train import train
+    from img2num.training import train
 
     config = TrainConfig(
         model=args.model,
@@ -166,7 +166,7 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from img2num.evaluate import evaluate, format_metrics
+    from img2num.evaluation import evaluate, format_metrics
 
     output = args.output or args.run / "evaluations" / f"{args.data.stem}.json"
     print(format_metrics(evaluate(args.run, args.data, output=output)))
@@ -177,7 +177,7 @@ def _predict(args) -> None:
     from img2num.bundle import load_run
     from img2num.data import load_dataset
     from img2num.io import check_replaceable_file
-    from img2num.predict import predictions_csv, write_predictions
+    from img2num.prediction import predictions_csv, write_predictions
 
     if args.output is not None:
         check_replaceable_file(args.output, args.overwrite)

@@ -46,7 +46,7 @@ def run_recipe(
         Img2NumError: A bad option, an unknown model, or an existing folder without `overwrite`.
     """
     from img2num import plots
-    from img2num.train import train
+    from img2num.training import train
 
     configs = {name: TrainConfig(model=name, epochs=epochs, seed=seed) for name in models}
     for name in models:

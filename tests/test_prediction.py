@@ -8,7 +8,7 @@ import pytest
 from img2num.bundle import load_run
 from img2num.data import load_dataset
 from img2num.errors import Img2NumError
-from img2num.predict import predict, predictions_csv, write_predictions
+from img2num.prediction import predict, predictions_csv, write_predictions
 
 
 def test_predict_accepts_runs_paths_arrays_and_files(trained_run, tiny_folder):

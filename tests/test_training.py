@@ -11,7 +11,7 @@ from img2num.bundle import load_run
 from img2num.config import TrainConfig
 from img2num.data import load_dataset
 from img2num.errors import Img2NumError
-from img2num.train import train
+from img2num.training import train
 
 RUN_FILES = [
     "config.json",

@@ -15,7 +15,7 @@ from img2num.bundle import Preprocessing, Run
 from img2num.config import TrainConfig
 from img2num.data import Dataset, as_dataset, load_split_folder, shape_text
 from img2num.errors import Img2NumError
-from img2num.evaluate import regression_metrics
+from img2num.evaluation import regression_metrics
 from img2num.io import atomic_folder, check_replaceable
 from img2num.models import create_model, get_model_spec
 
