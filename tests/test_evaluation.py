@@ -63,3 +63,19 @@ def test_evaluate_needs_labels(trained_run, tmp_path):
     np.savez(path, x=np.zeros((3, 8, 8, 1), np.uint8))
     with pytest.raises(Img2NumError, match="has no array 'y'"):
         evaluate(trained_run, path)
+
+
+def test_evaluation_file_is_refreshed_but_nothing_else_is_replaced(trained_run, tiny_folder, tmp_path):
+    output = tmp_path / "m.json"
+    evaluate(trained_run, tiny_folder / "test.npz", output=output)
+    evaluate(trained_run, tiny_folder / "test.npz", output=output)
+    with pytest.raises(Img2NumError, match="m.json: already exists; pass --overwrite"):
+        evaluate(trained_run, tiny_folder / "val.npz", output=output)
+    assert json.loads(output.read_text())["samples"] == 30
+    evaluate(trained_run, tiny_folder / "val.npz", output=output, overwrite=True)
+    assert json.loads(output.read_text())["samples"] == 40
+    mine = tmp_path / "mine.json"
+    mine.write_text("my notes")
+    with pytest.raises(Img2NumError, match="already exists"):
+        evaluate(trained_run, tiny_folder / "test.npz", output=mine)
+    assert mine.read_text() == "my notes"

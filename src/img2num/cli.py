@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("run", type=Path, help="run folder")
     command.add_argument("data", type=Path, help="labelled .npz file")
     command.add_argument("--output", type=Path, help="JSON file for the metrics (default: RUN/evaluations/DATA.json)")
+    command.add_argument("--overwrite", action="store_true", help="replace an output file that holds anything but an earlier evaluation of the same data")
     command.set_defaults(command=_evaluate)
 
     command = commands.add_parser(
@@ -169,7 +170,7 @@ def _evaluate(args) -> None:
     from img2num.evaluation import evaluate, format_metrics
 
     output = args.output or args.run / "evaluations" / f"{args.data.stem}.json"
-    print(format_metrics(evaluate(args.run, args.data, output=output)))
+    print(format_metrics(evaluate(args.run, args.data, output=output, overwrite=args.overwrite)))
     print(f"metrics saved in {output}")
 
 

@@ -42,28 +42,43 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return "\n".join(f"{name:<5} {metrics[name]:.4f}" for name in METRIC_NAMES if name in metrics)
 
 
-def evaluate(run, data, output=None) -> dict[str, float]:
+def evaluate(run, data, output=None, overwrite: bool = False) -> dict[str, float]:
     """Score a trained run on labelled data, optionally saving the metrics as JSON.
 
     Args:
         run: A `Run` or the path of a run folder.
         data: A labelled `Dataset` or `.npz` file.
         output: JSON file to write the metrics to, or None.
+        overwrite: Replace an existing `output` file. Without it, an existing file is replaced
+            only when it holds an earlier evaluation of the same data file.
 
     Returns:
         `mse`, `rmse`, `mae` and `r2`.
 
     Raises:
-        Img2NumError: The run or data cannot be read, the data has no labels, or the images do
-            not fit the model.
+        Img2NumError: The run or data cannot be read, the data has no labels, the images do
+            not fit the model, or `output` holds something else and `overwrite` is false.
     """
     from img2num.bundle import as_run
     from img2num.data import as_dataset
-    from img2num.io import write_json
+    from img2num.io import check_replaceable_file, write_json
 
     run = as_run(run)
     data = as_dataset(data, require_labels=True)
+    if output is not None:
+        check_replaceable_file(output, overwrite or _evaluation_of(output) == data.source)
     metrics = regression_metrics(data.y, run.predict(data.x, data.source))
     if output is not None:
         write_json(output, {"data": data.source, "samples": len(data), **metrics})
     return metrics
+
+
+def _evaluation_of(path) -> str | None:
+    """The data source recorded in an earlier evaluation file, if it is one."""
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")).get("data")
+    except (OSError, ValueError, AttributeError):
+        return None
