@@ -54,5 +54,16 @@ def test_broken_run_folders(trained_run, tmp_path):
     with pytest.raises(Img2NumError, match="cannot load the model"):
         load_run(broken)
     (broken / "config.json").write_text("{not json")
-    with pytest.raises(Img2NumError, match="corrupt run configuration"):
+    with pytest.raises(Img2NumError, match="config.json: corrupt run file"):
         load_run(broken)
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "history.csv"])
+def test_corrupt_records_are_named(trained_run, tmp_path, name):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run.path, copy)
+    (copy / name).write_text("epoch,loss\n1,not-a-number\n" if name.endswith(".csv") else "[1,")
+    with pytest.raises(Img2NumError, match=f"{name}: corrupt run file"):
+        load_run(copy)

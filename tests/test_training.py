@@ -128,3 +128,18 @@ def test_bad_training_input(tiny_folder, tmp_path):
         train(tiny, TrainConfig(epochs=1), quiet=True)
     with pytest.raises(Img2NumError, match="epochs must be at least 1"):
         TrainConfig(epochs=0)
+
+
+def test_run_trained_in_memory_saves_and_loads(tiny_folder, tmp_path):
+    run = train(tiny_folder, TrainConfig(model="cnn", epochs=1), quiet=True)
+    assert run.save(tmp_path / "saved") == tmp_path / "saved"
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == [
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "model.keras",
+    ]
+    test = load_dataset(tiny_folder / "test.npz")
+    assert np.array_equal(load_run(tmp_path / "saved").predict(test.x), run.predict(test.x))
+    with pytest.raises(Img2NumError, match="already exists"):
+        run.save(tmp_path / "saved")

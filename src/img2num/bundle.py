@@ -170,13 +170,12 @@ def load_run(folder: str | Path) -> Run:
     missing = [name for name in (MODEL_FILE, CONFIG_FILE) if not (folder / name).is_file()]
     if missing:
         raise Img2NumError(f"{folder}: not a finished img2num run (no {' or '.join(missing)})")
+    config = _read_json(folder / CONFIG_FILE)
     try:
-        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
         preprocessing = Preprocessing.from_dict(config.pop("preprocessing"))
-        metrics_path = folder / METRICS_FILE
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else {}
-    except (ValueError, KeyError, TypeError) as error:
-        raise Img2NumError(f"{folder / CONFIG_FILE}: corrupt run configuration ({error})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise Img2NumError(f"{folder / CONFIG_FILE}: corrupt run configuration (preprocessing: {error})") from None
+    metrics = _read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).exists() else {}
     history = _read_history(folder / HISTORY_FILE)
     import keras
 
@@ -187,12 +186,22 @@ def load_run(folder: str | Path) -> Run:
     return Run(model, preprocessing, config, history, metrics, folder)
 
 
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise Img2NumError(f"{path}: corrupt run file ({error})") from None
+
+
 def _read_history(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    return [{key: (int(v) if key == "epoch" else float(v)) for key, v in row.items()} for row in rows]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        return [{key: (int(v) if key == "epoch" else float(v)) for key, v in row.items()} for row in rows]
+    except (OSError, ValueError, TypeError) as error:
+        raise Img2NumError(f"{path}: corrupt run file ({error})") from None
 
 
 def as_run(run: Run | str | Path) -> Run:

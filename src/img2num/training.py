@@ -71,7 +71,7 @@ def train(
     recorder = EpochRecorder()
     callbacks = [recorder]
     if not quiet:
-        callbacks.append(Progress(config.model, config.epochs, stream or sys.stderr))
+        callbacks.append(Progress(recorder, config.model, config.epochs, stream or sys.stderr))
     started = time.perf_counter()
     model.fit(
         preprocessing.apply(splits["train"].x, splits["train"].source),
@@ -135,11 +135,13 @@ class EpochRecorder(keras.callbacks.Callback):
         )
 
 
-class Progress(EpochRecorder):
-    """Keras callback printing progress: one updating line on a terminal, else every 10%."""
+class Progress(keras.callbacks.Callback):
+    """Keras callback printing the recorder's latest epoch: one updating line on a terminal,
+    else a line at the first epoch, every 10% and the last. It must come after the recorder."""
 
-    def __init__(self, name: str, epochs: int, stream: TextIO) -> None:
+    def __init__(self, recorder: EpochRecorder, name: str, epochs: int, stream: TextIO) -> None:
         super().__init__()
+        self.recorder = recorder
         self.name = name
         self.epochs = epochs
         self.stream = stream
@@ -147,8 +149,7 @@ class Progress(EpochRecorder):
         self.every = max(1, epochs // 10)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        super().on_epoch_end(epoch, logs)
-        row = self.history[-1]
+        row = self.recorder.history[-1]
         done = row["epoch"]
         line = (
             f"{self.name} epoch {done}/{self.epochs}  loss {row['loss']:.4g}  "
