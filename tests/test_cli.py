@@ -185,6 +185,8 @@ def test_unknown_model(capsys, tiny_folder, tmp_path):
     status, _, err = _run(capsys, "recipe", "--models", "mlp", "vgg", "--out", tmp_path / "res")
     assert status == 1 and "unknown model 'vgg'" in _one_line_error(err)
     assert not (tmp_path / "res").exists()
+    status, _, err = _run(capsys, "recipe", "--train-size", "0", "--out", tmp_path / "res")
+    assert status == 1 and "the recipe needs at least 2 training samples, got 0" in _one_line_error(err)
 
 
 def test_run_and_output_errors(capsys, trained_run, tiny_folder, bad_files, tmp_path):

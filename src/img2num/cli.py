@@ -140,7 +140,6 @@ def _models(args) -> None:
 
 def _train(args) -> None:
     from img2num.evaluation import format_metrics
-    from img2num.models import get_model_spec
     from img2num.training import train
 
     config = TrainConfig(
@@ -151,7 +150,6 @@ def _train(args) -> None:
         seed=args.seed,
         val_fraction=args.val_fraction,
     )
-    get_model_spec(config.model)
     run = train(
         args.data,
         config,

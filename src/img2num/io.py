@@ -59,7 +59,8 @@ def atomic_folder(folder: str | Path, overwrite: bool = False) -> Iterator[Path]
         yield tmp
         check_replaceable(folder, overwrite)
         if folder.exists():
-            old = folder.with_name(f".{folder.name}.{os.getpid()}.old")
+            # rename() may replace an empty folder, so a fresh unique name takes the old one.
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
             os.replace(folder, old)
             os.replace(tmp, folder)
             shutil.rmtree(old)

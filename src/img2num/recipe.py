@@ -8,6 +8,7 @@ from typing import TextIO
 
 from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, PointsConfig, TrainConfig
 from img2num.data import load_split_folder, write_points
+from img2num.errors import Img2NumError
 from img2num.io import atomic_folder, check_replaceable, write_json, write_text
 from img2num.models import get_model_spec
 
@@ -51,6 +52,10 @@ def run_recipe(
     configs = {name: TrainConfig(model=name, epochs=epochs, seed=seed) for name in models}
     for name in models:
         get_model_spec(name)
+    if not models:
+        raise Img2NumError("the recipe needs at least one model")
+    if points.train < 2:
+        raise Img2NumError(f"the recipe needs at least 2 training samples, got {points.train}")
     check_replaceable(out_dir, overwrite)
     stream = stream or sys.stderr
     with atomic_folder(out_dir, overwrite) as folder:
