@@ -91,7 +91,7 @@ def run_recipe(
 
 
 def _comparison_markdown(points: PointsConfig, config: TrainConfig, runs: dict, scored: str) -> str:
-    from img2num.report import comparison_table, verdict
+    from img2num.report import comparison_table, overfitting_note, verdict
 
     sizes = " / ".join(f"{size} {split}" for split, size in points.split_sizes.items())
     return (
@@ -100,7 +100,7 @@ def _comparison_markdown(points: PointsConfig, config: TrainConfig, runs: dict, 
         f"data seed {points.seed}.\n"
         f"Training: {config.epochs} epochs, batch {config.batch_size}, Adam at "
         f"{config.learning_rate:g}, MSE loss, seed {config.seed}.\n\n"
-        f"{comparison_table(runs, scored)}\n{verdict(runs, scored)}\n\n"
+        f"{comparison_table(runs, scored)}\n{verdict(runs, scored)}\n\n{overfitting_note(runs)}\n\n"
         "Training and validation loss per epoch:\n\n![loss curves](loss_curves.png)\n\n"
         + "".join(f"![{name} predictions]({name}/predictions.png)\n" for name in runs)
     )

@@ -45,3 +45,16 @@ def verdict(runs: dict[str, Run], split: str = "test") -> str:
     )
     sentence = f"Lowest {split} MSE: **{best_name}** ({best_mse:.2f})"
     return sentence + (f"; then {others}." if others else ".")
+
+
+def overfitting_note(runs: dict[str, Run]) -> str:
+    """One sentence comparing each run's final validation loss with its final training loss."""
+    parts = []
+    for name, run in runs.items():
+        last = run.history[-1]
+        ratio = last["val_loss"] / last["loss"] if last["loss"] > 0 else float("inf")
+        parts.append(f"{name} {last['val_loss']:.2f} vs {last['loss']:.2f} ({ratio:.3g}x)")
+    return (
+        "Final validation loss against final training loss: " + ", ".join(parts) + ". "
+        "A large multiple means the model memorised its training images (overfitting)."
+    )
