@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,12 +115,15 @@ class Run:
         output = self.model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
         return np.asarray(output, dtype=np.float32).reshape(-1)
 
-    def save(self, folder: str | Path, overwrite: bool = False) -> Path:
+    def save(
+        self, folder: str | Path, overwrite: bool = False, extra: Callable[[Path], None] | None = None
+    ) -> Path:
         """Save the bundle as a run folder, atomically.
 
         Args:
             folder: The run folder to create.
             overwrite: Replace an existing folder (only once the new one is complete).
+            extra: Called with the still unfinished folder to add files of its own (pictures).
 
         Returns:
             The run folder.
@@ -128,17 +132,14 @@ class Run:
             Img2NumError: The folder exists and `overwrite` is false.
         """
         with atomic_folder(folder, overwrite) as tmp:
-            self.write(tmp)
+            self.model.save(tmp / MODEL_FILE)
+            write_json(tmp / CONFIG_FILE, {**self.config, "preprocessing": self.preprocessing.to_dict()})
+            write_json(tmp / METRICS_FILE, self.metrics)
+            write_text(tmp / HISTORY_FILE, history_csv(self.history))
+            if extra is not None:
+                extra(tmp)
         self.path = Path(folder)
         return self.path
-
-    def write(self, folder: str | Path) -> None:
-        """Write the bundle's files into a new, still private folder (see `save`)."""
-        folder = Path(folder)
-        self.model.save(folder / MODEL_FILE)
-        write_json(folder / CONFIG_FILE, {**self.config, "preprocessing": self.preprocessing.to_dict()})
-        write_json(folder / METRICS_FILE, self.metrics)
-        write_text(folder / HISTORY_FILE, history_csv(self.history))
 
 
 def history_csv(history: list[dict]) -> str:

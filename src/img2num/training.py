@@ -16,7 +16,7 @@ from img2num.config import TrainConfig
 from img2num.data import Dataset, as_dataset, load_split_folder, shape_text
 from img2num.errors import Img2NumError
 from img2num.evaluation import regression_metrics
-from img2num.io import atomic_folder, check_replaceable
+from img2num.io import check_replaceable
 from img2num.models import create_model, get_model_spec
 
 
@@ -94,22 +94,24 @@ def train(
     predictions = {name: run.predict(split.x, split.source) for name, split in splits.items()}
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}
     if run_dir is not None:
-        from img2num import plots
-
-        with atomic_folder(run_dir, overwrite) as folder:
-            run.write(folder)
-            plots.sample_grid(splits["train"].x, splits["train"].y, folder / "samples.png", title="training samples")
-            plots.loss_curves(run.history, folder / "loss.png", config.model)
-            shown = "test" if "test" in splits else "val"
-            plots.sample_grid(
-                splits[shown].x,
-                splits[shown].y,
-                folder / "predictions.png",
-                predictions=predictions[shown],
-                title=f"{config.model}: {'test' if shown == 'test' else 'validation'} predictions",
-            )
-        run.path = Path(run_dir)
+        run.save(run_dir, overwrite, extra=lambda folder: _draw_pictures(folder, run, splits, predictions))
     return run
+
+
+def _draw_pictures(folder: Path, run: Run, splits: dict[str, Dataset], predictions: dict) -> None:
+    from img2num import plots
+
+    name = run.model_name
+    plots.sample_grid(splits["train"].x, splits["train"].y, folder / "samples.png", title="training samples")
+    plots.loss_curves(run.history, folder / "loss.png", name)
+    shown = "test" if "test" in splits else "val"
+    plots.sample_grid(
+        splits[shown].x,
+        splits[shown].y,
+        folder / "predictions.png",
+        predictions=predictions[shown],
+        title=f"{name}: {'test' if shown == 'test' else 'validation'} predictions",
+    )
 
 
 class EpochRecorder(keras.callbacks.Callback):
