@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 METRIC_NAMES = ("mse", "rmse", "mae", "r2")
@@ -75,9 +78,6 @@ def evaluate(run, data, output=None, overwrite: bool = False) -> dict[str, float
 
 def _evaluation_of(path) -> str | None:
     """The data source recorded in an earlier evaluation file, if it is one."""
-    import json
-    from pathlib import Path
-
     try:
         return json.loads(Path(path).read_text(encoding="utf-8")).get("data")
     except (OSError, ValueError, AttributeError):

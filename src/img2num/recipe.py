@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TextIO
 
@@ -57,7 +56,6 @@ def run_recipe(
     if points.train < 2:
         raise Img2NumError(f"the recipe needs at least 2 training samples, got {points.train}")
     check_replaceable(out_dir, overwrite)
-    stream = stream or sys.stderr
     with atomic_folder(out_dir, overwrite) as folder:
         write_points(folder / "data", points)
         splits = load_split_folder(folder / "data")
