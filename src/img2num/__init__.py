@@ -32,6 +32,7 @@ _API = {
     "evaluate": "img2num.evaluation",
     "regression_metrics": "img2num.evaluation",
     "run_recipe": "img2num.recipe",
+    "points_bayes_reference": "img2num.bayes",
 }
 
 __all__ = ["__version__", *_API]
