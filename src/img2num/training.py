@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import TextIO
 
 import keras
-import numpy as np
 
 from img2num.bundle import Preprocessing, Run
 from img2num.config import TrainConfig
-from img2num.data import Dataset, as_dataset, load_split_folder, shape_text
-from img2num.errors import Img2NumError
+from img2num.data import Dataset, resolve_splits
 from img2num.evaluation import regression_metrics
 from img2num.io import check_replaceable
 from img2num.models import create_model, get_model_spec
@@ -55,14 +53,8 @@ def train(
     get_model_spec(config.model)
     if run_dir is not None:
         check_replaceable(run_dir, overwrite)
-    splits = _resolve_splits(data, val, test, config)
+    splits = resolve_splits(data, val, test, val_fraction=config.val_fraction, seed=config.seed)
     shape = splits["train"].image_shape
-    for name, split in splits.items():
-        if split.image_shape != shape:
-            raise Img2NumError(
-                f"{split.source}: {name} images are {shape_text(split.image_shape)} but training "
-                f"images are {shape_text(shape)}"
-            )
 
     keras.utils.set_random_seed(config.seed)
     preprocessing = Preprocessing.for_images(splits["train"].x)
@@ -162,34 +154,6 @@ class Progress(keras.callbacks.Callback):
         elif done == 1 or done % self.every == 0 or done == self.epochs:
             self.stream.write(line + "\n")
         self.stream.flush()
-
-
-def _resolve_splits(data, val, test, config: TrainConfig) -> dict[str, Dataset]:
-    if isinstance(data, (str, Path)) and Path(data).is_dir():
-        splits = load_split_folder(data)
-    else:
-        splits = {"train": as_dataset(data, require_labels=True)}
-    if val is not None:
-        splits["val"] = as_dataset(val, require_labels=True)
-    if test is not None:
-        splits["test"] = as_dataset(test, require_labels=True)
-    if "val" not in splits:
-        splits.update(_hold_out(splits["train"], config.val_fraction, config.seed))
-    return splits
-
-
-def _hold_out(data: Dataset, fraction: float, seed: int) -> dict[str, Dataset]:
-    count = int(round(len(data) * fraction))
-    if count < 1 or count >= len(data):
-        raise Img2NumError(
-            f"{data.source}: {len(data)} samples are too few to hold out a validation share of "
-            f"{fraction}; give a validation set"
-        )
-    order = np.random.default_rng(seed).permutation(len(data))
-    return {
-        "train": data.take(np.sort(order[count:]), f"{data.source} (training share)"),
-        "val": data.take(np.sort(order[:count]), f"{data.source} (held-out validation share)"),
-    }
 
 
 def _run_config(config: TrainConfig, splits: dict[str, Dataset], model, seconds: float, epochs_run: int) -> dict:
