@@ -1,4 +1,4 @@
-"""Exact Bayes-optimal error of the points task: the best any model can do on it."""
+"""Exact Bayes-optimal errors of the synthetic tasks (points, dust): the best any model can do."""
 
 from __future__ import annotations
 
@@ -89,3 +89,29 @@ def points_bayes_reference(
     squared_error = (labels[:, None] - posterior_mean[None, :]) ** 2
     mse = float((joint * squared_error).sum())
     return BayesReference(mse, posterior_mean, lit_probability)
+
+
+def dust_bayes_reference(cells: int) -> BayesReference:
+    """The exact Bayes reference of the dust task, with labels in percent.
+
+    The dust rate p is uniform on [0, 1] and each of the `cells` cells is dusty with chance p,
+    independently, so the number K of dusty cells is binomial and, averaged over p, uniform on
+    0..cells. Every cell is recognisable in the image and, given K, where the dust lies and the
+    lighting and noise say nothing more about p. With a uniform prior, p given K follows
+    Beta(K + 1, cells - K + 1): the best guess is (K + 1) / (cells + 2), and the expected
+    squared error is 1 / (6 (cells + 2)), times 100^2 for percent.
+
+    Args:
+        cells: Number of dust cells in an image.
+
+    Returns:
+        The reference: its MSE, the best prediction for each K, and the distribution of K.
+
+    Raises:
+        Img2NumError: `cells` is below 1.
+    """
+    if cells < 1:
+        raise Img2NumError(f"the dust task needs at least 1 cell, got {cells}")
+    dusty = np.arange(cells + 1)
+    posterior_mean = 100.0 * (dusty + 1) / (cells + 2)
+    return BayesReference(1e4 / (6 * (cells + 2)), posterior_mean, np.full(cells + 1, 1.0 / (cells + 1)))

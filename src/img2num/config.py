@@ -44,6 +44,50 @@ class PointsConfig:
 
 
 @dataclass(frozen=True)
+class DustConfig:
+    """The dust task: RGB pictures of a solar panel on which dust settles at a hidden rate.
+
+    Attributes:
+        height: Image height in pixels.
+        width: Image width in pixels.
+        cell: Side of a dust cell in pixels; each cell is dusty or clean as a whole.
+        noise: Standard deviation of the Gaussian pixel noise (pixel values run from 0 to 1); up
+            to 0.02 every cell stays recognisable, so the Bayes reference is exact.
+        train: Number of training samples.
+        val: Number of validation samples.
+        test: Number of test samples.
+        seed: Seed of the `numpy.random.Generator` the samples are drawn from.
+    """
+
+    height: int = 64
+    width: int = 64
+    cell: int = 2
+    noise: float = 0.02
+    train: int = 1500
+    val: int = 300
+    test: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width", "cell"):
+            _require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
+        _require(0 <= self.noise <= 0.1, f"dust noise must be between 0 and 0.1, got {self.noise}")
+        for name in ("train", "val", "test"):
+            _require(getattr(self, name) >= 0, f"{name} size must be non-negative, got {getattr(self, name)}")
+        _require(self.seed >= 0, f"seed must be non-negative, got {self.seed}")
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        """Sample count of each split, in split order."""
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+    @property
+    def cells(self) -> int:
+        """Number of dust cells in an image (edge cells may be cut by the border)."""
+        return -(-self.height // self.cell) * -(-self.width // self.cell)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """How one model is trained; the defaults are the tutorial's settings.
 

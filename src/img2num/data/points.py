@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from img2num.config import PointsConfig
-from img2num.data.arrays import Dataset, save_npz
+from img2num.data.arrays import Dataset
+from img2num.data.tasks import write_task_folder
 from img2num.errors import Img2NumError
 
 # Points drawn per vectorised chunk: bounds memory for very large data sets.
@@ -84,7 +85,7 @@ def generate_points_splits(config: PointsConfig = PointsConfig()) -> dict[str, D
 def write_points(
     folder: str | Path, config: PointsConfig = PointsConfig(), overwrite: bool = False
 ) -> dict[str, Path]:
-    """Generate the points splits and write each as `<folder>/<split>.npz`.
+    """Generate the points splits and write each as `<folder>/<split>.npz`, with `task.json`.
 
     Args:
         folder: Output folder, created if needed.
@@ -97,15 +98,4 @@ def write_points(
     Raises:
         Img2NumError: A split file exists and `overwrite` is false, or every split is empty.
     """
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise Img2NumError(f"{folder}: exists and is not a folder")
-    targets = {split: folder / f"{split}.npz" for split, size in config.split_sizes.items() if size}
-    if not targets:
-        raise Img2NumError("every split size is 0; nothing to generate")
-    existing = [str(path) for path in targets.values() if path.exists()]
-    if existing and not overwrite:
-        raise Img2NumError(f"{existing[0]}: already exists; pass --overwrite to replace it")
-    folder.mkdir(parents=True, exist_ok=True)
-    splits = generate_points_splits(config)
-    return {split: save_npz(targets[split], data) for split, data in splits.items()}
+    return write_task_folder(folder, config, generate_points_splits, overwrite)
