@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 
 from img2num import __version__
-from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, PointsConfig, TrainConfig
+from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, DustConfig, PointsConfig, TrainConfig
 from img2num.errors import Img2NumError
+
+# Kept here rather than imported from img2num.data, which loads numpy; `--help` stays instant.
+TASK_CHOICES = ("points", "dust")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,23 +47,31 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 
     points = _Parser(add_help=False)
-    group = points.add_argument_group("points data")
+    group = points.add_argument_group("synthetic data")
     defaults = PointsConfig()
-    group.add_argument("--height", type=_positive_int, default=defaults.height, help="image height (default %(default)s)")
-    group.add_argument("--width", type=_positive_int, default=defaults.width, help="image width (default %(default)s)")
-    group.add_argument("--channels", type=_positive_int, default=defaults.channels, help="image channels (default %(default)s)")
+    dust = DustConfig()
+    # Sizes default to None so that each task can have its own (points 16x16x1, dust 64x64x3).
+    group.add_argument("--height", type=_positive_int, help=f"image height (default {defaults.height}; dust task {dust.height})")
+    group.add_argument("--width", type=_positive_int, help=f"image width (default {defaults.width}; dust task {dust.width})")
+    group.add_argument("--channels", type=_positive_int, help=f"image channels (default {defaults.channels}; the dust task is RGB)")
     group.add_argument("--train-size", type=_count, default=defaults.train, help="training samples (default %(default)s)")
     group.add_argument("--val-size", type=_count, default=defaults.val, help="validation samples (default %(default)s)")
     group.add_argument("--test-size", type=_count, default=defaults.test, help="test samples (default %(default)s)")
     group.add_argument("--data-seed", type=_count, default=defaults.seed, help="seed of the data (default %(default)s)")
 
     command = commands.add_parser(
-        "generate", parents=[points], help="write the points data set as train/val/test .npz files",
-        description="Write the tutorial's points data set: OUT/train.npz, val.npz and test.npz "
-        "(a split of size 0 is skipped). Each holds x uint8 (N, H, W, C) and y float32 (N,).",
+        "generate", parents=[points], help="write a synthetic data set (points or dust) as train/val/test .npz files",
+        description="Write a synthetic data set: OUT/train.npz, val.npz and test.npz (a split of size 0 "
+        "is skipped), each holding x uint8 (N, H, W, C) and y float32 (N,), and OUT/task.json (the task, "
+        "its options and the best possible MSE, which `img2num compare` reads).",
     )
     command.add_argument("out", type=Path, help="output folder")
     command.add_argument("--overwrite", action="store_true", help="replace existing split files")
+    command.add_argument("--task", choices=TASK_CHOICES, default="points", help="synthetic task (default %(default)s): "
+                         "points = n points dropped on a 16x16 image, label n; dust = RGB solar panel, label = dust rate in percent")
+    group = command.add_argument_group("dust task")
+    group.add_argument("--cell", type=_positive_int, help=f"side of a dust cell in pixels (default {dust.cell})")
+    group.add_argument("--noise", type=_dust_noise, help=f"pixel noise, 0 to 0.1; the reference is exact up to 0.02 (default {dust.noise})")
     command.set_defaults(command=_generate)
 
     command = commands.add_parser("models", help="list the registered models", description="List the registered models.")
@@ -107,6 +118,29 @@ def build_parser() -> argparse.ArgumentParser:
     command.set_defaults(command=_predict)
 
     command = commands.add_parser(
+        "compare", help="train several models and the baselines on the same splits; leaderboard and HTML report",
+        description="Train every named model (and fit two baselines: the training mean and ridge regression "
+        "on downsampled pixels) on identical splits with the same seeds, and write a leaderboard sorted by test "
+        "MSE, loss curves, per-model diagnostics, report.md and a self-contained report.html. The best possible "
+        "MSE comes from the data folder's task.json (written by `img2num generate`) or --reference-mse.",
+    )
+    command.add_argument("data", type=Path, help="training .npz file, or a folder from `img2num generate`")
+    command.add_argument("--val", type=Path, help="validation .npz file (default: the folder's val.npz, else a held-out share)")
+    command.add_argument("--test", type=Path, help="test .npz file (default: the folder's test.npz, else a held-out share)")
+    command.add_argument("--models", type=_model_list, help="comma-separated model names, such as mlp,cnn (default: every registered model)")
+    command.add_argument("--epochs", type=_positive_int, help=f"epochs per model (default {train_defaults.epochs})")
+    command.add_argument("--seeds", type=_positive_int, default=1, help="train every model on this many seeds, SEED, SEED+1, ...; report mean and spread (default %(default)s)")
+    command.add_argument("--seed", type=_count, default=0, help="first training seed, also the seed of held-out shares (default %(default)s)")
+    command.add_argument("--val-fraction", type=_fraction, default=train_defaults.val_fraction, help="share held out for validation when none is given (default %(default)s)")
+    command.add_argument("--test-fraction", type=_fraction, default=0.2, help="share held out for testing when none is given (default %(default)s)")
+    command.add_argument("--reference-mse", type=_positive_float, help="best possible test MSE of the task (default: from the data folder's task.json)")
+    command.add_argument("--no-runs", action="store_true", help="do not keep each trained run folder in OUT/runs")
+    command.add_argument("--out", type=Path, default=Path("results/compare"), help="results folder (default %(default)s)")
+    command.add_argument("--overwrite", action="store_true", help="replace an existing results folder once the new one is complete")
+    command.add_argument("--quiet", action="store_true", help="print no progress")
+    command.set_defaults(command=_compare)
+
+    command = commands.add_parser(
         "recipe", parents=[points], help="the main job: data, both tutorial models, evaluation, pictures, comparison",
         description="Generate the points data, train each model with the tutorial's settings, "
         "evaluate on the test split, draw every picture and write a comparison into one folder.",
@@ -122,9 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _generate(args) -> None:
-    from img2num.data import write_points
+    from img2num.data import write_dust, write_points
 
-    paths = write_points(args.out, _points_config(args), overwrite=args.overwrite)
+    if args.task == "dust":
+        paths = write_dust(args.out, _dust_config(args), overwrite=args.overwrite)
+    else:
+        if args.cell is not None or args.noise is not None:
+            raise Img2NumError("--cell and --noise belong to --task dust")
+        paths = write_points(args.out, _points_config(args), overwrite=args.overwrite)
     for split, path in paths.items():
         print(f"{split}: {path}")
 
@@ -190,6 +229,34 @@ def _predict(args) -> None:
     print(f"{len(predictions)} predictions written to {args.output}")
 
 
+def _compare(args) -> None:
+    from img2num.comparison import compare
+
+    summary = compare(
+        args.data,
+        args.models,
+        val=args.val,
+        test=args.test,
+        out_dir=args.out,
+        epochs=args.epochs,
+        seeds=args.seeds,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        reference_mse=args.reference_mse,
+        keep_runs=not args.no_runs,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+    )
+    width = max(len(row["name"]) for row in summary["leaderboard"])
+    for row in summary["leaderboard"]:
+        spread = f" ± {row['test_mse_sd']:.4g}" if row["seeds"] > 1 else ""
+        ratio = "" if row["mse_over_reference"] is None else f"  ({row['mse_over_reference']:.3f}x best possible)"
+        print(f"{row['name']:<{width}}  test MSE {row['test_mse']:.4g}{spread}{ratio}")
+    print(f"best: {summary['best']}")
+    print(f"results in {summary['folder']} (report.html, report.md, leaderboard.md, results.json)")
+
+
 def _recipe(args) -> None:
     from img2num.recipe import run_recipe
 
@@ -211,10 +278,27 @@ def _recipe(args) -> None:
 
 
 def _points_config(args) -> PointsConfig:
+    defaults = PointsConfig()
     return PointsConfig(
-        height=args.height,
-        width=args.width,
-        channels=args.channels,
+        height=args.height or defaults.height,
+        width=args.width or defaults.width,
+        channels=args.channels or defaults.channels,
+        train=args.train_size,
+        val=args.val_size,
+        test=args.test_size,
+        seed=args.data_seed,
+    )
+
+
+def _dust_config(args) -> DustConfig:
+    if args.channels not in (None, 3):
+        raise Img2NumError(f"the dust task is RGB (3 channels); got --channels {args.channels}")
+    defaults = DustConfig()
+    return DustConfig(
+        height=args.height or defaults.height,
+        width=args.width or defaults.width,
+        cell=args.cell or defaults.cell,
+        noise=defaults.noise if args.noise is None else args.noise,
         train=args.train_size,
         val=args.val_size,
         test=args.test_size,
@@ -266,3 +350,14 @@ def _positive_float(text: str) -> float:
 
 def _fraction(text: str) -> float:
     return _parse_number(float, text, lambda v: 0 < v < 1, "a number between 0 and 1")
+
+
+def _dust_noise(text: str) -> float:
+    return _parse_number(float, text, lambda v: 0 <= v <= 0.1, "a number from 0 to 0.1")
+
+
+def _model_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated model names such as mlp,cnn, got {text!r}")
+    return names

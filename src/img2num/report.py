@@ -1,6 +1,13 @@
-"""Comparison tables of trained runs, in markdown."""
+"""Comparison tables of trained runs (markdown), and the leaderboard and HTML report of `compare`."""
 
 from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import math
+from pathlib import Path
 
 from img2num.bundle import Run
 
@@ -58,3 +65,222 @@ def overfitting_note(runs: dict[str, Run]) -> str:
         "Final validation loss against final training loss: " + ", ".join(parts) + ". "
         "A large multiple means the model memorised its training images (overfitting)."
     )
+
+
+# --- `img2num compare`: the leaderboard, the markdown summary and the self-contained HTML report.
+
+_KIND_NOTE = {"model": "", "baseline": "baseline", "reference": "best possible"}
+
+
+def leaderboard_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """The leaderboard as text cells: the header and one row per model, baseline and reference.
+
+    Args:
+        summary: What `img2num.comparison.compare` returns.
+
+    Returns:
+        Column names and rows, in leaderboard order.
+    """
+    reference = summary["reference_mse"]
+    several = len(summary["seeds"]) > 1
+    header = ["rank", "model", "kind", "test MSE" + (" (mean ± sd)" if several else ""), "RMSE", "MAE", "R^2"]
+    header += ["MSE / Bayes"] if reference else []
+    header += ["parameters", "train seconds", "epochs run", "best epoch"]
+    rows, rank = [], 0
+    for row in summary["leaderboard"]:
+        ranked = row["kind"] != "reference"
+        rank += ranked
+        mse = _number(row["test_mse"])
+        if several and row["kind"] == "model":
+            mse += f" ± {_number(row['test_mse_sd'])}"
+        cells = [str(rank) if ranked else "", row["name"], _KIND_NOTE[row["kind"]] or "model", mse]
+        cells += [_number(row["test_rmse"]), _number(row["test_mae"]), f"{row['test_r2']:.4f}"]
+        cells += [f"{row['mse_over_reference']:.3f}"] if reference else []
+        cells += [
+            "" if row["parameters"] is None else f"{row['parameters']:,.0f}",
+            "" if row["train_seconds"] is None else f"{row['train_seconds']:.1f}",
+            "" if row["epochs_run"] is None else _count(row["epochs_run"]),
+            "" if row["best_epoch"] is None else _count(row["best_epoch"]),
+        ]
+        rows.append(cells)
+    return header, rows
+
+
+def leaderboard_markdown(summary: dict) -> str:
+    """The leaderboard as a markdown table, with a line on what its columns mean."""
+    header, rows = leaderboard_cells(summary)
+    align = ["---:" if index in (0,) or index >= 3 else "---" for index in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return "\n".join(lines) + "\n\n" + _leaderboard_note(summary) + "\n"
+
+
+def leaderboard_csv(rows: list[dict]) -> str:
+    """The leaderboard rows (`img2num.comparison.leaderboard`) as CSV with full precision."""
+    if not rows:
+        return ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
+    return buffer.getvalue()
+
+
+def seed_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """Test MSE of every trained model on every seed: the header and one row per model."""
+    seeds = summary["seeds"]
+    table: dict[str, dict] = {}
+    for entry in summary["entries"]:
+        if entry["kind"] == "model":
+            table.setdefault(entry["name"], {})[entry["seed"]] = entry["metrics"]["test"]["mse"]
+    header = ["model", *(f"seed {seed}" for seed in seeds)]
+    return header, [[name, *(_number(values[seed]) for seed in seeds)] for name, values in table.items()]
+
+
+def compare_markdown(summary: dict) -> str:
+    """The comparison as a markdown summary beside its pictures (`loss_curves.png`, `pictures/`)."""
+    parts = [f"# {_title(summary)}\n", _data_text(summary) + "\n", "## Leaderboard\n", leaderboard_markdown(summary)]
+    if len(summary["seeds"]) > 1:
+        header, rows = seed_cells(summary)
+        parts += [
+            "Test MSE per seed:\n",
+            "| " + " | ".join(header) + " |\n|---|" + "---:|" * (len(header) - 1) + "\n"
+            + "".join("| " + " | ".join(cells) + " |\n" for cells in rows),
+        ]
+    parts += [f"## Loss curves\n\n{_loss_text(summary)}\n\n![loss curves](loss_curves.png)\n", "## Each model on the test split\n"]
+    for row in summary["leaderboard"]:
+        if row["kind"] != "reference":
+            name = row["name"]
+            parts.append(
+                f"### {name}\n\n![{name} diagnostics](pictures/{name}-diagnostics.png)\n\n"
+                f"![{name} worst predictions](pictures/{name}-worst.png)\n"
+            )
+    return "\n".join(parts)
+
+
+def compare_html(summary: dict, folder: str | Path) -> str:
+    """The comparison as one self-contained HTML page: every picture is embedded as base64 PNG.
+
+    Args:
+        summary: What `img2num.comparison.compare` returns.
+        folder: The results folder holding `loss_curves.png` and `pictures/`.
+
+    Returns:
+        The HTML text.
+    """
+    folder = Path(folder)
+    esc = html.escape
+    body = [f"<h1>{esc(_title(summary))}</h1>", f"<p>{esc(_data_text(summary))}</p>", "<h2>Leaderboard</h2>"]
+    body.append(_html_table(*leaderboard_cells(summary), summary["leaderboard"]))
+    body.append(f"<p class='note'>{esc(_leaderboard_note(summary))}</p>")
+    if len(summary["seeds"]) > 1:
+        body += ["<h3>Test MSE per seed</h3>", _html_table(*seed_cells(summary))]
+    body += ["<h2>Loss curves</h2>", f"<p>{esc(_loss_text(summary))}</p>", _html_image(folder / "loss_curves.png", "loss curves")]
+    body.append("<h2>Each model on the test split</h2>")
+    for row in summary["leaderboard"]:
+        if row["kind"] != "reference":
+            name = row["name"]
+            body += [
+                f"<h3 id='{esc(name)}'>{esc(name)}</h3>",
+                _html_image(folder / "pictures" / f"{name}-diagnostics.png", f"{name} diagnostics"),
+                _html_image(folder / "pictures" / f"{name}-worst.png", f"{name} worst predictions"),
+            ]
+    return (
+        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+        f"<title>{esc(_title(summary))}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
+    )
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
+    "th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    "tr.baseline{color:#555}tr.reference{font-style:italic;background:#f8f8f0}"
+    "img{max-width:100%;display:block;margin:0.5em 0}.note{color:#555;font-size:0.9em}"
+)
+
+
+def _html_table(header: list[str], rows: list[list[str]], kinds: list[dict] | None = None) -> str:
+    esc = html.escape
+    lines = ["<table>", "<tr>" + "".join(f"<th>{esc(cell)}</th>" for cell in header) + "</tr>"]
+    for index, cells in enumerate(rows):
+        kind = f" class='{kinds[index]['kind']}'" if kinds else ""
+        tds = "".join(
+            f"<td class='num'>{esc(cell)}</td>" if _numeric(cell) else f"<td>{esc(cell)}</td>" for cell in cells
+        )
+        lines.append(f"<tr{kind}>{tds}</tr>")
+    return "\n".join(lines + ["</table>"])
+
+
+def _html_image(path: Path, alt: str) -> str:
+    encoded = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{encoded}'>"
+
+
+def _title(summary: dict) -> str:
+    task = summary["data"]["task"]
+    what = f"the {task['task']} task" if task else summary["data"]["source"]
+    return f"img2num compare: {len(summary['leaderboard'])} entries on {what}"
+
+
+def _data_text(summary: dict) -> str:
+    data = summary["data"]
+    sizes = ", ".join(f"{split['samples']} {name}" for name, split in data["splits"].items())
+    text = f"Data: {data['source']}, images {'x'.join(map(str, data['image_shape']))}, {sizes} samples."
+    if any("held-out" in split["source"] for split in data["splits"].values()):
+        text += " Held-out shares were drawn with seed " + str(summary["seeds"][0]) + "."
+    task = data["task"]
+    if task:
+        options = ", ".join(f"{key} {value}" for key, value in task.get("options", {}).items())
+        text += f" Task: {task['task']} ({task.get('label', '')}); generator options: {options}."
+    training = summary["training"]
+    text += (
+        f" Every model trained with {', '.join(f'{key} {value}' for key, value in training.items())} "
+        f"(img2num's defaults except epochs) on seed{'s' if len(summary['seeds']) > 1 else ''} "
+        f"{', '.join(map(str, summary['seeds']))}; all entries share the same splits."
+    )
+    reference = summary["reference_mse"]
+    if reference:
+        how = f" ({task['reference']})" if task and task.get("reference") else ""
+        text += f" Best possible test MSE (Bayes reference): {_number(reference)}{how}."
+    return text
+
+
+def _leaderboard_note(summary: dict) -> str:
+    test = summary["data"]["splits"]["test"]["samples"]
+    note = f"Sorted by test MSE on {test} test samples"
+    if len(summary["seeds"]) > 1:
+        note += f"; trained models show mean ± sample standard deviation over {len(summary['seeds'])} seeds"
+    note += (
+        ". Baselines: the training mean, and ridge regression on block-averaged pixels (penalty chosen on the "
+        "validation split); they need no seed."
+    )
+    if summary["reference_mse"]:
+        note += (
+            " MSE / Bayes divides test MSE by the expected error of the best possible predictor; with few test "
+            f"samples the test MSE itself scatters by about sqrt(2/{test}) = {math.sqrt(2 / test):.0%} of its value."
+        )
+    if any(row["kind"] == "reference" for row in summary["leaderboard"]):
+        note += " The bayes-rule row is that best predictor applied to these test images (it knows how the data was made)."
+    return note
+
+
+def _loss_text(summary: dict) -> str:
+    text = f"Training and validation loss per epoch, seed {summary['seeds'][0]}, log scale"
+    if summary["reference_mse"]:
+        text += "; the dashed line is the best possible MSE"
+    return text + "."
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _count(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def _numeric(cell: str) -> bool:
+    return bool(cell) and (cell[0].isdigit() or cell[0] in "-.") and any(ch.isdigit() for ch in cell)

@@ -1,0 +1,297 @@
+"""Comparing models: every named model and the baselines, trained on identical splits and scored
+on the same test images, written as a leaderboard, pictures, a markdown summary and one HTML report."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from img2num.config import TrainConfig
+from img2num.data import Dataset, hold_out, read_task, reference_predictions, resolve_splits
+from img2num.errors import Img2NumError
+from img2num.evaluation import METRIC_NAMES, regression_metrics
+from img2num.io import atomic_folder, check_replaceable, write_json, write_text
+from img2num.models import get_model_spec, list_models
+
+BASELINE_NAMES = ("mean-baseline", "ridge-baseline")
+REFERENCE_NAME = "bayes-rule"
+RESULTS_FILE = "results.json"
+LEADERBOARD_FILE = "leaderboard.md"
+LEADERBOARD_CSV = "leaderboard.csv"
+REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
+LOSS_CURVES = "loss_curves.png"
+
+
+def compare(
+    data: Dataset | str | Path,
+    models: Sequence[str] | None = None,
+    *,
+    val: Dataset | str | Path | None = None,
+    test: Dataset | str | Path | None = None,
+    out_dir: str | Path = "results/compare",
+    epochs: int | None = None,
+    seeds: int = 1,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    reference_mse: float | None = None,
+    keep_runs: bool = True,
+    overwrite: bool = False,
+    quiet: bool = False,
+    stream: TextIO | None = None,
+) -> dict:
+    """Train every named model and fit the baselines on the same splits, and report how they compare.
+
+    The splits are resolved once (held-out shares use `seed`), so every model and seed sees the
+    same training, validation and test images; each seed changes weight initialisation and
+    shuffling only. The baselines (the training mean, and ridge regression on downsampled pixels
+    with its penalty chosen on the validation split) need no seed and are fitted once.
+
+    The output folder holds `leaderboard.md` and `leaderboard.csv` (sorted by test MSE),
+    `results.json` (every number, per seed), `report.md` and a self-contained `report.html`,
+    `loss_curves.png`, `pictures/NAME-diagnostics.png` and `pictures/NAME-worst.png` per model
+    (first seed), and, with `keep_runs`, each trained run under `runs/seed-SEED/MODEL`. It
+    appears only when everything is done.
+
+    Args:
+        data: Training data, as `resolve_splits` takes it: a `Dataset`, an `.npz` file, or a
+            folder from `img2num generate` (its `val.npz`, `test.npz` and `task.json` are used).
+        models: Registered model names; default every registered model.
+        val: Validation data; default the folder's, else `val_fraction` held out.
+        test: Test data; default the folder's, else `test_fraction` of the training data held out.
+        out_dir: The results folder to create.
+        epochs: Training epochs per model; default `TrainConfig`'s.
+        seeds: How many seeds to train every model on: `seed`, `seed + 1`, ...
+        seed: The first training seed; also the seed of held-out shares.
+        val_fraction: Share held out for validation when there is no validation data.
+        test_fraction: Share held out for testing when there is no test data.
+        reference_mse: Best possible test MSE of the task; default the data folder's `task.json`.
+        keep_runs: Save each trained run folder inside the results folder.
+        overwrite: Replace an existing results folder once the new one is complete.
+        quiet: Print no progress.
+        stream: Where progress goes (default: stderr).
+
+    Returns:
+        The content of `results.json` plus `folder`: data, settings, reference, every entry
+        (model or baseline, per seed) and the leaderboard.
+
+    Raises:
+        Img2NumError: Bad data or options, an unknown model, or an existing folder without
+            `overwrite`.
+    """
+    models = _checked_models(models)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise Img2NumError(f"the number of seeds must be a whole number of at least 1, got {seeds!r}")
+    if not 0.0 < test_fraction < 1.0:
+        raise Img2NumError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    configs = {
+        (name, s): TrainConfig(model=name, seed=s) if epochs is None else TrainConfig(model=name, epochs=epochs, seed=s)
+        for s in range(seed, seed + seeds)
+        for name in models
+    }
+    task = read_task(data)
+    if reference_mse is None and task is not None:
+        reference_mse = task.get("reference_mse")
+    if reference_mse is not None and not (isinstance(reference_mse, (int, float)) and 0 < reference_mse < math.inf):
+        raise Img2NumError(f"the reference MSE must be a positive number, got {reference_mse!r}")
+    check_replaceable(out_dir, overwrite)
+    splits = _splits(data, val, test, val_fraction, test_fraction, seed)
+    say = (lambda text: None) if quiet else _printer(stream or sys.stderr)
+
+    from img2num.training import train
+
+    with atomic_folder(out_dir, overwrite) as folder:
+        entries, test_predictions, histories = [], {}, {}
+        for (name, s), config in configs.items():
+            say(f"[seed {s}] training {name}")
+            run_dir = folder / "runs" / f"seed-{s}" / name if keep_runs else None
+            run = train(
+                splits["train"], config, val=splits["val"], test=splits["test"], run_dir=run_dir, quiet=quiet, stream=stream
+            )
+            entries.append(_model_entry(name, s, run, run_dir and run_dir.relative_to(folder)))
+            if s == seed:
+                test_predictions[name] = run.predict(splits["test"].x, splits["test"].source)
+                histories[name] = run.history
+        for name, entry, predictions in _baselines(splits):
+            say(f"{name}: fitted in {entry['train_seconds']:.2f} s, test MSE {entry['metrics']['test']['mse']:.4g}")
+            entries.append(entry)
+            test_predictions[name] = predictions
+        best_predictions = None if task is None else reference_predictions(task, splits["test"].x)
+        if best_predictions is not None:
+            entries.append(_reference_entry(splits, task))
+        summary = {
+            "data": {
+                "source": splits["train"].source if isinstance(data, Dataset) else str(data),
+                "task": task,
+                "splits": {name: {"source": split.source, "samples": len(split)} for name, split in splits.items()},
+                "image_shape": list(splits["train"].image_shape),
+            },
+            "reference_mse": reference_mse,
+            "seeds": list(range(seed, seed + seeds)),
+            "training": {k: v for k, v in configs[(models[0], seed)].to_dict().items() if k not in ("model", "seed")},
+            "entries": entries,
+            "leaderboard": leaderboard(entries, reference_mse),
+        }
+        summary["best"] = next(row["name"] for row in summary["leaderboard"] if row["kind"] != "reference")
+        _write_outputs(folder, summary, splits["test"], test_predictions, best_predictions, histories)
+    summary["folder"] = str(out_dir)
+    return summary
+
+
+def leaderboard(entries: list[dict], reference_mse: float | None = None) -> list[dict]:
+    """One row per model or baseline: test metrics as mean and standard deviation over seeds.
+
+    Args:
+        entries: Per-seed results, each with `name`, `kind`, `metrics["test"]`, `parameters`,
+            `train_seconds`, `epochs_run` and `best_epoch`.
+        reference_mse: Best possible test MSE, for the `mse_over_reference` column, or None.
+
+    Returns:
+        Rows sorted by mean test MSE, the Bayes rule (kind "reference") last. Each holds `name`,
+        `kind`, `seeds` and, for every metric M, `test_M` (mean) and `test_M_sd` (sample standard
+        deviation over seeds, 0 for one), `mse_over_reference`, `parameters`, `train_seconds`,
+        `epochs_run` and `best_epoch` (means over seeds, None where they do not apply).
+    """
+    grouped: dict[str, list[dict]] = {}
+    for entry in entries:
+        grouped.setdefault(entry["name"], []).append(entry)
+    rows = []
+    for name, group in grouped.items():
+        row = {"name": name, "kind": group[0]["kind"], "seeds": len(group)}
+        for metric in METRIC_NAMES:
+            values = np.array([entry["metrics"]["test"][metric] for entry in group])
+            row[f"test_{metric}"] = float(values.mean())
+            row[f"test_{metric}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        row["mse_over_reference"] = row["test_mse"] / reference_mse if reference_mse else None
+        for key in ("parameters", "train_seconds", "epochs_run", "best_epoch"):
+            values = [entry[key] for entry in group if entry[key] is not None]
+            row[key] = float(np.mean(values)) if values else None
+        rows.append(row)
+    return sorted(rows, key=lambda row: (row["kind"] == "reference", row["test_mse"]))
+
+
+def best_epoch(run) -> int:
+    """The epoch whose weights a run kept: `run.config["best_epoch"]`, else the lowest validation loss."""
+    if run.config.get("best_epoch") is not None:
+        return int(run.config["best_epoch"])
+    return int(min(run.history, key=lambda row: row["val_loss"])["epoch"])
+
+
+def _checked_models(models: Sequence[str] | None) -> list[str]:
+    if models is None:
+        return [spec.name for spec in list_models()]
+    models = [models] if isinstance(models, str) else list(models)
+    if not models:
+        raise Img2NumError("compare needs at least one model")
+    for name in models:
+        get_model_spec(name)
+        if name in BASELINE_NAMES or name == REFERENCE_NAME:
+            raise Img2NumError(f"model name {name!r} is taken by a baseline; rename the model")
+    repeated = sorted({name for name in models if models.count(name) > 1})
+    if repeated:
+        raise Img2NumError(f"model {repeated[0]!r} is named twice; name each model once")
+    return models
+
+
+def _splits(data, val, test, val_fraction: float, test_fraction: float, seed: int) -> dict[str, Dataset]:
+    splits = resolve_splits(data, val, test, val_fraction=val_fraction, seed=seed)
+    if "test" not in splits:
+        train = splits["train"]
+        shares = hold_out(train, test_fraction, seed)
+        splits["train"] = shares["train"]
+        splits["test"] = Dataset(shares["val"].x, shares["val"].y, f"{train.source} (held-out test share)")
+    if len(splits["train"]) < 2:
+        raise Img2NumError(f"{splits['train'].source}: compare needs at least 2 training samples")
+    return {name: splits[name] for name in ("train", "val", "test")}
+
+
+def _model_entry(name: str, seed: int, run, run_dir: Path | None) -> dict:
+    return {
+        "name": name,
+        "kind": "model",
+        "seed": seed,
+        "metrics": run.metrics,
+        "parameters": int(run.config["parameters"]),
+        "train_seconds": float(run.config["train_seconds"]),
+        "epochs_run": int(run.config.get("epochs_run", len(run.history))),
+        "best_epoch": best_epoch(run),
+        "run": None if run_dir is None else run_dir.as_posix(),
+    }
+
+
+def _baselines(splits: dict[str, Dataset]):
+    """Fit each baseline on the training split; yield its name, entry and test predictions."""
+    from img2num.baselines import MeanBaseline, RidgeBaseline
+
+    train, val = splits["train"], splits["val"]
+    for name, baseline in zip(BASELINE_NAMES, (MeanBaseline(), RidgeBaseline())):
+        started = time.perf_counter()
+        if isinstance(baseline, RidgeBaseline):
+            baseline.fit(train.x, train.y, val.x, val.y)
+        else:
+            baseline.fit(train.x, train.y)
+        seconds = time.perf_counter() - started
+        predictions = {split: baseline.predict(data.x) for split, data in splits.items()}
+        entry = {
+            "name": name,
+            "kind": "baseline",
+            "seed": None,
+            "metrics": {split: regression_metrics(data.y, predictions[split]) for split, data in splits.items()},
+            "parameters": baseline.parameter_count(),
+            "train_seconds": round(seconds, 3),
+            "epochs_run": None,
+            "best_epoch": None,
+            "run": None,
+        }
+        if isinstance(baseline, RidgeBaseline):
+            entry["alpha"] = baseline.alpha_
+        yield name, entry, predictions["test"]
+
+
+def _reference_entry(splits: dict[str, Dataset], task: dict) -> dict:
+    metrics = {split: regression_metrics(data.y, reference_predictions(task, data.x)) for split, data in splits.items()}
+    return {
+        "name": REFERENCE_NAME,
+        "kind": "reference",
+        "seed": None,
+        "metrics": metrics,
+        "parameters": None,
+        "train_seconds": None,
+        "epochs_run": None,
+        "best_epoch": None,
+        "run": None,
+    }
+
+
+def _write_outputs(
+    folder: Path, summary: dict, test: Dataset, predictions: dict, best: np.ndarray | None, histories: dict
+) -> None:
+    """Pictures of the first seed, then the tables and reports that show them."""
+    from img2num import plots, report
+
+    plots.compare_loss_curves(histories, folder / LOSS_CURVES, summary["reference_mse"])
+    for name, predicted in predictions.items():
+        plots.diagnostics(test.y, predicted, folder / "pictures" / f"{name}-diagnostics.png", f"{name} on the test split", best)
+        plots.worst_predictions(
+            test.x, test.y, predicted, folder / "pictures" / f"{name}-worst.png", f"{name}: the 25 worst test predictions"
+        )
+    write_json(folder / RESULTS_FILE, summary)
+    write_text(folder / LEADERBOARD_FILE, report.leaderboard_markdown(summary))
+    write_text(folder / LEADERBOARD_CSV, report.leaderboard_csv(summary["leaderboard"]))
+    write_text(folder / REPORT_MD, report.compare_markdown(summary))
+    write_text(folder / REPORT_HTML, report.compare_html(summary, folder))
+
+
+def _printer(stream: TextIO):
+    def say(text: str) -> None:
+        stream.write(text + "\n")
+        stream.flush()
+
+    return say
