@@ -9,10 +9,11 @@ def test_every_public_name_resolves():
 
 
 def test_api_functions_are_not_shadowed_by_modules():
+    import img2num.comparison  # noqa: F401
     import img2num.evaluation  # noqa: F401
     import img2num.prediction  # noqa: F401
     import img2num.training  # noqa: F401
 
-    for name in ("train", "evaluate", "predict", "load_run", "run_recipe", "generate_points"):
+    for name in ("train", "evaluate", "predict", "load_run", "run_recipe", "generate_points", "compare"):
         assert callable(getattr(img2num, name)), name
     assert img2num.train.__module__ == "img2num.training"

@@ -118,3 +118,22 @@ def test_write_dust_and_points_record_the_task(tmp_path):
     (tmp_path / "bad" / "task.json").write_text('{"task": 3}')
     with pytest.raises(Img2NumError, match="bad/task.json: expected a JSON object with 'task'"):
         read_task(tmp_path / "bad")
+
+
+def test_command_line_generates_the_dust_task(capsys, tmp_path):
+    from img2num.cli import main
+
+    sizes = ["--train-size", "12", "--val-size", "4", "--test-size", "6", "--data-seed", "5"]
+    assert main(["generate", str(tmp_path / "d"), "--task", "dust", "--height", "10", "--cell", "3", *sizes]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{s}: {tmp_path / 'd' / s}.npz" for s in ("train", "val", "test")]
+    train = load_dataset(tmp_path / "d" / "train.npz")
+    assert train.x.shape == (12, 10, 64, 3)
+    config = DustConfig(height=10, width=64, cell=3, train=12, val=4, test=6, seed=5)
+    assert np.array_equal(train.x, generate_dust_splits(config)["train"].x)
+    info = read_task(tmp_path / "d")
+    assert info["options"] == {**config.__dict__} and info["reference_mse"] == pytest.approx(1e4 / (6 * (4 * 22 + 2)))
+    assert main(["generate", str(tmp_path / "p"), "--noise", "0.01"]) == 1
+    assert capsys.readouterr().err.strip() == "img2num: error: --cell and --noise belong to --task dust"
+    assert main(["generate", str(tmp_path / "p"), "--task", "dust", "--channels", "1"]) == 1
+    assert "the dust task is RGB (3 channels)" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

@@ -39,3 +39,38 @@ def test_files_are_png(tmp_path):
     with Image.open(tmp_path / "both.png") as both, Image.open(tmp_path / "loss.png") as one:
         assert both.width > 1.5 * one.width
     assert sorted(p.name for p in tmp_path.iterdir()) == ["both.png", "grid.png", "loss.png"]
+
+
+def test_loss_curves_draw_the_best_possible_line():
+    history = [{"epoch": e, "loss": 100.0 / e, "val_loss": 120.0 / e, "seconds": 0.1} for e in range(1, 4)]
+    fig = plots.compare_loss_curves_figure({"mlp": history, "cnn": history}, reference_mse=47.7)
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        flat = [line for line in ax.get_lines() if len(set(line.get_ydata())) == 1]
+        assert [line.get_ydata()[0] for line in flat] == [47.7]
+        assert "best possible (47.7)" in [text.get_text() for text in ax.get_legend().get_texts()]
+    without = plots.compare_loss_curves_figure({"mlp": history})
+    assert len(without.axes[0].get_lines()) == 2
+
+
+def test_error_by_range_and_worst_indices():
+    y_true = np.array([0.0, 1.0, 2.0, 9.0, 10.0])
+    y_pred = np.array([1.0, 1.0, 2.0, 6.0, 10.0])
+    edges, rmse, counts = plots.error_by_range(y_true, y_pred, bins=2)
+    np.testing.assert_allclose(edges, [0.0, 5.0, 10.0])
+    assert counts.tolist() == [3, 2]
+    np.testing.assert_allclose(rmse, [np.sqrt(1 / 3), np.sqrt(9 / 2)])
+    _, rmse, counts = plots.error_by_range(y_true, y_pred, edges=np.array([0.0, 3.0, 6.0, 11.0]))
+    assert counts.tolist() == [3, 0, 2] and np.isnan(rmse[1])
+    assert plots.worst_indices(y_true, y_pred, count=3).tolist() == [3, 0, 1]
+
+
+def test_diagnostics_have_three_panels_and_the_bayes_curve():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0, 50, 200)
+    fig = plots.diagnostics_figure(y, y + rng.normal(0, 2, 200), "mlp", reference_pred=y + 1.0)
+    scatter, residuals, ranges = fig.axes
+    assert scatter.get_title() == "predicted against true" and residuals.get_title() == "residuals"
+    best = ranges.get_lines()[0].get_ydata()
+    np.testing.assert_allclose(best, 1.0)
+    assert len(ranges.patches) == 10

@@ -14,11 +14,15 @@ __version__ = "0.1.0"
 _API = {
     "Img2NumError": "img2num.errors",
     "PointsConfig": "img2num.config",
+    "DustConfig": "img2num.config",
     "TrainConfig": "img2num.config",
     "Dataset": "img2num.data",
     "generate_points": "img2num.data",
     "generate_points_splits": "img2num.data",
     "write_points": "img2num.data",
+    "generate_dust": "img2num.data",
+    "write_dust": "img2num.data",
+    "read_task": "img2num.data",
     "load_dataset": "img2num.data",
     "save_npz": "img2num.data",
     "list_models": "img2num.models",
@@ -33,6 +37,10 @@ _API = {
     "regression_metrics": "img2num.evaluation",
     "run_recipe": "img2num.recipe",
     "points_bayes_reference": "img2num.bayes",
+    "dust_bayes_reference": "img2num.bayes",
+    "MeanBaseline": "img2num.baselines",
+    "RidgeBaseline": "img2num.baselines",
+    "compare": "img2num.comparison",
 }
 
 __all__ = ["__version__", *_API]

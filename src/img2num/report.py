@@ -147,7 +147,10 @@ def compare_markdown(summary: dict) -> str:
             "| " + " | ".join(header) + " |\n|---|" + "---:|" * (len(header) - 1) + "\n"
             + "".join("| " + " | ".join(cells) + " |\n" for cells in rows),
         ]
-    parts += [f"## Loss curves\n\n{_loss_text(summary)}\n\n![loss curves](loss_curves.png)\n", "## Each model on the test split\n"]
+    parts += [
+        f"## Loss curves\n\n{_loss_text(summary)}\n\n![loss curves](loss_curves.png)\n",
+        f"## Each model on the test split\n\n{_DIAGNOSTICS_TEXT}\n",
+    ]
     for row in summary["leaderboard"]:
         if row["kind"] != "reference":
             name = row["name"]
@@ -176,7 +179,7 @@ def compare_html(summary: dict, folder: str | Path) -> str:
     if len(summary["seeds"]) > 1:
         body += ["<h3>Test MSE per seed</h3>", _html_table(*seed_cells(summary))]
     body += ["<h2>Loss curves</h2>", f"<p>{esc(_loss_text(summary))}</p>", _html_image(folder / "loss_curves.png", "loss curves")]
-    body.append("<h2>Each model on the test split</h2>")
+    body += ["<h2>Each model on the test split</h2>", f"<p>{esc(_DIAGNOSTICS_TEXT)}</p>"]
     for row in summary["leaderboard"]:
         if row["kind"] != "reference":
             name = row["name"]
@@ -193,6 +196,12 @@ def compare_html(summary: dict, folder: str | Path) -> str:
     )
 
 
+_DIAGNOSTICS_TEXT = (
+    "Left: predicted against true value (the line is a perfect prediction). Middle: residuals against the "
+    "true value. Right: RMSE within ten equal-width ranges of the true value, with the best possible "
+    "predictor's on the same images where the task is known. Below: the 25 test images with the largest "
+    "errors, worst first, titled R (true) and P (predicted). Trained models are shown on the first seed."
+)
 _CSS = (
     "body{font-family:system-ui,sans-serif;max-width:1300px;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}"
@@ -222,7 +231,7 @@ def _html_image(path: Path, alt: str) -> str:
 def _title(summary: dict) -> str:
     task = summary["data"]["task"]
     what = f"the {task['task']} task" if task else summary["data"]["source"]
-    return f"img2num compare: {len(summary['leaderboard'])} entries on {what}"
+    return f"img2num compare on {what}"
 
 
 def _data_text(summary: dict) -> str:
@@ -235,7 +244,7 @@ def _data_text(summary: dict) -> str:
     if task:
         options = ", ".join(f"{key} {value}" for key, value in task.get("options", {}).items())
         text += f" Task: {task['task']} ({task.get('label', '')}); generator options: {options}."
-    training = summary["training"]
+    training = {key: value for key, value in summary["training"].items() if key != "val_fraction"}
     text += (
         f" Every model trained with {', '.join(f'{key} {value}' for key, value in training.items())} "
         f"(img2num's defaults except epochs) on seed{'s' if len(summary['seeds']) > 1 else ''} "
