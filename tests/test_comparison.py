@@ -11,7 +11,7 @@ from PIL import Image
 
 from img2num.bayes import points_bayes_reference
 from img2num.comparison import compare
-from img2num.data import load_dataset
+from img2num.data import Dataset, load_dataset
 from img2num.errors import Img2NumError
 from img2num.evaluation import regression_metrics
 
@@ -130,6 +130,9 @@ def test_bad_input_is_refused_before_any_work(tiny_folder, tmp_path):
         compare(tiny_folder, ["mlp"], out_dir=out, reference_mse=-1.0)
     with pytest.raises(Img2NumError, match="missing.npz: no such file"):
         compare(tmp_path / "missing.npz", ["mlp"], out_dir=out)
+    two = Dataset(np.zeros((2, 4, 4, 1)), np.array([1.0, 2.0]), "two.npz")
+    with pytest.raises(Img2NumError, match="two.npz: 2 training samples are too few to hold out a test share"):
+        compare(two, ["mlp"], val=two, out_dir=out)
     assert not out.exists()
     out.mkdir()
     (out / "mine.txt").write_text("keep")

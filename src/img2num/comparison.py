@@ -204,6 +204,12 @@ def _splits(data, val, test, val_fraction: float, test_fraction: float, seed: in
     splits = resolve_splits(data, val, test, val_fraction=val_fraction, seed=seed)
     if "test" not in splits:
         train = splits["train"]
+        count = int(round(len(train) * test_fraction))
+        if count < 1 or count > len(train) - 2:
+            raise Img2NumError(
+                f"{train.source}: {len(train)} training samples are too few to hold out a test share of "
+                f"{test_fraction}; give a test set"
+            )
         shares = hold_out(train, test_fraction, seed)
         splits["train"] = shares["train"]
         splits["test"] = Dataset(shares["val"].x, shares["val"].y, f"{train.source} (held-out test share)")
