@@ -112,6 +112,9 @@ def test_recipe(capsys, tmp_path):
     comparison = (out_dir / "comparison.md").read_text()
     assert "| mlp |" in comparison and "| cnn |" in comparison
     assert f"Lowest test MSE: **{summary['best']}**" in comparison
+    assert summary["reference_mse"] == pytest.approx(10.14, abs=0.01)
+    ratio = summary["models"]["mlp"]["metrics"]["test"]["mse"] / summary["reference_mse"]
+    assert f"Test MSE as a multiple of it: mlp {ratio:.2f}x" in comparison
     mlp_final = summary["models"]["mlp"]
     assert f"mlp {mlp_final['final_val_loss']:.2f} vs {mlp_final['final_loss']:.2f}" in comparison
     status, _, err = _run(capsys, "recipe", "--out", out_dir, "--epochs", "1", *TINY_DATA)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TextIO
 
 from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, PointsConfig, TrainConfig
-from img2num.data import load_split_folder, write_points
+from img2num.data import load_split_folder, read_task, write_points
 from img2num.errors import Img2NumError
 from img2num.io import atomic_folder, check_replaceable, write_json, write_text
 from img2num.models import get_model_spec
@@ -64,10 +64,12 @@ def run_recipe(
             name: train(folder / "data", config, run_dir=folder / name, quiet=quiet, stream=stream)
             for name, config in configs.items()
         }
-        plots.compare_loss_curves({name: run.history for name, run in runs.items()}, folder / "loss_curves.png")
+        reference = read_task(folder / "data")["reference_mse"]
+        plots.compare_loss_curves({name: run.history for name, run in runs.items()}, folder / "loss_curves.png", reference)
         scored = "test" if "test" in splits else "val"
         summary = {
             "points": vars(points),
+            "reference_mse": reference,
             "train": {key: value for key, value in configs[models[0]].to_dict().items() if key != "model"},
             "scored_on": scored,
             "models": {
@@ -83,13 +85,13 @@ def run_recipe(
             "best": min(runs, key=lambda name: runs[name].metrics[scored]["mse"]),
         }
         write_json(folder / "summary.json", summary)
-        write_text(folder / "comparison.md", _comparison_markdown(points, configs[models[0]], runs, scored))
+        write_text(folder / "comparison.md", _comparison_markdown(points, configs[models[0]], runs, scored, reference))
     summary["folder"] = str(out_dir)
     return summary
 
 
-def _comparison_markdown(points: PointsConfig, config: TrainConfig, runs: dict, scored: str) -> str:
-    from img2num.report import comparison_table, overfitting_note, verdict
+def _comparison_markdown(points: PointsConfig, config: TrainConfig, runs: dict, scored: str, reference) -> str:
+    from img2num.report import comparison_table, overfitting_note, reference_note, verdict
 
     sizes = " / ".join(f"{size} {split}" for split, size in points.split_sizes.items())
     return (
@@ -99,6 +101,7 @@ def _comparison_markdown(points: PointsConfig, config: TrainConfig, runs: dict, 
         f"Training: {config.epochs} epochs, batch {config.batch_size}, Adam at "
         f"{config.learning_rate:g}, MSE loss, seed {config.seed}.\n\n"
         f"{comparison_table(runs, scored)}\n{verdict(runs, scored)}\n\n{overfitting_note(runs)}\n\n"
-        "Training and validation loss per epoch:\n\n![loss curves](loss_curves.png)\n\n"
+        f"{reference_note(runs, reference, scored)}"
+        "Training and validation loss per epoch (dashed: the best possible MSE):\n\n![loss curves](loss_curves.png)\n\n"
         + "".join(f"![{name} predictions]({name}/predictions.png)\n" for name in runs)
     )

@@ -67,6 +67,17 @@ def overfitting_note(runs: dict[str, Run]) -> str:
     )
 
 
+def reference_note(runs: dict[str, Run], reference_mse: float | None, split: str = "test") -> str:
+    """One paragraph giving each run's MSE on `split` as a multiple of the best possible MSE ("" if unknown)."""
+    if not reference_mse:
+        return ""
+    ratios = ", ".join(f"{name} {run.metrics[split]['mse'] / reference_mse:.2f}x" for name, run in runs.items())
+    return (
+        f"No model can do better than an expected MSE of {reference_mse:.2f} on this task (its Bayes "
+        f"reference). {split.capitalize()} MSE as a multiple of it: {ratios}.\n\n"
+    )
+
+
 # --- `img2num compare`: the leaderboard, the markdown summary and the self-contained HTML report.
 
 _KIND_NOTE = {"model": "", "baseline": "baseline", "reference": "best possible"}
