@@ -279,8 +279,9 @@ def _leaderboard_note(summary: dict) -> str:
     )
     if summary["reference_mse"]:
         note += (
-            " MSE / Bayes divides test MSE by the expected error of the best possible predictor; with few test "
-            f"samples the test MSE itself scatters by about sqrt(2/{test}) = {math.sqrt(2 / test):.0%} of its value."
+            " MSE / Bayes divides test MSE by the expected error of the best possible predictor; with "
+            f"{test} test samples the test MSE itself is uncertain by about sqrt(2/{test}) = "
+            f"{math.sqrt(2 / test):.0%} of its value (for roughly normal errors)."
         )
     if any(row["kind"] == "reference" for row in summary["leaderboard"]):
         note += " The bayes-rule row is that best predictor applied to these test images (it knows how the data was made)."
