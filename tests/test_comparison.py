@@ -80,7 +80,7 @@ def test_leaderboard_is_sorted_and_holds_every_column(compared, tiny_folder):
     assert "| rank | model | kind | test MSE (mean ± sd) | RMSE | MAE | R^2 | MSE / Bayes | parameters |" in table
     lines = [line for line in table.splitlines() if line.startswith("| ") and "rank" not in line]
     assert [line.split("|")[2].strip() for line in lines] == [row["name"] for row in rows]
-    assert f"{mlp['test_mse']:.4g} ± {mlp['test_mse_sd']:.4g}" in table
+    assert f"{mlp['test_mse']:#.4g} ± {mlp['test_mse_sd']:#.4g}" in table
     with open(out / "leaderboard.csv") as handle:
         saved = list(csv.DictReader(handle))
     assert [row["name"] for row in saved] == [row["name"] for row in rows]

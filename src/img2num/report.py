@@ -80,7 +80,7 @@ def reference_note(runs: dict[str, Run], reference_mse: float | None, split: str
 
 # --- `img2num compare`: the leaderboard, the markdown summary and the self-contained HTML report.
 
-_KIND_NOTE = {"model": "", "baseline": "baseline", "reference": "best possible"}
+_KIND_NOTE = {"model": "model", "baseline": "baseline", "reference": "best possible"}
 
 
 def leaderboard_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
@@ -104,7 +104,7 @@ def leaderboard_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
         mse = _number(row["test_mse"])
         if several and row["kind"] == "model":
             mse += f" ± {_number(row['test_mse_sd'])}"
-        cells = [str(rank) if ranked else "", row["name"], _KIND_NOTE[row["kind"]] or "model", mse]
+        cells = [str(rank) if ranked else "", row["name"], _KIND_NOTE[row["kind"]], mse]
         cells += [_number(row["test_rmse"]), _number(row["test_mae"]), f"{row['test_r2']:.4f}"]
         cells += [f"{row['mse_over_reference']:.3f}"] if reference else []
         cells += [
@@ -120,7 +120,7 @@ def leaderboard_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
 def leaderboard_markdown(summary: dict) -> str:
     """The leaderboard as a markdown table, with a line on what its columns mean."""
     header, rows = leaderboard_cells(summary)
-    align = ["---:" if index in (0,) or index >= 3 else "---" for index in range(len(header))]
+    align = ["---:" if index == 0 or index >= 3 else "---" for index in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n\n" + _leaderboard_note(summary) + "\n"
@@ -296,7 +296,7 @@ def _loss_text(summary: dict) -> str:
 
 
 def _number(value: float) -> str:
-    return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return f"{value:#.4g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
 def _count(value: float) -> str:

@@ -68,7 +68,7 @@ def generate_dust(
         dust = _to_pixels(shade, cell, height, width)[..., None] * _DUST
         image = np.where(_to_pixels(dusty, cell, height, width)[..., None], dust, panel)
         image = image * light[:, None, None, None]
-        image += rng.normal(0.0, noise, size=image.shape).astype(np.float32)
+        image += np.float32(noise) * rng.standard_normal(image.shape, dtype=np.float32)
         x[start : start + len(chunk)] = np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
     return Dataset(x, (100 * rates).astype(np.float32), "dust")
 
