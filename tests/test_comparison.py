@@ -1,7 +1,9 @@
 """`compare`: one small comparison per session, and every artifact it must write; its input errors."""
 
 import base64
+import contextlib
 import csv
+import io
 import json
 import re
 
@@ -10,7 +12,8 @@ import pytest
 from PIL import Image
 
 from img2num.bayes import points_bayes_reference
-from img2num.comparison import compare
+from img2num.cli import main
+from img2num.comparison import _reference, _splits, compare
 from img2num.data import Dataset, load_dataset
 from img2num.errors import Img2NumError
 from img2num.evaluation import regression_metrics
@@ -21,15 +24,26 @@ ENTRIES = ("mlp", "mean-baseline", "ridge-baseline")
 
 @pytest.fixture(scope="session")
 def compared(tiny_folder, tmp_path_factory):
-    """The mlp and both baselines on the tiny points data, two seeds, two epochs."""
+    """`img2num compare` of the mlp and both baselines on the tiny points data: two seeds, two epochs.
+
+    Returns the results (as saved), the output folder and what the command printed.
+    """
     out = tmp_path_factory.mktemp("compare") / "out"
-    summary = compare(tiny_folder, ["mlp"], out_dir=out, epochs=2, seeds=2, seed=3, quiet=True)
-    return summary, out
+    printed = io.StringIO()
+    argv = ["compare", str(tiny_folder), "--models", "mlp", "--epochs", "2", "--seeds", "2", "--seed", "3"]
+    with contextlib.redirect_stdout(printed):
+        status = main([*argv, "--quiet", "--out", str(out)])
+    assert status == 0
+    return json.loads((out / "results.json").read_text()), out, printed.getvalue()
 
 
 def test_every_artifact_is_written(compared):
-    summary, out = compared
-    assert summary["folder"] == str(out)
+    summary, out, printed = compared
+    lines = printed.splitlines()
+    assert lines[-1] == f"results in {out} (report.html, report.md, leaderboard.md, results.json)"
+    assert lines[-2] == f"best: {summary['best']}"
+    assert [line.split()[0] for line in lines[:-2]] == [row["name"] for row in summary["leaderboard"]]
+    assert lines[0].endswith("x best possible)")
     files = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()}
     expected = {"leaderboard.md", "leaderboard.csv", "results.json", "report.md", "report.html", "loss_curves.png"}
     expected |= {f"pictures/{name}-{kind}.png" for name in ENTRIES for kind in ("diagnostics", "worst")}
@@ -43,7 +57,7 @@ def test_every_artifact_is_written(compared):
 
 
 def test_leaderboard_is_sorted_and_holds_every_column(compared, tiny_folder):
-    summary, out = compared
+    summary, out, _ = compared
     rows = summary["leaderboard"]
     assert [row["name"] for row in rows][-1] == "bayes-rule"
     ranked = [row for row in rows if row["kind"] != "reference"]
@@ -89,7 +103,7 @@ def test_leaderboard_is_sorted_and_holds_every_column(compared, tiny_folder):
 
 
 def test_bayes_rule_row_scores_the_optimal_prediction(compared, tiny_folder):
-    summary, _ = compared
+    summary, _, _ = compared
     test = load_dataset(tiny_folder / "test.npz")
     lit = test.x.reshape(len(test), -1).sum(axis=1)
     expected = regression_metrics(test.y, points_bayes_reference(8, 8).predict(lit))
@@ -98,7 +112,7 @@ def test_bayes_rule_row_scores_the_optimal_prediction(compared, tiny_folder):
 
 
 def test_html_report_is_self_contained(compared):
-    summary, out = compared
+    summary, out, _ = compared
     page = (out / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     sources = re.findall(r"src='([^']*)'", page)
@@ -141,34 +155,37 @@ def test_bad_input_is_refused_before_any_work(tiny_folder, tmp_path):
     assert (out / "mine.txt").read_text() == "keep"
 
 
-def test_command_line_compare_holds_out_a_test_split(capsys, tiny_folder, tmp_path):
-    from img2num.cli import main
+def test_reference_comes_from_the_caller_then_the_task():
+    assert _reference({"task": "points", "reference_mse": 47.7}, None) == 47.7
+    assert _reference({"task": "points", "reference_mse": 47.7}, 10) == 10
+    assert _reference(None, None) is None and _reference({"task": "x", "reference_mse": None}, None) is None
+    with pytest.raises(Img2NumError, match="reference MSE must be a positive number, got 0"):
+        _reference(None, 0)
 
+
+def test_a_test_share_is_held_out_when_the_data_has_none(tiny_folder):
+    splits = _splits(tiny_folder / "train.npz", None, None, 0.2, 0.25, seed=1)
+    assert list(splits) == ["train", "val", "test"]
+    assert [len(split) for split in splits.values()] == [96, 32, 32]
+    assert splits["test"].source.endswith("(held-out test share)")
+    again = _splits(tiny_folder / "train.npz", None, None, 0.2, 0.25, seed=1)
+    assert np.array_equal(again["test"].x, splits["test"].x)
+    assert not np.array_equal(_splits(tiny_folder / "train.npz", None, None, 0.2, 0.25, seed=2)["test"].x, splits["test"].x)
+    folder = _splits(tiny_folder, None, None, 0.2, 0.25, seed=1)
+    assert [len(split) for split in folder.values()] == [160, 40, 30]
+
+
+def test_command_line_errors_are_one_line(capsys, tiny_folder, tmp_path):
     out = tmp_path / "cmp"
-    argv = ["compare", str(tiny_folder / "train.npz"), "--models", "mlp", "--epochs", "1", "--reference-mse", "10"]
-    status = main([*argv, "--no-runs", "--quiet", "--out", str(out)])
-    stdout, stderr = capsys.readouterr()
-    assert status == 0, stderr
-    assert stderr == ""
-    lines = stdout.splitlines()
-    assert lines[-1] == f"results in {out} (report.html, report.md, leaderboard.md, results.json)"
-    results = json.loads((out / "results.json").read_text())
-    assert lines[-2] == f"best: {results['best']}"
-    assert {line.split()[0] for line in lines[:-2]} == {"mlp", "mean-baseline", "ridge-baseline"}
-    assert "(" in lines[0] and "x best possible)" in lines[0]
-    splits = results["data"]["splits"]
-    assert splits["test"]["source"].endswith("(held-out test share)")
-    assert sum(split["samples"] for split in splits.values()) == 160
-    assert results["reference_mse"] == 10.0 and results["data"]["task"] is None
-    assert not (out / "runs").exists() and (out / "report.html").is_file()
-
-    status = main([*argv, "--quiet", "--out", str(out)])
-    assert status == 1
+    out.mkdir()
+    assert main(["compare", str(tiny_folder), "--models", "mlp", "--quiet", "--out", str(out)]) == 1
     assert capsys.readouterr().err.strip() == f"img2num: error: {out}: already exists; pass --overwrite to replace it"
     with pytest.raises(SystemExit) as caught:
         main(["compare", str(tiny_folder), "--seeds", "0"])
     assert caught.value.code == 2
     assert "argument --seeds: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
     status = main(["compare", str(tiny_folder), "--models", "mlp,vgg", "--out", str(tmp_path / "other")])
-    assert status == 1 and "unknown model 'vgg'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert status == 1 and err.strip().startswith("img2num: error: unknown model 'vgg'; known models: mlp, cnn")
+    assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "other").exists()

@@ -97,10 +97,7 @@ def compare(
         for name in models
     }
     task = read_task(data)
-    if reference_mse is None and task is not None:
-        reference_mse = task.get("reference_mse")
-    if reference_mse is not None and not (isinstance(reference_mse, (int, float)) and 0 < reference_mse < math.inf):
-        raise Img2NumError(f"the reference MSE must be a positive number, got {reference_mse!r}")
+    reference_mse = _reference(task, reference_mse)
     check_replaceable(out_dir, overwrite)
     splits = _splits(data, val, test, val_fraction, test_fraction, seed)
     say = (lambda text: None) if quiet else _printer(stream or sys.stderr)
@@ -182,6 +179,15 @@ def best_epoch(run) -> int:
     if run.config.get("best_epoch") is not None:
         return int(run.config["best_epoch"])
     return int(min(run.history, key=lambda row: row["val_loss"])["epoch"])
+
+
+def _reference(task: dict | None, reference_mse: float | None) -> float | None:
+    """The caller's reference MSE, else the task's, else None."""
+    if reference_mse is None and task is not None:
+        reference_mse = task.get("reference_mse")
+    if reference_mse is not None and not (isinstance(reference_mse, (int, float)) and 0 < reference_mse < math.inf):
+        raise Img2NumError(f"the reference MSE must be a positive number, got {reference_mse!r}")
+    return reference_mse
 
 
 def _checked_models(models: Sequence[str] | None) -> list[str]:
