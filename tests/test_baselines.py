@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from img2num.baselines import MeanBaseline, RidgeBaseline, pixel_features
 from img2num.errors import Img2NumError
@@ -97,3 +99,19 @@ def test_ridge_rejects_bad_parameters_and_shapes():
     ridge = RidgeBaseline().fit(x, y)
     with pytest.raises(Img2NumError, match="fitted on"):
         ridge.predict(np.zeros((2, 5, 5, 1)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(3, 30), side=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
+def test_ridge_properties(n, side, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(n, side, side, 3)).astype(np.uint8)
+    y = rng.normal(size=n) * 10
+    # A huge penalty leaves only the intercept: the training mean.
+    flat = RidgeBaseline(size=4, alphas=[1e12]).fit(x, y).predict(x)
+    np.testing.assert_allclose(flat, y.mean(), rtol=1e-4, atol=1e-3)
+    ridge = RidgeBaseline(size=4).fit(x, y)
+    prediction = ridge.predict(x)
+    assert prediction.shape == (n,) and prediction.dtype == np.float32 and np.all(np.isfinite(prediction))
+    assert ridge.alpha_ in ridge.alphas and len(ridge.validation_mse_) == len(ridge.alphas)
+    assert np.array_equal(RidgeBaseline(size=4).fit(x, y).predict(x), prediction)

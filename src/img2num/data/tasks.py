@@ -39,7 +39,7 @@ def task_info(config: TaskConfig) -> dict:
         known = pixels <= _POINTS_REFERENCE_MAX_PIXELS
         return {
             "task": "points",
-            "label": "number of points dropped (0 to height*width-1)",
+            "label": "number of points dropped, 0 to height*width-1",
             "options": options,
             "reference_mse": points_bayes_reference(config.height, config.width).mse if known else None,
             "reference": (
