@@ -45,7 +45,7 @@ def test_every_artifact_is_written(compared):
     assert [line.split()[0] for line in lines[:-2]] == [row["name"] for row in summary["leaderboard"]]
     assert lines[0].endswith("x best possible)")
     files = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()}
-    expected = {"leaderboard.md", "leaderboard.csv", "results.json", "report.md", "report.html", "loss_curves.png"}
+    expected = {"leaderboard.md", "leaderboard.csv", "results.json", "report.md", "report.html", "loss_curves.png", "samples.png"}
     expected |= {f"pictures/{name}-{kind}.png" for name in ENTRIES for kind in ("diagnostics", "worst")}
     expected |= {f"runs/seed-{seed}/mlp/{name}" for seed in SEEDS for name in ("model.keras", "history.csv", "metrics.json")}
     assert expected <= files
@@ -116,11 +116,12 @@ def test_html_report_is_self_contained(compared):
     page = (out / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     sources = re.findall(r"src='([^']*)'", page)
-    assert len(sources) == 1 + 2 * len(ENTRIES)
+    assert len(sources) == 2 + 2 * len(ENTRIES)
     assert all(source.startswith("data:image/png;base64,") for source in sources)
     assert "href=" not in page and "<link" not in page and "<script" not in page
     embedded = {base64.b64decode(source.split(",", 1)[1]) for source in sources}
     assert (out / "loss_curves.png").read_bytes() in embedded
+    assert (out / "samples.png").read_bytes() in embedded
     assert (out / "pictures" / "mlp-worst.png").read_bytes() in embedded
     for name in (*ENTRIES, "bayes-rule", "MSE / Bayes", "Test MSE per seed", "the points task"):
         assert name in page

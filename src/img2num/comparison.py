@@ -27,6 +27,7 @@ LEADERBOARD_CSV = "leaderboard.csv"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 LOSS_CURVES = "loss_curves.png"
+SAMPLES = "samples.png"
 
 
 def compare(
@@ -56,7 +57,7 @@ def compare(
 
     The output folder holds `leaderboard.md` and `leaderboard.csv` (sorted by test MSE),
     `results.json` (every number, per seed), `report.md` and a self-contained `report.html`,
-    `loss_curves.png`, `pictures/NAME-diagnostics.png` and `pictures/NAME-worst.png` per model
+    `samples.png` (25 training images), `loss_curves.png`, `pictures/NAME-diagnostics.png` and `pictures/NAME-worst.png` per model
     (first seed), and, with `keep_runs`, each trained run under `runs/seed-SEED/MODEL`. It
     appears only when everything is done.
 
@@ -137,7 +138,7 @@ def compare(
             "leaderboard": leaderboard(entries, reference_mse),
         }
         summary["best"] = next(row["name"] for row in summary["leaderboard"] if row["kind"] != "reference")
-        _write_outputs(folder, summary, splits["test"], test_predictions, best_predictions, histories)
+        _write_outputs(folder, summary, splits, test_predictions, best_predictions, histories)
     summary["folder"] = str(out_dir)
     return summary
 
@@ -283,11 +284,13 @@ def _reference_entry(splits: dict[str, Dataset], task: dict) -> dict:
 
 
 def _write_outputs(
-    folder: Path, summary: dict, test: Dataset, predictions: dict, best: np.ndarray | None, histories: dict
+    folder: Path, summary: dict, splits: dict[str, Dataset], predictions: dict, best: np.ndarray | None, histories: dict
 ) -> None:
     """Pictures of the first seed, then the tables and reports that show them."""
     from img2num import plots, report
 
+    train, test = splits["train"], splits["test"]
+    plots.sample_grid(train.x, train.y, folder / SAMPLES, title="training samples")
     plots.compare_loss_curves(histories, folder / LOSS_CURVES, summary["reference_mse"])
     for name, predicted in predictions.items():
         plots.diagnostics(test.y, predicted, folder / "pictures" / f"{name}-diagnostics.png", f"{name} on the test split", best)

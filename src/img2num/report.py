@@ -151,6 +151,7 @@ def seed_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
 def compare_markdown(summary: dict) -> str:
     """The comparison as a markdown summary beside its pictures (`loss_curves.png`, `pictures/`)."""
     parts = [f"# {_title(summary)}\n", _data_text(summary) + "\n", "## Leaderboard\n", leaderboard_markdown(summary)]
+    samples = "## Training samples\n\nThe first 25 training images, titled R (true value).\n\n![training samples](samples.png)\n"
     if len(summary["seeds"]) > 1:
         header, rows = seed_cells(summary)
         parts += [
@@ -159,6 +160,7 @@ def compare_markdown(summary: dict) -> str:
             + "".join("| " + " | ".join(cells) + " |\n" for cells in rows),
         ]
     parts += [
+        samples,
         f"## Loss curves\n\n{_loss_text(summary)}\n\n![loss curves](loss_curves.png)\n",
         f"## Each model on the test split\n\n{_DIAGNOSTICS_TEXT}\n",
     ]
@@ -189,6 +191,8 @@ def compare_html(summary: dict, folder: str | Path) -> str:
     body.append(f"<p class='note'>{esc(_leaderboard_note(summary))}</p>")
     if len(summary["seeds"]) > 1:
         body += ["<h3>Test MSE per seed</h3>", _html_table(*seed_cells(summary))]
+    body += ["<h2>Training samples</h2>", "<p>The first 25 training images, titled R (true value).</p>"]
+    body.append(_html_image(folder / "samples.png", "training samples"))
     body += ["<h2>Loss curves</h2>", f"<p>{esc(_loss_text(summary))}</p>", _html_image(folder / "loss_curves.png", "loss curves")]
     body += ["<h2>Each model on the test split</h2>", f"<p>{esc(_DIAGNOSTICS_TEXT)}</p>"]
     for row in summary["leaderboard"]:
