@@ -51,6 +51,10 @@ def test_loss_curves_draw_the_best_possible_line():
         assert "best possible (47.7)" in [text.get_text() for text in ax.get_legend().get_texts()]
     without = plots.compare_loss_curves_figure({"mlp": history})
     assert len(without.axes[0].get_lines()) == 2
+    seeds = plots.compare_loss_curves_figure({"mlp": history}, other_seeds={"mlp": [history[:2], history]})
+    lines = seeds.axes[0].get_lines()
+    assert len(lines) == 4 and [len(line.get_xdata()) for line in lines[:2]] == [2, 3]
+    assert [text.get_text() for text in seeds.axes[0].get_legend().get_texts()][0] == "validation, other seeds"
 
 
 def test_error_by_range_and_worst_indices():

@@ -114,9 +114,9 @@ def compare(
                 splits["train"], config, val=splits["val"], test=splits["test"], run_dir=run_dir, quiet=quiet, stream=stream
             )
             entries.append(_model_entry(name, s, run, run_dir and run_dir.relative_to(folder)))
+            histories.setdefault(name, []).append(run.history)
             if s == seed:
                 test_predictions[name] = run.predict(splits["test"].x, splits["test"].source)
-                histories[name] = run.history
         for name, entry, predictions in _baselines(splits):
             say(f"{name}: fitted in {entry['train_seconds']:.2f} s, test MSE {entry['metrics']['test']['mse']:.4g}")
             entries.append(entry)
@@ -286,12 +286,17 @@ def _reference_entry(splits: dict[str, Dataset], task: dict) -> dict:
 def _write_outputs(
     folder: Path, summary: dict, splits: dict[str, Dataset], predictions: dict, best: np.ndarray | None, histories: dict
 ) -> None:
-    """Pictures of the first seed, then the tables and reports that show them."""
+    """Pictures (of the first seed; loss curves of every seed), then the tables and reports that show them."""
     from img2num import plots, report
 
     train, test = splits["train"], splits["test"]
     plots.sample_grid(train.x, train.y, folder / SAMPLES, title="training samples")
-    plots.compare_loss_curves(histories, folder / LOSS_CURVES, summary["reference_mse"])
+    plots.compare_loss_curves(
+        {name: runs[0] for name, runs in histories.items()},
+        folder / LOSS_CURVES,
+        summary["reference_mse"],
+        {name: runs[1:] for name, runs in histories.items()},
+    )
     for name, predicted in predictions.items():
         plots.diagnostics(test.y, predicted, folder / "pictures" / f"{name}-diagnostics.png", f"{name} on the test split", best)
         plots.worst_predictions(

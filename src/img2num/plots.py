@@ -77,7 +77,10 @@ def loss_curves(history: list[dict], path: str | Path, title: str = "") -> Path:
 
 
 def compare_loss_curves(
-    histories: dict[str, list[dict]], path: str | Path, reference_mse: float | None = None
+    histories: dict[str, list[dict]],
+    path: str | Path,
+    reference_mse: float | None = None,
+    other_seeds: dict[str, list[list[dict]]] | None = None,
 ) -> Path:
     """Draw several models' loss curves side by side on one shared loss axis.
 
@@ -85,19 +88,34 @@ def compare_loss_curves(
         histories: Per-epoch records of each model, keyed by model name.
         path: PNG file to write.
         reference_mse: The best MSE possible on the task, drawn as a horizontal line, or None.
+        other_seeds: Further histories of each model (other seeds); their validation loss is
+            drawn as thin lines.
 
     Returns:
         The path written.
     """
-    return _save(compare_loss_curves_figure(histories, reference_mse), path)
+    return _save(compare_loss_curves_figure(histories, reference_mse, other_seeds), path)
 
 
-def compare_loss_curves_figure(histories: dict[str, list[dict]], reference_mse: float | None = None) -> Figure:
+def compare_loss_curves_figure(
+    histories: dict[str, list[dict]],
+    reference_mse: float | None = None,
+    other_seeds: dict[str, list[list[dict]]] | None = None,
+) -> Figure:
     """The figure that `compare_loss_curves` saves."""
     width = 6 if len(histories) <= 3 else 4.5
     fig = Figure(figsize=(width * len(histories), 4.5))
     axes = fig.subplots(1, len(histories), sharey=True, squeeze=False)[0]
     for ax, (name, history) in zip(axes, histories.items()):
+        for index, other in enumerate((other_seeds or {}).get(name, [])):
+            ax.plot(
+                [row["epoch"] for row in other],
+                [row["val_loss"] for row in other],
+                color="C1",
+                alpha=0.35,
+                linewidth=1,
+                label="validation, other seeds" if index == 0 else None,
+            )
         _draw_losses(ax, history, name, reference_mse)
     return fig
 

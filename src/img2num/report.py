@@ -294,6 +294,8 @@ def _leaderboard_note(summary: dict) -> str:
 
 def _loss_text(summary: dict) -> str:
     text = f"Training and validation loss per epoch, seed {summary['seeds'][0]}, log scale"
+    if len(summary["seeds"]) > 1:
+        text += "; thin lines: validation loss on the other seeds"
     if summary["reference_mse"]:
         text += "; the dashed line is the best possible MSE"
     return text + "."
