@@ -118,7 +118,9 @@ def test_html_report_is_self_contained(compared):
     sources = re.findall(r"src='([^']*)'", page)
     assert len(sources) == 2 + 2 * len(ENTRIES)
     assert all(source.startswith("data:image/png;base64,") for source in sources)
-    assert "href=" not in page and "<link" not in page and "<script" not in page
+    assert "<link" not in page and "<script" not in page
+    assert sorted(re.findall(r"href='([^']*)'", page)) == sorted(f"#{name}" for name in ENTRIES)
+    assert all(f"<h3 id='{name}'>" in page for name in ENTRIES)
     embedded = {base64.b64decode(source.split(",", 1)[1]) for source in sources}
     assert (out / "loss_curves.png").read_bytes() in embedded
     assert (out / "samples.png").read_bytes() in embedded

@@ -227,14 +227,20 @@ _CSS = (
 
 
 def _html_table(header: list[str], rows: list[list[str]], kinds: list[dict] | None = None) -> str:
+    """An HTML table; with `kinds` (leaderboard rows) each row gets its kind as class, and each
+    model's name links to its pictures further down the page."""
     esc = html.escape
     lines = ["<table>", "<tr>" + "".join(f"<th>{esc(cell)}</th>" for cell in header) + "</tr>"]
     for index, cells in enumerate(rows):
-        kind = f" class='{kinds[index]['kind']}'" if kinds else ""
-        tds = "".join(
-            f"<td class='num'>{esc(cell)}</td>" if _numeric(cell) else f"<td>{esc(cell)}</td>" for cell in cells
-        )
-        lines.append(f"<tr{kind}>{tds}</tr>")
+        kind = kinds[index]["kind"] if kinds else None
+        tds = []
+        for column, cell in enumerate(cells):
+            text = esc(cell)
+            if kind in ("model", "baseline") and column == 1:
+                text = f"<a href='#{text}'>{text}</a>"
+            tds.append(f"<td class='num'>{text}</td>" if _numeric(cell) else f"<td>{text}</td>")
+        lines.append(f"<tr class='{kind}'>" if kind else "<tr>")
+        lines[-1] += "".join(tds) + "</tr>"
     return "\n".join(lines + ["</table>"])
 
 
