@@ -109,3 +109,57 @@ def write_points(
     folder.mkdir(parents=True, exist_ok=True)
     splits = generate_points_splits(config)
     return {split: save_npz(targets[split], data) for split, data in splits.items()}
+
+
+def write_points_images(
+    folder: str | Path, config: PointsConfig = PointsConfig(), overwrite: bool = False
+) -> dict[str, Path]:
+    """Generate the points splits and write them as PNG files plus a label CSV.
+
+    Writes `<folder>/images/<split>/<index>.png` (8-bit, lit pixels white: 255) and
+    `<folder>/labels.csv` with columns `file,label,split`, the folder-and-CSV form that
+    `img2num train` reads. The same seed gives the same images as the `.npz` form.
+
+    Args:
+        folder: Output folder, created if needed.
+        config: Image size, split sizes and seed; channels must be 1 or 3.
+        overwrite: Replace existing `images/` and `labels.csv` instead of failing.
+
+    Returns:
+        The paths written: "images" (the folder) and "labels" (the CSV).
+
+    Raises:
+        Img2NumError: The outputs exist and `overwrite` is false, channels is not 1 or 3, or
+            every split is empty.
+    """
+    import csv
+    import io
+
+    from PIL import Image
+
+    from img2num.io import atomic_folder, check_replaceable, check_replaceable_file, write_text
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise Img2NumError(f"{folder}: exists and is not a folder")
+    if config.channels not in (1, 3):
+        raise Img2NumError(f"image files hold 1 or 3 channels, got --channels {config.channels}")
+    if not any(config.split_sizes.values()):
+        raise Img2NumError("every split size is 0; nothing to generate")
+    check_replaceable(folder / "images", overwrite)
+    check_replaceable_file(folder / "labels.csv", overwrite)
+    splits = generate_points_splits(config)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "label", "split"])
+    with atomic_folder(folder / "images", overwrite) as tmp:
+        for split, data in splits.items():
+            (tmp / split).mkdir()
+            digits = len(str(len(data) - 1))
+            for index, (image, label) in enumerate(zip(data.x, data.y)):
+                name = f"{index:0{digits}d}.png"
+                pixels = image[..., 0] if config.channels == 1 else image
+                Image.fromarray(pixels * np.uint8(255)).save(tmp / split / name)
+                writer.writerow([f"images/{split}/{name}", int(label), split])
+    write_text(folder / "labels.csv", buffer.getvalue())
+    return {"images": folder / "images", "labels": folder / "labels.csv"}
