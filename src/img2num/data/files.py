@@ -91,7 +91,7 @@ class ImageFiles:
 
     def to_dataset(self) -> Dataset:
         """Every image decoded into an in-memory `Dataset`."""
-        return Dataset(self.decode(), self.y, self.source, self.paths)
+        return Dataset(self.decode(), self.y, self.source, self.paths, self.spec)
 
     def chunks(self, max_bytes: int = _CHUNK_BYTES):
         """Yield the decoded images in order, in arrays of at most about `max_bytes`."""
@@ -242,7 +242,7 @@ def keep_decoded(paths: list[str], spec: ImageSpec, labels, source: str, options
     if spec.channels > 3:
         files = replace(files, band_sums=np.stack([np.stack(results[i][2][:2]) for i in good]))
     if in_memory:
-        return Dataset(np.stack([results[i][0] for i in good]), files.y, source, files.paths), good, bad
+        return Dataset(np.stack([results[i][0] for i in good]), files.y, source, files.paths, spec), good, bad
     return files, good, bad
 
 

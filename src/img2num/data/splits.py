@@ -13,7 +13,6 @@ import numpy as np
 from img2num.config import DataConfig
 from img2num.data.arrays import Dataset, as_dataset, load_split_folder, shape_text
 from img2num.data.files import ImageFiles, ImageTable, read_image_table
-from img2num.data.images import ImageSpec
 from img2num.data.table import BadRow
 from img2num.errors import Img2NumError
 
@@ -28,12 +27,14 @@ class Splits(dict):
     Attributes:
         skipped: Rows and files left out with `skip_bad`, in the order met.
         rows: Data rows read from label CSVs (0 for array files).
+        options: How the label CSVs and image files were read.
     """
 
-    def __init__(self, splits: dict, skipped: list[BadRow] | None = None, rows: int = 0) -> None:
+    def __init__(self, splits: dict, skipped: list[BadRow] | None = None, rows: int = 0, options=None) -> None:
         super().__init__(splits)
         self.skipped = list(skipped or [])
         self.rows = rows
+        self.options = options
 
 
 def resolve_splits(
@@ -79,7 +80,7 @@ def resolve_splits(
         splits = load_split_folder(data)
     else:
         splits = {"train": _labelled(data)}
-    spec = getattr(splits["train"], "spec", None) or image_spec_of(splits["train"])
+    spec = splits["train"].spec
     for name, given in (("val", val), ("test", test)):
         if given is None:
             continue
@@ -100,7 +101,7 @@ def resolve_splits(
                 f"images are {shape_text(shape)}"
             )
     order = {name: splits[name] for name in ("train", "val", "test") if name in splits}
-    return Splits(order, skipped, rows)
+    return Splits(order, skipped, rows, options)
 
 
 def label_csv(data) -> Path | None:
@@ -129,14 +130,6 @@ def label_csv(data) -> Path | None:
     raise Img2NumError(
         f"{path}: holds several CSV files ({', '.join(p.name for p in found)}) and no labels.csv; name one"
     )
-
-
-def image_spec_of(data: Dataset) -> ImageSpec | None:
-    """The spec of in-memory images read from files (they carry their paths), else None."""
-    if getattr(data, "paths", None) is None:
-        return None
-    height, width, channels = data.image_shape
-    return ImageSpec((height, width), channels, str(data.x.dtype))
 
 
 def hold_out(data: Dataset | ImageFiles, fraction: float, seed: int) -> dict[str, Dataset | ImageFiles]:
