@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from img2num import __version__
-from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, PointsConfig, TrainConfig
+from img2num.config import CACHE_MB, RECIPE_EPOCHS, RECIPE_MODELS, RESIZE_MODES, DataConfig, PointsConfig, TrainConfig
 from img2num.errors import Img2NumError
 
 
@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(a split of size 0 is skipped). Each holds x uint8 (N, H, W, C) and y float32 (N,).",
     )
     command.add_argument("out", type=Path, help="output folder")
+    command.add_argument(
+        "--format", choices=("npz", "images"), default="npz",
+        help="npz: train/val/test.npz; images: OUT/images/SPLIT/N.png and OUT/labels.csv "
+        "(file,label,split), the folder-and-CSV form (default %(default)s)",
+    )
     command.add_argument("--overwrite", action="store_true", help="replace existing split files")
     command.set_defaults(command=_generate)
 
@@ -72,9 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a model with MSE loss and Adam, validating after every epoch, and save "
         "the run (model, configuration, history, metrics, pictures) in one folder.",
     )
-    command.add_argument("data", type=Path, help="training .npz file, or a folder from `img2num generate`")
-    command.add_argument("--val", type=Path, help="validation .npz file (default: the folder's val.npz, else a held-out share)")
-    command.add_argument("--test", type=Path, help="test .npz file to score and draw (default: the folder's test.npz)")
+    command.add_argument("data", type=Path, help="training data: a label CSV naming image files (or a folder holding one), an .npz file, or a folder from `img2num generate`")
+    command.add_argument("--val", type=Path, help="validation data, .npz or label CSV (default: the folder's val.npz or the CSV's val rows, else a held-out share)")
+    command.add_argument("--test", type=Path, help="test data to score and draw, .npz or label CSV (default: the folder's test.npz or the CSV's test rows)")
     command.add_argument("--model", default=train_defaults.model, help="registered model name (default %(default)s; see `img2num models`)")
     command.add_argument("--epochs", type=_positive_int, default=train_defaults.epochs, help="epochs (default %(default)s)")
     command.add_argument("--batch-size", type=_positive_int, default=train_defaults.batch_size, help="batch size (default %(default)s)")
@@ -84,26 +89,33 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--run", type=Path, help="run folder (default: runs/MODEL, or runs/MODEL-2, ... if taken)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing run folder once the new run is complete")
     command.add_argument("--quiet", action="store_true", help="print no progress")
+    add_data_options(command)
     command.set_defaults(command=_train)
 
     command = commands.add_parser(
         "evaluate", help="score a run on labelled data",
-        description="Print MSE, RMSE, MAE and R^2 of a run on a labelled .npz file and save them as JSON.",
+        description="Print MSE, RMSE, MAE and R^2 of a run on labelled data and save them as JSON. "
+        "Image files are decoded as the run's training images were.",
     )
     command.add_argument("run", type=Path, help="run folder")
-    command.add_argument("data", type=Path, help="labelled .npz file")
+    command.add_argument("data", type=Path, help="labelled data: a label CSV naming image files (or a folder holding one), or an .npz file")
     command.add_argument("--output", type=Path, help="JSON file for the metrics (default: RUN/evaluations/DATA.json)")
     command.add_argument("--overwrite", action="store_true", help="replace an output file that holds anything but an earlier evaluation of the same data")
+    add_data_options(command, training=False)
     command.set_defaults(command=_evaluate)
 
     command = commands.add_parser(
         "predict", help="predict with a run",
-        description="Predict one number per image; write index,prediction (and label when known) as CSV.",
+        description="Predict one number per image. Image files and folders (searched recursively for "
+        "image files, sorted) give path,prediction rows; a label CSV gives path,prediction(,label); "
+        "an .npz file gives index,prediction(,label). A bad image file is reported and skipped; "
+        "every good prediction is still written (exit status 1).",
     )
     command.add_argument("run", type=Path, help="run folder")
-    command.add_argument("data", type=Path, help=".npz file with images in x (labels in y optional)")
+    command.add_argument("data", type=Path, nargs="+", help="image files and folders, a label CSV, or one .npz file with images in x (labels in y optional)")
     command.add_argument("--output", type=Path, help="CSV file to write (default: print to stdout)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_data_options(command, training=False)
     command.set_defaults(command=_predict)
 
     command = commands.add_parser(
@@ -117,14 +129,52 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--seed", type=_count, default=0, help="seed of weights and shuffling (default %(default)s)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing results folder once the new one is complete")
     command.add_argument("--quiet", action="store_true", help="print no progress")
+    command.add_argument("--data", type=Path, help="compare the models on this data (a label CSV naming image files, a folder holding one, an .npz file or a folder from `img2num generate`) instead of generating the points data")
+    add_data_options(command, channels=False)
     command.set_defaults(command=_recipe)
     return parser
 
 
-def _generate(args) -> None:
-    from img2num.data import write_points
+def add_data_options(parser: argparse.ArgumentParser, training: bool = True, channels: bool = True) -> None:
+    """Add the options of `DataConfig` (how label CSVs and image files are read) to a command.
 
-    paths = write_points(args.out, _points_config(args), overwrite=args.overwrite)
+    Args:
+        parser: The command's parser.
+        training: Also add the options that shape training data (channels, image size, resize
+            mode, test share, in-memory limit); commands that use a trained run read its own.
+        channels: Add --channels (off where the command already has a --channels of its own).
+    """
+    group = parser.add_argument_group("image files and label CSVs")
+    names = ["path_column", "label_column", "split_column", "skip_bad", "workers"]
+    group.add_argument("--path-column", help="CSV column naming each image, relative to the CSV (default: file, else path)")
+    group.add_argument("--label-column", help="CSV column holding each image's number (default: label, else value)")
+    group.add_argument("--split-column", default=DataConfig.split_column, help="optional CSV column of train/val/test (default %(default)s)")
+    group.add_argument("--skip-bad", action="store_true", help="skip bad rows and images (counted, listed, one summary line) instead of stopping")
+    group.add_argument("--workers", type=_positive_int, help="processes decoding images (default: every CPU core)")
+    if training:
+        names += ["image_size", "resize", "test_fraction", "cache_mb"] + (["channels"] if channels else [])
+    parser.set_defaults(data_options=names)
+    if not training:
+        return
+    if channels:
+        group.add_argument("--channels", type=int, choices=(1, 3), help="1 (grayscale) or 3 (colour) (default: what the data is)")
+    group.add_argument("--image-size", type=_image_size, help="bring every image to HxW, such as 64x64 (default: images must share one size)")
+    group.add_argument("--resize", choices=RESIZE_MODES, help="with --image-size, how to change an aspect ratio: stretch, or crop (centre crop, then resize) (default: refuse)")
+    group.add_argument("--test-fraction", type=_test_fraction, default=0.0, help="share of a CSV without split column held out for testing (default %(default)s)")
+    group.add_argument("--cache-mb", type=_non_negative_float, default=CACHE_MB, help="decoded images up to this many MB are kept in memory, larger data streams from disk; 0 always streams (default %(default)s)")
+
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    """The `DataConfig` of parsed options added by `add_data_options` (defaults for the rest)."""
+    names = getattr(args, "data_options", [])
+    return DataConfig(**{name: getattr(args, name) for name in names if getattr(args, name) is not None})
+
+
+def _generate(args) -> None:
+    from img2num.data import write_points, write_points_images
+
+    write = write_points_images if args.format == "images" else write_points
+    paths = write(args.out, _points_config(args), overwrite=args.overwrite)
     for split, path in paths.items():
         print(f"{split}: {path}")
 
@@ -158,36 +208,67 @@ def _train(args) -> None:
         run_dir=args.run or _free_run_folder(Path("runs"), config.model),
         overwrite=args.overwrite,
         quiet=args.quiet,
+        data_options=data_config(args),
     )
     for split, metrics in run.metrics.items():
         print(f"[{split}]\n{format_metrics(metrics)}")
+    data = run.config["data"]
+    if data.get("rows_skipped"):
+        _note(f"skipped {data['rows_skipped']} of {data['rows_read']} rows; listed in {run.path / 'skipped.csv'}")
     print(f"run saved in {run.path}")
 
 
 def _evaluate(args) -> None:
     from img2num.evaluation import evaluate, format_metrics
 
+    import json
+
     output = args.output or args.run / "evaluations" / f"{args.data.stem}.json"
-    print(format_metrics(evaluate(args.run, args.data, output=output, overwrite=args.overwrite)))
+    metrics = evaluate(args.run, args.data, output=output, overwrite=args.overwrite, options=data_config(args))
+    print(format_metrics(metrics))
+    skipped = json.loads(output.read_text(encoding="utf-8")).get("skipped", [])
+    if skipped:
+        _note(f"skipped {len(skipped)} bad rows; listed in {output}")
     print(f"metrics saved in {output}")
 
 
-def _predict(args) -> None:
+def _predict(args) -> int:
+    from dataclasses import replace
+
     from img2num.bundle import load_run
-    from img2num.data import load_dataset
+    from img2num.data import load_dataset, read_image_table
     from img2num.io import check_replaceable_file
-    from img2num.prediction import predictions_csv, write_predictions
+    from img2num.prediction import predict_files, predictions_csv, write_predictions
 
     if args.output is not None:
         check_replaceable_file(args.output, args.overwrite)
+    kinds = {path.suffix.lower() for path in args.data}
+    if ".npz" in kinds or ".csv" in kinds:
+        if len(args.data) > 1:
+            raise Img2NumError(f"{args.data[0]}: an .npz or CSV file is predicted on alone, not with other inputs")
     run = load_run(args.run)
-    data = load_dataset(args.data)
-    predictions = run.predict(data.x, data.source)
+    paths, labels, bad = None, None, []
+    if ".npz" in kinds:
+        data = load_dataset(args.data[0])
+        predictions, labels = run.predict(data.x, data.source), data.y
+    elif ".csv" in kinds:
+        options = replace(data_config(args), skip_bad=True)
+        table = read_image_table(args.data[0], options, run.preprocessing.image_spec(), require_labels=False)
+        predictions, labels, paths, bad = run.predict_data(table.data), table.data.y, list(table.data.paths), table.skipped
+    else:
+        paths, predictions, bad = predict_files(run, args.data, workers=args.workers)
+    text = predictions_csv(predictions, labels, paths)
     if args.output is None:
-        sys.stdout.write(predictions_csv(predictions, data.y))
-        return
-    write_predictions(args.output, predictions, data.y, overwrite=args.overwrite)
-    print(f"{len(predictions)} predictions written to {args.output}")
+        sys.stdout.write(text)
+    elif len(predictions):
+        write_predictions(args.output, predictions, labels, overwrite=args.overwrite, paths=paths)
+        print(f"{len(predictions)} predictions written to {args.output}")
+    for row in bad:
+        _fail(row.message)
+    if bad:
+        return _fail(f"{len(bad)} of {len(bad) + len(predictions)} images could not be used; "
+                     f"{len(predictions)} predictions {'written' if len(predictions) else 'made'}")
+    return 0
 
 
 def _recipe(args) -> None:
@@ -201,6 +282,8 @@ def _recipe(args) -> None:
         seed=args.seed,
         overwrite=args.overwrite,
         quiet=args.quiet,
+        data=args.data,
+        data_options=data_config(args),
     )
     scored = summary["scored_on"]
     for name, result in summary["models"].items():
@@ -235,6 +318,10 @@ def _fail(message: str, status: int = 1) -> int:
     return status
 
 
+def _note(message: str) -> None:
+    print(f"img2num: {' '.join(message.split())}", file=sys.stderr)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, like every other img2num error."""
 
@@ -266,3 +353,24 @@ def _positive_float(text: str) -> float:
 
 def _fraction(text: str) -> float:
     return _parse_number(float, text, lambda v: 0 < v < 1, "a number between 0 and 1")
+
+
+def _test_fraction(text: str) -> float:
+    return _parse_number(float, text, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
+
+
+def _non_negative_float(text: str) -> float:
+    return _parse_number(float, text, lambda v: 0 <= v < float("inf"), "a number of at least 0")
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 64x64, got {text!r}")
+    return size
