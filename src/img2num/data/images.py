@@ -281,16 +281,18 @@ def _probe_tiff(path: Path) -> ImageInfo | None:
 
     try:
         with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
-            shape, dtype = page.shape, page.dtype
-            orientation = _tiff_orientation(page)
-            axes = page.axes
+            series = tif.series[0]
+            shape, axes, dtype = series.shape, series.axes, series.dtype
+            orientation = _tiff_orientation(tif.pages.first)
     except Exception:  # Not a TIFF tifffile reads: let Pillow try and name the problem.
         return None
-    height, width, bands = _tiff_layout(shape, axes)
+    layout = _tiff_layout(shape, axes)
+    if layout is None:
+        return None
+    height, width, bands = layout
     if orientation in (5, 6, 7, 8):
         height, width = width, height
-    kind = "float32" if dtype.kind == "f" else "uint16" if dtype.itemsize > 1 else "uint8"
+    kind = "float32" if dtype.kind == "f" else "uint16" if dtype.itemsize > 1 or dtype.kind == "i" else "uint8"
     if bands == 4 and kind == "uint8":
         bands = 3  # RGBA: alpha is dropped, as for every other format.
     return ImageInfo(height, width, bands, kind)
@@ -305,9 +307,9 @@ def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray | None:
     _check_pixels(info.height, info.width, max_pixels)
     try:
         with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
-            array = page.asarray()
-            axes, orientation, photometric = page.axes, _tiff_orientation(page), page.photometric
+            series = tif.series[0]
+            array, axes = series.asarray(), series.axes
+            orientation = _tiff_orientation(tif.pages.first)
     except Exception as error:  # tifffile raises many types for damaged or unusual files.
         try:
             with _open(path, max_pixels) as image:
@@ -315,13 +317,12 @@ def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray | None:
                 return pil_to_array(ImageOps.exif_transpose(image))
         except (BadImage, OSError, ValueError, SyntaxError):
             raise BadImage(f"unreadable or truncated TIFF image ({_reason(error)})") from None
-    if axes and axes[0] == "S" and array.ndim == 3:
-        array = np.moveaxis(array, 0, -1)  # planar bands come first; make them the last axis
+    array = array.reshape(array.shape[-2:] if array.ndim == 2 else array.shape)
     if array.ndim == 2:
         array = array[..., np.newaxis]
-    if array.ndim != 3:
-        raise BadImage(f"TIFF image of shape {array.shape} is not one (H, W[, bands]) image")
-    if array.shape[-1] == 4 and array.dtype == np.uint8 and int(photometric) == 2:
+    elif not axes.endswith("S"):
+        array = np.moveaxis(array, 0, -1)  # bands as pages or planes come first; put them last
+    if array.shape[-1] == 4 and array.dtype == np.uint8:
         array = array[..., :3]
     if array.dtype.kind == "f":
         array = array.astype(np.float32)
@@ -332,12 +333,16 @@ def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray | None:
     return _orient(array, orientation)
 
 
-def _tiff_layout(shape, axes: str) -> tuple[int, int, int]:
+def _tiff_layout(shape, axes: str) -> tuple[int, int, int] | None:
+    """(height, width, bands) of a TIFF series: bands last (YXS) or first (bands as planes or
+    pages); None for anything else, such as a stack of colour images."""
     if len(shape) == 2:
         return shape[0], shape[1], 1
-    if axes and axes[0] == "S":
+    if len(shape) == 3:
+        if axes.endswith("S"):
+            return shape[0], shape[1], shape[2]
         return shape[1], shape[2], shape[0]
-    return shape[0], shape[1], shape[-1] if len(shape) == 3 else 0
+    return None
 
 
 def _tiff_orientation(page) -> int:
@@ -353,7 +358,7 @@ def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
         4: lambda a: a[::-1],
         5: lambda a: np.swapaxes(a, 0, 1),
         6: lambda a: np.rot90(a, -1),
-        7: lambda a: np.rot90(a, 1)[::-1],
+        7: lambda a: np.rot90(a, -1)[::-1],
         8: lambda a: np.rot90(a, 1),
     }
     return np.ascontiguousarray(ops[orientation](array)) if orientation in ops else array
