@@ -87,7 +87,10 @@ def probe(path: str | Path, max_pixels: int | None = None) -> ImageInfo:
             return info
     with _open(path, max_pixels) as image:
         width, height = image.size
-        orientation = image.getexif().get(0x0112, 1)
+        try:
+            orientation = image.getexif().get(0x0112, 1)
+        except (OSError, ValueError, SyntaxError) as error:  # reading EXIF may read the whole file
+            raise BadImage(f"unreadable or truncated image ({_reason(error)})") from None
         if orientation in (5, 6, 7, 8):
             width, height = height, width
         mode = image.mode

@@ -109,20 +109,19 @@ def read_label_table(path: str | Path, options: DataConfig = DataConfig(), requi
             bad.append(BadRow(where, "", f"empty {header[path_col]!r} cell"))
             continue
         image = str(path.parent / name)
-        problem = None
-        key = os.path.normcase(os.path.abspath(image))
-        if key in seen:
-            problem = f"duplicate of row {seen[key]}"
-        else:
-            seen[key] = number
-        label = None
-        if problem is None and label_col is not None:
+        problem = label = split = None
+        if label_col is not None:
             label, problem = _label(cells[label_col].strip(), header[label_col])
-        split = None
         if problem is None and split_col is not None:
             split = SPLIT_NAMES.get(cells[split_col].strip().lower())
             if split is None:
                 problem = f"split {cells[split_col].strip()!r} is not train, val or test"
+        # A duplicate repeats a usable row; a path on a row that is bad anyway is no duplicate.
+        key = os.path.normcase(os.path.abspath(image))
+        if problem is None and key in seen:
+            problem = f"duplicate of row {seen[key]}"
+        elif problem is None:
+            seen[key] = number
         if problem is not None:
             bad.append(BadRow(where, name, problem))
             continue
@@ -148,7 +147,7 @@ def _column(path: Path, header: list[str], chosen: str | None, defaults: tuple[s
             return header.index(name)
     if not required and not chosen:
         return None
-    wanted = f"column {chosen!r}" if chosen else "a column " + " or ".join(repr(n) for n in defaults)
+    wanted = "column " + (repr(chosen) if chosen else " or ".join(repr(n) for n in defaults))
     raise Img2NumError(f"{path}: has no {wanted} (found: {', '.join(header)}); choose one with {option}")
 
 
