@@ -119,7 +119,8 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     with _open(path, max_pixels) as image:
         try:
             image.load()
-            image = ImageOps.exif_transpose(image)
+            if image.getexif().get(0x0112, 1) != 1:  # transposing copies: only when needed
+                image = ImageOps.exif_transpose(image)
         except (OSError, ValueError, SyntaxError) as error:
             raise BadImage(f"unreadable or truncated image ({_reason(error)})") from None
         return pil_to_array(image)
@@ -136,6 +137,8 @@ def pil_to_array(image: Image.Image) -> np.ndarray:
         array = array.astype(np.uint16 if fits else np.float32)
     elif mode == "F":
         array = np.asarray(image, dtype=np.float32)
+    elif mode in ("L", "RGB"):
+        array = np.asarray(image)
     elif mode in _GRAY_MODES:
         array = np.asarray(image.convert("L"))
     else:
