@@ -74,7 +74,7 @@ def test_cli_from_a_folder_of_images_to_predictions(capsys, tmp_path, monkeypatc
     status, out, _ = _run(capsys, "generate", "pts", "--format", "images", *size)
     assert status == 0 and out.splitlines() == ["images: pts/images", "labels: pts/labels.csv"]
     status, out, err = _run(capsys, "train", "pts", "--epochs", "1", "--run", "run", "--quiet", "--cache-mb", "0")
-    assert status == 0, err
+    assert status == 0 and err == "", err
     config = json.loads(Path("run/config.json").read_text())
     assert config["data"]["train"]["streamed"] is True and config["data"]["test"]["samples"] == 6
     status, out, err = _run(capsys, "predict", "run", "pts/images/test", "pts/images/val/0.png", "--output", "p.csv")
@@ -215,3 +215,20 @@ def test_recipe_on_image_files(capsys, tmp_path, photo_csv):
     assert summary["data"] == str(photo_csv) and summary["models"]["mlp"]["metrics"]["test"]["mse"] > 0
     assert f"on {photo_csv}" in (out_dir / "comparison.md").read_text()
 
+
+
+def test_evaluate_and_predict_a_label_csv_with_bad_rows(capsys, image_run, tmp_path):
+    rows = _split_rows(image_run.path, "test")
+    lines = ["path,label"] + [f"{r['path']},{r['label']}" for r in rows] + [f"{tmp_path / 'gone.png'},1"]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    status, _, err = _run(capsys, "evaluate", image_run.path, tmp_path / "t.csv", "--output", tmp_path / "e.json")
+    assert status == 1 and "t.csv row 10: " in err and "gone.png: no such file" in _one_line_error(err)
+    status, out, err = _run(capsys, "evaluate", image_run.path, tmp_path / "t.csv", "--output", tmp_path / "e.json", "--skip-bad")
+    assert status == 0 and err.strip() == f"img2num: skipped 1 bad row; listed in {tmp_path / 'e.json'}"
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert saved["samples"] == 8 and saved["mse"] == pytest.approx(image_run.metrics["test"]["mse"], rel=1e-6)
+    assert saved["skipped"] == [f"{tmp_path / 't.csv'} row 10: {tmp_path / 'gone.png'}: no such file"]
+    status, out, err = _run(capsys, "predict", image_run.path, tmp_path / "t.csv", "--output", tmp_path / "p.csv")
+    assert status == 1 and err.strip().splitlines()[-1] == "img2num: error: 1 of 9 images could not be used; 8 predictions written"
+    written = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert [r["path"] for r in written] == [r["path"] for r in rows] and list(written[0]) == ["path", "prediction", "label"]

@@ -228,7 +228,7 @@ def _evaluate(args) -> None:
     print(format_metrics(metrics))
     skipped = json.loads(output.read_text(encoding="utf-8")).get("skipped", [])
     if skipped:
-        _note(f"skipped {len(skipped)} bad rows; listed in {output}")
+        _note(f"skipped {len(skipped)} bad row{'s' if len(skipped) != 1 else ''}; listed in {output}")
     print(f"metrics saved in {output}")
 
 

@@ -53,6 +53,12 @@ def predict(run: Run | str | Path, data, options: DataConfig | None = None) -> n
         else:
             return run.predict_data(as_dataset(path))
     items = data if isinstance(data, (list, tuple)) else [data]
+    if items and all(isinstance(item, (str, Path)) for item in items):
+        # Files decode on every core; the first bad one stops prediction, as any bad input does.
+        _, x, bad = read_image_paths(items, run.preprocessing.image_spec())
+        if bad:
+            raise Img2NumError(bad[0].message)
+        return run.predict(x, "images")
     return run.predict(_images(items, run), "images")
 
 

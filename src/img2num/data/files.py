@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from img2num.config import DataConfig
-from img2num.data.arrays import Dataset, shape_text
+from img2num.data.arrays import Dataset
 from img2num.data.images import (
     BadImage,
     ImageInfo,
@@ -205,7 +205,7 @@ def list_image_files(inputs: list[str | Path]) -> list[str]:
         if item.is_dir():
             found = sorted(str(p) for p in item.rglob("*") if p.is_file() and is_image_file(p))
             if not found:
-                raise Img2NumError(f"{item}: holds no image files ({', '.join(sorted(_EXTENSION_NAMES))})")
+                raise Img2NumError(f"{item}: holds no image files (searched for {', '.join(_EXTENSION_NAMES)})")
             files.extend(found)
         elif item.exists():
             files.append(str(item))
@@ -214,7 +214,7 @@ def list_image_files(inputs: list[str | Path]) -> list[str]:
     return files
 
 
-_EXTENSION_NAMES = {"png", "jpeg", "bmp", "tiff", "webp", "gif", "pnm"}
+_EXTENSION_NAMES = ("png", "jpeg", "bmp", "tiff", "webp", "gif", "pnm")
 
 
 def keep_decoded(paths: list[str], spec: ImageSpec, labels, source: str, options: DataConfig, wheres=None):
@@ -322,7 +322,3 @@ def _fit_problem(info: ImageInfo, spec: ImageSpec) -> str | None:
 def _row_number(where: str) -> int:
     tail = where.rsplit(" row ", 1)
     return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 0
-
-
-def describe_spec(spec: ImageSpec) -> str:
-    return f"{shape_text(spec.shape)} {spec.dtype}"

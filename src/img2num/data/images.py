@@ -232,6 +232,7 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     JAX's warning about forking a multithreaded process does not apply to them.
     """
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=r"This process .* is multi-threaded, use of fork", category=DeprecationWarning)
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     return ProcessPoolExecutor(max_workers=workers, mp_context=context)

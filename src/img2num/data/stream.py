@@ -6,6 +6,7 @@ Imports Keras, so only training loads it.
 from __future__ import annotations
 
 import math
+import os
 import weakref
 
 import keras
@@ -66,7 +67,7 @@ class ImageBatches(keras.utils.PyDataset):
         self.preprocessing = preprocessing
         self.batch_size = batch_size
         self.rng = np.random.default_rng(seed) if shuffle else None
-        self._processes = getattr(data, "workers", None) or 2
+        self._processes = getattr(data, "workers", None) or os.cpu_count() or 1
         self._pending: dict[int, object] = {}
         self._pool = None
         self._order = self._new_order()
