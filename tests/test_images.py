@@ -7,7 +7,7 @@ import tifffile
 from PIL import Image
 
 from img2num.data import images
-from img2num.data.images import BadImage, ImageSpec, conform, decode_files, probe, read_image
+from img2num.data.images import BadImage, ImageSpec, conform, decode_files, probe, probe_files, read_image
 
 RGB = (np.arange(12 * 8 * 3) % 251).astype(np.uint8).reshape(12, 8, 3)
 
@@ -158,3 +158,6 @@ def test_worker_processes_decode_as_this_process_does(tmp_path, monkeypatch):
     good = [i for i in range(len(paths)) if i != 5]
     assert all(np.array_equal(pooled[i][0], alone[i][0]) for i in good)
     assert np.allclose(pooled[0][2][0], alone[0][0].reshape(-1, 3).sum(axis=0))
+    probed = probe_files(paths, workers=2)
+    assert probed[0][0] == probe(paths[0]) and probed[0][1] is None
+    assert probed[5][0] is None and "not an image file" in probed[5][1]

@@ -9,17 +9,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from img2num.config import DataConfig
 from img2num.data.arrays import Dataset
 from img2num.data.images import (
-    BadImage,
     ImageInfo,
     ImageSpec,
     decode_files,
     is_image_file,
-    probe,
+    probe_files,
     resize_problem,
 )
 from img2num.data.table import BadRow, read_label_table
@@ -249,12 +247,11 @@ def keep_decoded(paths: list[str], spec: ImageSpec, labels, source: str, options
 def _check_files(paths, wheres, options: DataConfig, spec: ImageSpec | None):
     """Read every header; find the spec when none is given; report files that do not fit it."""
     infos, problems = {}, []
-    max_pixels = Image.MAX_IMAGE_PIXELS
-    for path in paths:
-        try:
-            infos[path] = probe(path, max_pixels)
-        except BadImage as error:
-            problems.append(BadRow(wheres[path], path, str(error)))
+    for path, (info, problem) in zip(paths, probe_files(paths, options.workers)):
+        if problem:
+            problems.append(BadRow(wheres[path], path, problem))
+        else:
+            infos[path] = info
     if problems and not options.skip_bad:
         return [], spec, problems
     if spec is None and infos:

@@ -196,14 +196,41 @@ def decode_files(
     """
     if max_pixels is None:
         max_pixels = Image.MAX_IMAGE_PIXELS
+    return _map_chunks(decode_chunk, paths, (spec, keep_pixels, band_stats, max_pixels), workers)
+
+
+def probe_files(
+    paths: list[str], workers: int | None = None, max_pixels: int | None = None
+) -> list[tuple[ImageInfo | None, str | None]]:
+    """`probe` many files, on `workers` processes when there are enough of them.
+
+    Returns:
+        For each path in order: (its `ImageInfo` or None, problem or None).
+    """
+    if max_pixels is None:
+        max_pixels = Image.MAX_IMAGE_PIXELS
+    return _map_chunks(probe_chunk, paths, (max_pixels,), workers)
+
+
+def probe_chunk(paths, max_pixels):
+    """Probe a list of files in this process; see `probe_files`."""
+    out = []
+    for path in paths:
+        try:
+            out.append((probe(path, max_pixels), None))
+        except BadImage as error:
+            out.append((None, str(error)))
+    return out
+
+
+def _map_chunks(function, paths: list[str], args: tuple, workers: int | None) -> list:
     chunks = [paths[start : start + _CHUNK] for start in range(0, len(paths), _CHUNK)]
-    args = (spec, keep_pixels, band_stats, max_pixels)
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(paths) < PARALLEL_MIN_FILES:
-        results = [decode_chunk(chunk, *args) for chunk in chunks]
+        results = [function(chunk, *args) for chunk in chunks]
     else:
         with process_pool(workers) as pool:
-            results = list(pool.map(decode_chunk, chunks, *[[a] * len(chunks) for a in args]))
+            results = list(pool.map(function, chunks, *[[a] * len(chunks) for a in args]))
     return [item for chunk in results for item in chunk]
 
 
