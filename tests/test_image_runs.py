@@ -232,3 +232,14 @@ def test_evaluate_and_predict_a_label_csv_with_bad_rows(capsys, image_run, tmp_p
     assert status == 1 and err.strip().splitlines()[-1] == "img2num: error: 1 of 9 images could not be used; 8 predictions written"
     written = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert [r["path"] for r in written] == [r["path"] for r in rows] and list(written[0]) == ["path", "prediction", "label"]
+
+
+def test_option_combinations_that_cannot_work(capsys, tmp_path):
+    status, _, err = _run(capsys, "generate", tmp_path / "g", "--format", "images", "--channels", "2")
+    assert status == 1 and "image files hold 1 or 3 channels, got --channels 2" in _one_line_error(err)
+    assert not (tmp_path / "g" / "images").exists()
+    csv_path = write_photos(tmp_path / "p", count=4, size=(8, 8))
+    status, _, err = _run(capsys, "train", csv_path, "--resize", "crop", "--run", tmp_path / "r")
+    assert status == 1 and "a resize mode needs an image size (--image-size HxW)" in _one_line_error(err)
+    status, _, err = _run(capsys, "predict", tmp_path / "run", csv_path, tmp_path / "x.npz")
+    assert status == 1 and "is predicted on alone" in _one_line_error(err)

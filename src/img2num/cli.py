@@ -146,11 +146,11 @@ def add_data_options(parser: argparse.ArgumentParser, training: bool = True, cha
     """
     group = parser.add_argument_group("image files and label CSVs")
     names = ["path_column", "label_column", "split_column", "skip_bad", "workers"]
-    group.add_argument("--path-column", help="CSV column naming each image, relative to the CSV (default: file, else path)")
-    group.add_argument("--label-column", help="CSV column holding each image's number (default: label, else value)")
-    group.add_argument("--split-column", default=DataConfig.split_column, help="optional CSV column of train/val/test (default %(default)s)")
+    group.add_argument("--path-column", metavar="NAME", help="CSV column naming each image, relative to the CSV (default: file, else path)")
+    group.add_argument("--label-column", metavar="NAME", help="CSV column holding each image's number (default: label, else value)")
+    group.add_argument("--split-column", metavar="NAME", default=DataConfig.split_column, help="optional CSV column of train/val/test (default %(default)s)")
     group.add_argument("--skip-bad", action="store_true", help="skip bad rows and images (counted, listed, one summary line) instead of stopping")
-    group.add_argument("--workers", type=_positive_int, help="processes decoding images (default: every CPU core)")
+    group.add_argument("--workers", metavar="N", type=_positive_int, help="processes decoding images (default: every CPU core)")
     if training:
         names += ["image_size", "resize", "test_fraction", "cache_mb"] + (["channels"] if channels else [])
     parser.set_defaults(data_options=names)
@@ -158,10 +158,10 @@ def add_data_options(parser: argparse.ArgumentParser, training: bool = True, cha
         return
     if channels:
         group.add_argument("--channels", type=int, choices=(1, 3), help="1 (grayscale) or 3 (colour) (default: what the data is)")
-    group.add_argument("--image-size", type=_image_size, help="bring every image to HxW, such as 64x64 (default: images must share one size)")
+    group.add_argument("--image-size", metavar="HxW", type=_image_size, help="bring every image to HxW, such as 64x64 (default: images must share one size)")
     group.add_argument("--resize", choices=RESIZE_MODES, help="with --image-size, how to change an aspect ratio: stretch, or crop (centre crop, then resize) (default: refuse)")
-    group.add_argument("--test-fraction", type=_test_fraction, default=0.0, help="share of a CSV without split column held out for testing (default %(default)s)")
-    group.add_argument("--cache-mb", type=_non_negative_float, default=CACHE_MB, help="decoded images up to this many MB are kept in memory, larger data streams from disk; 0 always streams (default %(default)s)")
+    group.add_argument("--test-fraction", metavar="SHARE", type=_test_fraction, default=0.0, help="share of a CSV without split column held out for testing (default %(default)s)")
+    group.add_argument("--cache-mb", metavar="MB", type=_non_negative_float, default=CACHE_MB, help="decoded images up to this many MB are kept in memory, larger data streams from disk; 0 always streams (default %(default)s)")
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
