@@ -12,6 +12,7 @@ from PIL import Image
 
 from img2num.bundle import load_run
 from img2num.cli import main
+from img2num.data import ImageFiles
 from img2num.evaluation import evaluate, regression_metrics
 from img2num.prediction import predict, predict_files
 
@@ -243,3 +244,30 @@ def test_option_combinations_that_cannot_work(capsys, tmp_path):
     assert status == 1 and "a resize mode needs an image size (--image-size HxW)" in _one_line_error(err)
     status, _, err = _run(capsys, "predict", tmp_path / "run", csv_path, tmp_path / "x.npz")
     assert status == 1 and "is predicted on alone" in _one_line_error(err)
+
+
+def test_multi_band_tiff_run_predicts_from_its_files(tmp_path):
+    import tifffile
+
+    from img2num.config import DataConfig, TrainConfig
+    from img2num.training import train
+
+    rng = np.random.default_rng(0)
+    rows = ["file,label"]
+    for index in range(12):
+        bands = rng.integers(0, 3000, (8, 8, 6)).astype(np.uint16)
+        tifffile.imwrite(tmp_path / f"{index}.tif", bands, photometric="minisblack", planarconfig="contig")
+        rows.append(f"{index}.tif,{bands[..., 2].mean() / 100:.3f}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    run = train(tmp_path / "labels.csv", TrainConfig(epochs=1), data_options=DataConfig(cache_mb=0), quiet=True)
+    run.save(tmp_path / "run")
+    loaded = load_run(tmp_path / "run")
+    assert loaded.preprocessing.input_shape == (8, 8, 6) and len(loaded.preprocessing.band_scale) == 6
+    assert loaded.preprocessing == run.preprocessing
+    paths = [str(tmp_path / f"{index}.tif") for index in range(12)]
+    _, predictions, bad = predict_files(loaded, paths)
+    files = ImageFiles(tuple(paths), run.preprocessing.image_spec())
+    assert files.spec.dtype == "uint16" and bad == []
+    assert np.array_equal(predictions, run.predict_data(files))
+    labels = np.array([float(r.split(",")[1]) for r in rows[1:]], np.float32)
+    assert evaluate(loaded, tmp_path / "labels.csv") == regression_metrics(labels, predictions)
