@@ -78,7 +78,9 @@ def test_cli_from_a_folder_of_images_to_predictions(capsys, tmp_path, monkeypatc
     assert status == 0 and err == "", err
     config = json.loads(Path("run/config.json").read_text())
     assert config["data"]["train"]["streamed"] is True and config["data"]["test"]["samples"] == 6
-    status, out, err = _run(capsys, "predict", "run", "pts/images/test", "pts/images/val/0.png", "--output", "p.csv")
+    status, out, err = _run(
+        capsys, "predict", "run", "pts/images/test", "pts/images/val/0.png", "pts/images/test/0.png", "--output", "p.csv"
+    )
     assert status == 0, err
     rows = list(csv.DictReader(open("p.csv")))
     assert out.strip() == "7 predictions written to p.csv"

@@ -5,6 +5,7 @@ the readers that check every file of a label CSV or a list of paths once, up fro
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -194,6 +195,7 @@ def read_image_paths(
 def list_image_files(inputs: list[str | Path]) -> list[str]:
     """Image files named directly, plus every image file under named folders (recursively,
     sorted); a file named directly is kept whatever its extension, so that a bad one is reported.
+    A file named twice (directly and through its folder) is listed once, where first named.
 
     Raises:
         Img2NumError: A path does not exist, or a folder holds no image files.
@@ -209,7 +211,14 @@ def list_image_files(inputs: list[str | Path]) -> list[str]:
             files.append(str(item))
         else:
             raise Img2NumError(f"{item}: no such file or folder")
-    return files
+    seen = set()
+    unique = []
+    for file in files:
+        key = os.path.normcase(os.path.abspath(file))
+        if key not in seen:
+            seen.add(key)
+            unique.append(file)
+    return unique
 
 
 _EXTENSION_NAMES = ("png", "jpeg", "bmp", "tiff", "webp", "gif", "pnm")
