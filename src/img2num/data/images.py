@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -262,7 +263,13 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     warnings.filterwarnings("ignore", message=r"This process .* is multi-threaded, use of fork", category=DeprecationWarning)
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_interrupts)
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches every process of the terminal's group; only the main process should act on
+    # it (one line, nothing left unfinished), not print a traceback from each worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _check_exists(path: Path) -> None:
