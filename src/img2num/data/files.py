@@ -135,6 +135,10 @@ def read_image_table(
 ) -> ImageTable:
     """Read a label CSV and check that every image it names decodes.
 
+    The CSV's own rows are checked first (labels, paths, duplicates, split names), then every
+    image's header (on every core), then every image's pixels, once: a bad file is found before
+    any training time is spent.
+
     Args:
         path: The CSV file; image paths in it are relative to its folder.
         options: Column names, channels, image size, resize mode, `skip_bad`, cache size.
@@ -162,7 +166,7 @@ def read_image_table(
         raise Img2NumError(f"{table.source}: none of its {table.total} rows is usable ({bad[0].message})")
     labels = None if table.labels is None else table.labels[keep]
     splits = None if table.splits is None else [table.splits[i] for i in keep]
-    data, kept, broken = keep_decoded([table.paths[i] for i in keep], spec, labels, table.source, options, wheres)
+    data, kept, broken = _keep_decoded([table.paths[i] for i in keep], spec, labels, table.source, options, wheres)
     bad = sorted(bad + broken, key=lambda row: _row_number(row.where))
     if splits is not None:
         splits = [splits[i] for i in kept]
@@ -224,7 +228,7 @@ def list_image_files(inputs: list[str | Path]) -> list[str]:
 _EXTENSION_NAMES = ("png", "jpeg", "bmp", "tiff", "webp", "gif", "pnm")
 
 
-def keep_decoded(paths: list[str], spec: ImageSpec, labels, source: str, options: DataConfig, wheres=None):
+def _keep_decoded(paths: list[str], spec: ImageSpec, labels, source: str, options: DataConfig, wheres=None):
     """Decode every file once to check it; keep the pixels when they fit in `options.cache_mb`.
 
     Returns:
