@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("data", type=Path, nargs="+", help="image files and folders, a label CSV, or one .npz file with images in x (labels in y optional)")
     command.add_argument("--output", type=Path, help="CSV file to write (default: print to stdout)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    add_data_options(command, training=False)
+    add_data_options(command, training=False, skip_bad=False)
     command.set_defaults(command=_predict)
 
     command = commands.add_parser(
@@ -135,33 +135,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_data_options(parser: argparse.ArgumentParser, training: bool = True, channels: bool = True) -> None:
+def add_data_options(
+    parser: argparse.ArgumentParser, training: bool = True, channels: bool = True, skip_bad: bool = True
+) -> None:
     """Add the options of `DataConfig` (how label CSVs and image files are read) to a command.
 
     Args:
         parser: The command's parser.
-        training: Also add the options that shape training data (channels, image size, resize
-            mode, test share, in-memory limit); commands that use a trained run read its own.
+        training: Also add the options that shape training data (split column, channels, image
+            size, resize mode, test share, in-memory limit); commands that use a trained run
+            decode images as it was trained.
         channels: Add --channels (off where the command already has a --channels of its own).
+        skip_bad: Add --skip-bad (off where bad files are always skipped and reported).
     """
     group = parser.add_argument_group("image files and label CSVs")
-    names = ["path_column", "label_column", "split_column", "skip_bad", "workers"]
+    names = ["path_column", "label_column", "workers"]
     group.add_argument("--path-column", metavar="NAME", help="CSV column naming each image, relative to the CSV (default: file, else path)")
     group.add_argument("--label-column", metavar="NAME", help="CSV column holding each image's number (default: label, else value)")
-    group.add_argument("--split-column", metavar="NAME", default=DataConfig.split_column, help="optional CSV column of train/val/test (default %(default)s)")
-    group.add_argument("--skip-bad", action="store_true", help="skip bad rows and images (counted, listed, one summary line) instead of stopping")
+    if skip_bad:
+        names.append("skip_bad")
+        group.add_argument("--skip-bad", action="store_true", help="skip bad rows and images (counted, listed, one summary line) instead of stopping")
     group.add_argument("--workers", metavar="N", type=_positive_int, help="processes decoding images (default: every CPU core)")
     if training:
-        names += ["image_size", "resize", "test_fraction", "cache_mb"] + (["channels"] if channels else [])
+        names += ["split_column", "image_size", "resize", "test_fraction", "cache_mb"] + (["channels"] if channels else [])
+        group.add_argument("--split-column", metavar="NAME", default=DataConfig.split_column, help="optional CSV column of train/val/test (default %(default)s)")
+        if channels:
+            group.add_argument("--channels", type=int, choices=(1, 3), help="1 (grayscale) or 3 (colour) (default: what the data is)")
+        group.add_argument("--image-size", metavar="HxW", type=_image_size, help="bring every image to HxW, such as 64x64 (default: images must share one size)")
+        group.add_argument("--resize", choices=RESIZE_MODES, help="with --image-size, how to change an aspect ratio: stretch, or crop (centre crop, then resize) (default: refuse)")
+        group.add_argument("--test-fraction", metavar="SHARE", type=_test_fraction, default=0.0, help="share of a CSV without split column held out for testing (default %(default)s)")
+        group.add_argument("--cache-mb", metavar="MB", type=_non_negative_float, default=CACHE_MB, help="decoded images up to this many MB are kept in memory, larger data streams from disk; 0 always streams (default %(default)s)")
     parser.set_defaults(data_options=names)
-    if not training:
-        return
-    if channels:
-        group.add_argument("--channels", type=int, choices=(1, 3), help="1 (grayscale) or 3 (colour) (default: what the data is)")
-    group.add_argument("--image-size", metavar="HxW", type=_image_size, help="bring every image to HxW, such as 64x64 (default: images must share one size)")
-    group.add_argument("--resize", choices=RESIZE_MODES, help="with --image-size, how to change an aspect ratio: stretch, or crop (centre crop, then resize) (default: refuse)")
-    group.add_argument("--test-fraction", metavar="SHARE", type=_test_fraction, default=0.0, help="share of a CSV without split column held out for testing (default %(default)s)")
-    group.add_argument("--cache-mb", metavar="MB", type=_non_negative_float, default=CACHE_MB, help="decoded images up to this many MB are kept in memory, larger data streams from disk; 0 always streams (default %(default)s)")
 
 
 def data_config(args: argparse.Namespace) -> DataConfig:
