@@ -273,3 +273,4 @@ def test_multi_band_tiff_run_predicts_from_its_files(tmp_path):
     assert np.array_equal(predictions, run.predict_data(files))
     labels = np.array([float(r.split(",")[1]) for r in rows[1:]], np.float32)
     assert evaluate(loaded, tmp_path / "labels.csv") == regression_metrics(labels, predictions)
+
