@@ -20,7 +20,7 @@ from img2num.data import (
     read_label_table,
     resolve_splits,
     split_records,
-    write_points_images,
+    write_image_folder,
 )
 from img2num.errors import Img2NumError
 
@@ -187,18 +187,20 @@ def test_old_preprocessing_records_still_load():
 
 def test_points_as_image_files(tmp_path):
     config = PointsConfig(height=8, width=8, train=12, val=4, test=3, seed=2)
-    paths = write_points_images(tmp_path / "pts", config)
+    arrays = generate_points_splits(config)
+    paths = write_image_folder(tmp_path / "pts", arrays)
     rows = list(csv.DictReader(open(paths["labels"])))
     assert len(rows) == 19 and rows[0] == {"file": "images/train/00.png", "label": rows[0]["label"], "split": "train"}
-    arrays = generate_points_splits(config)
     splits = resolve_splits(tmp_path / "pts")
     for name in ("train", "val", "test"):
         assert np.array_equal(splits[name].x, arrays[name].x * 255)
         assert np.array_equal(splits[name].y, arrays[name].y)
     with pytest.raises(Img2NumError, match="already exists; pass --overwrite"):
-        write_points_images(tmp_path / "pts", config)
-    with pytest.raises(Img2NumError, match="image files hold 1 or 3 channels"):
-        write_points_images(tmp_path / "p2", PointsConfig(channels=2))
+        write_image_folder(tmp_path / "pts", arrays)
+    two = generate_points_splits(PointsConfig(channels=2, train=3, val=0, test=0))
+    with pytest.raises(Img2NumError, match="train images are 2-channel uint8; image files hold 8-bit images with 1 or 3"):
+        write_image_folder(tmp_path / "p2", two)
+    assert not (tmp_path / "p2").exists()
 
 
 def _bad_rows(tmp_path):

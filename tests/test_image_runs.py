@@ -239,7 +239,7 @@ def test_evaluate_and_predict_a_label_csv_with_bad_rows(capsys, image_run, tmp_p
 
 def test_option_combinations_that_cannot_work(capsys, tmp_path):
     status, _, err = _run(capsys, "generate", tmp_path / "g", "--format", "images", "--channels", "2")
-    assert status == 1 and "image files hold 1 or 3 channels, got --channels 2" in _one_line_error(err)
+    assert status == 1 and "image files hold 8-bit images with 1 or 3 channels (--channels 1 or 3)" in _one_line_error(err)
     assert not (tmp_path / "g" / "images").exists()
     csv_path = write_photos(tmp_path / "p", count=4, size=(8, 8))
     status, _, err = _run(capsys, "train", csv_path, "--resize", "crop", "--run", tmp_path / "r")

@@ -24,7 +24,7 @@ _API = {
     "save_npz": "img2num.data",
     "ImageFiles": "img2num.data",
     "read_image": "img2num.data",
-    "write_points_images": "img2num.data",
+    "write_image_folder": "img2num.data",
     "list_models": "img2num.models",
     "create_model": "img2num.models",
     "register_model": "img2num.models",

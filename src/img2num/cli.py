@@ -175,10 +175,12 @@ def data_config(args: argparse.Namespace) -> DataConfig:
 
 
 def _generate(args) -> None:
-    from img2num.data import write_points, write_points_images
+    from img2num.data import generate_points_splits, write_image_folder, write_points
 
-    write = write_points_images if args.format == "images" else write_points
-    paths = write(args.out, _points_config(args), overwrite=args.overwrite)
+    if args.format == "images":
+        paths = write_image_folder(args.out, generate_points_splits(_points_config(args)), overwrite=args.overwrite)
+    else:
+        paths = write_points(args.out, _points_config(args), overwrite=args.overwrite)
     for split, path in paths.items():
         print(f"{split}: {path}")
 

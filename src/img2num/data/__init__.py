@@ -1,9 +1,9 @@
 """Data sets: the synthetic points generator, labelled array files, image files and label CSVs."""
 
 from img2num.data.arrays import Dataset, as_dataset, load_dataset, load_split_folder, save_npz, shape_text
-from img2num.data.files import ImageFiles, list_image_files, read_image_paths, read_image_table
+from img2num.data.files import ImageFiles, list_image_files, read_image_paths, read_image_table, write_image_folder
 from img2num.data.images import ImageSpec, read_image
-from img2num.data.points import generate_points, generate_points_splits, write_points, write_points_images
+from img2num.data.points import generate_points, generate_points_splits, write_points
 from img2num.data.splits import Splits, hold_out, label_csv, resolve_splits, split_records
 from img2num.data.table import BadRow, read_label_table
 
@@ -29,6 +29,6 @@ __all__ = [
     "save_npz",
     "shape_text",
     "split_records",
+    "write_image_folder",
     "write_points",
-    "write_points_images",
 ]

@@ -332,3 +332,60 @@ def _fit_problem(info: ImageInfo, spec: ImageSpec) -> str | None:
 def _row_number(where: str) -> int:
     tail = where.rsplit(" row ", 1)
     return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 0
+
+
+def write_image_folder(folder: str | Path, splits: dict[str, Dataset], overwrite: bool = False) -> dict[str, Path]:
+    """Write labelled splits as PNG files plus a label CSV: the folder-and-CSV form of a data set.
+
+    Writes `<folder>/images/<split>/<index>.png` and `<folder>/labels.csv` with columns
+    `file,label,split`, which `img2num train <folder>` reads. 8-bit images of only 0 and 1
+    (such as the points task's) are written as 0 and 255, so that they can be looked at;
+    8-bit images scale by 1/255 when read back, so the model sees the same 0 and 1.
+
+    Args:
+        folder: Output folder, created if needed.
+        splits: Labelled 8-bit data sets with 1 or 3 channels, keyed by split name.
+        overwrite: Replace existing `images/` and `labels.csv` instead of failing.
+
+    Returns:
+        The paths written: "images" (the folder) and "labels" (the CSV).
+
+    Raises:
+        Img2NumError: The outputs exist and `overwrite` is false, there is nothing to write, or
+            the images are not 8-bit with 1 or 3 channels.
+    """
+    import csv
+    import io
+
+    from PIL import Image
+
+    from img2num.io import atomic_folder, check_replaceable, check_replaceable_file, write_text
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise Img2NumError(f"{folder}: exists and is not a folder")
+    if not splits:
+        raise Img2NumError("every split size is 0; nothing to generate")
+    for name, data in splits.items():
+        if data.image_shape[-1] not in (1, 3) or data.x.dtype != np.uint8:
+            raise Img2NumError(
+                f"{name} images are {data.image_shape[-1]}-channel {data.x.dtype}; image files hold "
+                "8-bit images with 1 or 3 channels (--channels 1 or 3)"
+            )
+    check_replaceable(folder / "images", overwrite)
+    check_replaceable_file(folder / "labels.csv", overwrite)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["file", "label", "split"])
+    with atomic_folder(folder / "images", overwrite) as tmp:
+        for split, data in splits.items():
+            (tmp / split).mkdir()
+            binary = data.x.max() <= 1
+            digits = len(str(len(data) - 1))
+            for index, (image, label) in enumerate(zip(data.x, data.y)):
+                name = f"{index:0{digits}d}.png"
+                pixels = image * np.uint8(255) if binary else image
+                Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(tmp / split / name)
+                writer.writerow([f"images/{split}/{name}", repr(float(label)), split])
+    write_text(folder / "labels.csv", buffer.getvalue())
+    return {"images": folder / "images", "labels": folder / "labels.csv"}
