@@ -55,9 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--data-seed", type=_count, default=defaults.seed, help="seed of the data (default %(default)s)")
 
     command = commands.add_parser(
-        "generate", parents=[points], help="write the points data set as train/val/test .npz files",
+        "generate", parents=[points], help="write the points data set as train/val/test .npz files (or PNG files)",
         description="Write the tutorial's points data set: OUT/train.npz, val.npz and test.npz "
-        "(a split of size 0 is skipped). Each holds x uint8 (N, H, W, C) and y float32 (N,).",
+        "(a split of size 0 is skipped). Each holds x uint8 (N, H, W, C) and y float32 (N,). "
+        "With --format images: OUT/images/SPLIT/N.png and OUT/labels.csv instead.",
     )
     command.add_argument("out", type=Path, help="output folder")
     command.add_argument(
