@@ -109,4 +109,3 @@ def write_points(
     folder.mkdir(parents=True, exist_ok=True)
     splits = generate_points_splits(config)
     return {split: save_npz(targets[split], data) for split, data in splits.items()}
-
