@@ -30,3 +30,56 @@ def trained_run(tiny_folder, tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("runs") / "mlp"
     return train(tiny_folder, TrainConfig(model="mlp", epochs=3, seed=1), run_dir=run_dir, quiet=True)
+
+
+def write_photos(folder, count=40, size=(12, 12), seed=0, ext="png", mode="RGB", split=False, name="labels.csv"):
+    """Write `count` small images and a label CSV (`file,label[,split]`) into `folder`.
+
+    The label is the mean of the first channel / 10, so it can be checked against the pixels.
+    """
+    import csv
+
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index in range(count):
+        channels = 3 if mode == "RGB" else 1
+        pixels = rng.integers(0, 256, size=(*size, channels), dtype=np.uint8)
+        image = Image.fromarray(pixels if channels == 3 else pixels[..., 0], mode)
+        file = f"img/{index:03d}.{ext}"
+        (folder / "img").mkdir(exist_ok=True)
+        image.save(folder / file)
+        row = [file, f"{pixels[..., 0].mean() / 10:.4f}"]
+        if split:
+            row.append("train" if index < count * 0.6 else "val" if index < count * 0.8 else "test")
+        rows.append(row)
+    with open(folder / name, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["file", "label"] + (["split"] if split else []))
+        writer.writerows(rows)
+    return folder / name
+
+
+@pytest.fixture(scope="session")
+def photo_csv(tmp_path_factory):
+    """40 colour 12x12 PNG images and labels.csv (no split column) in a temporary folder."""
+    return write_photos(tmp_path_factory.mktemp("photos") / "photos")
+
+
+@pytest.fixture(scope="session")
+def image_run(photo_csv, tmp_path_factory):
+    """An MLP trained for 2 epochs on the photos (seeded 60/20/20 shares), saved as a run."""
+    from img2num.config import DataConfig
+    from img2num.training import train
+
+    run_dir = tmp_path_factory.mktemp("image_runs") / "mlp"
+    return train(
+        photo_csv,
+        TrainConfig(model="mlp", epochs=2, seed=1),
+        data_options=DataConfig(test_fraction=0.2),
+        run_dir=run_dir,
+        quiet=True,
+    )

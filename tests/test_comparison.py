@@ -192,3 +192,19 @@ def test_command_line_errors_are_one_line(capsys, tiny_folder, tmp_path):
     assert status == 1 and err.strip().startswith("img2num: error: unknown model 'vgg'; known models: mlp, cnn")
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "other").exists()
+
+
+def test_compare_on_a_folder_of_image_files_uses_its_splits_and_task(capsys, tmp_path):
+    size = ["--height", "8", "--width", "8", "--train-size", "40", "--val-size", "10", "--test-size", "12"]
+    assert main(["generate", str(tmp_path / "pts"), "--format", "images", *size]) == 0
+    out = tmp_path / "cmp"
+    argv = ["compare", str(tmp_path / "pts"), "--models", "mlp", "--epochs", "1", "--no-runs", "--workers", "1"]
+    assert main([*argv, "--quiet", "--out", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {name: split["samples"] for name, split in results["data"]["splits"].items()} == {
+        "train": 40, "val": 10, "test": 12
+    }
+    assert results["reference_mse"] == pytest.approx(points_bayes_reference(8, 8).mse)
+    names = {row["name"] for row in results["leaderboard"]}
+    assert names == {"mlp", "mean-baseline", "ridge-baseline", "bayes-rule"}
+    assert "test MSE" in capsys.readouterr().out

@@ -29,7 +29,9 @@ def test_run_folder_is_complete(trained_run):
     assert sorted(p.name for p in folder.iterdir()) == RUN_FILES
     config = json.loads((folder / "config.json").read_text())
     assert config["train"] == TrainConfig(model="mlp", epochs=3, seed=1).to_dict()
-    assert config["preprocessing"] == {"input_shape": [8, 8, 1], "pixel_scale": 1.0}
+    assert config["preprocessing"] == {
+        "input_shape": [8, 8, 1], "pixel_scale": 1.0, "input_dtype": "uint8", "resize": "none", "input_kind": "arrays"
+    }
     assert config["data"]["train"]["samples"] == 160 and config["data"]["test"]["samples"] == 30
     assert config["backend"] and config["img2num_version"] and config["epochs_run"] == 3
     assert config["parameters"] == 8 * 8 * 256 + 256 + 2 * (256 * 256 + 256) + 257

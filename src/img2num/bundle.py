@@ -29,26 +29,64 @@ METRICS_FILE = "metrics.json"
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """How raw images become model input.
+    """How raw images become model input, and what input the model expects.
 
     Attributes:
         input_shape: (height, width, channels) the model takes.
         pixel_scale: Factor applied to pixel values: 1/255 for 8-bit images, 1/65535 for
             16-bit images, 1 for binary or floating-point images.
+        band_offset: Per-band value subtracted before `band_scale` (the training mean of each
+            band of multi-band images), or None to use `pixel_scale`.
+        band_scale: Per-band factor (1 / the training standard deviation), or None.
+        input_dtype: Pixel type images are brought to before scaling ("uint8", "uint16",
+            "float32"), or None when unknown (runs from before image files).
+        resize: How image files reach the input size: "none" (they must have it), "scale"
+            (keeping the aspect ratio), "stretch", or "crop" (centre crop, then resize).
+        input_kind: "arrays" when trained on `.npz` arrays, "images" for image files.
     """
 
     input_shape: tuple[int, int, int]
     pixel_scale: float = 1.0
+    band_offset: tuple[float, ...] | None = None
+    band_scale: tuple[float, ...] | None = None
+    input_dtype: str | None = None
+    resize: str = "none"
+    input_kind: str = "arrays"
 
     @classmethod
     def for_images(cls, x: np.ndarray) -> Preprocessing:
-        """The preprocessing that training images `x` (N, H, W, C) call for."""
+        """The preprocessing that training arrays `x` (N, H, W, C) call for."""
         scale = 1.0
         if x.dtype == np.uint8 and x.max() > 1:
             scale = 1.0 / 255.0
         elif x.dtype == np.uint16 and x.max() > 1:
             scale = 1.0 / 65535.0
-        return cls(tuple(int(d) for d in x.shape[1:]), scale)
+        return cls(tuple(int(d) for d in x.shape[1:]), scale, input_dtype=str(x.dtype))
+
+    @classmethod
+    def for_data(cls, data) -> Preprocessing:
+        """The preprocessing that training data calls for: a `Dataset` of arrays (as
+        `for_images`), or images read from files (a `Dataset` with paths, or `ImageFiles`).
+
+        Image files are scaled by their pixel type (1/255 for 8-bit, 1/65535 for 16-bit, 1 for
+        floating point); multi-band images (more than 3 bands) band by band to zero mean and
+        unit variance over the training images.
+        """
+        spec = data.spec
+        if spec is None:
+            return cls.for_images(data.x)
+        scale = {"uint8": 1.0 / 255.0, "uint16": 1.0 / 65535.0}.get(spec.dtype, 1.0)
+        offset = band_scale = None
+        if spec.channels > 3:
+            offset, band_scale = _band_scaling(data)
+        return cls(spec.shape, scale, offset, band_scale, spec.dtype, spec.resize, "images")
+
+    def image_spec(self):
+        """The `ImageSpec` image files are decoded to for this model."""
+        from img2num.data.images import ImageSpec
+
+        height, width, channels = self.input_shape
+        return ImageSpec((height, width), channels, self.input_dtype or "uint8", self.resize)
 
     def apply(self, x: np.ndarray, source: str = "images") -> np.ndarray:
         """Check the shape of images (N, H, W, C) and scale them to float32 model input.
@@ -64,14 +102,46 @@ class Preprocessing:
                 f"{source}: images are {shape_text(x.shape[1:])} (HxWxC); "
                 f"this model takes {shape_text(self.input_shape)}"
             )
+        if self.band_offset is not None:
+            offset = np.asarray(self.band_offset, np.float32)
+            return (x.astype(np.float32) - offset) * np.asarray(self.band_scale, np.float32)
         return x.astype(np.float32) * np.float32(self.pixel_scale)
 
     def to_dict(self) -> dict:
-        return {"input_shape": list(self.input_shape), "pixel_scale": self.pixel_scale}
+        value = {"input_shape": list(self.input_shape), "pixel_scale": self.pixel_scale}
+        if self.band_offset is not None:
+            value.update(band_offset=list(self.band_offset), band_scale=list(self.band_scale))
+        value.update(input_dtype=self.input_dtype, resize=self.resize, input_kind=self.input_kind)
+        return value
 
     @classmethod
     def from_dict(cls, value: dict) -> Preprocessing:
-        return cls(tuple(value["input_shape"]), float(value["pixel_scale"]))
+        """Read `to_dict`'s output; keys added since the first release are optional."""
+        offset, scale = value.get("band_offset"), value.get("band_scale")
+        return cls(
+            tuple(int(d) for d in value["input_shape"]),
+            float(value["pixel_scale"]),
+            None if offset is None else tuple(float(v) for v in offset),
+            None if scale is None else tuple(float(v) for v in scale),
+            value.get("input_dtype"),
+            value.get("resize", "none"),
+            value.get("input_kind", "arrays"),
+        )
+
+
+def _band_scaling(data) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    sums = getattr(data, "band_sums", None)
+    if sums is not None:
+        pixels = len(data) * data.image_shape[0] * data.image_shape[1]
+        mean = sums[:, 0].sum(axis=0) / pixels
+        var = np.maximum(sums[:, 1].sum(axis=0) / pixels - mean**2, 0.0)
+    else:
+        flat = data.x.reshape(-1, data.x.shape[-1]).astype(np.float64)
+        mean, var = flat.mean(axis=0), flat.var(axis=0)
+    std = np.sqrt(var)
+    # A constant band carries no information; scale 1 keeps it at 0 instead of dividing by 0.
+    scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in scale)
 
 
 @dataclass
@@ -114,6 +184,13 @@ class Run:
         inputs = self.preprocessing.apply(x, source)
         output = self.model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
         return np.asarray(output, dtype=np.float32).reshape(-1)
+
+    def predict_data(self, data) -> np.ndarray:
+        """Predict on a `Dataset`, or on `ImageFiles` decoded chunk by chunk (bounded memory)."""
+        if hasattr(data, "x"):
+            return self.predict(data.x, data.source)
+        parts = [self.predict(chunk, data.source) for chunk in data.chunks()]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
     def save(
         self, folder: str | Path, overwrite: bool = False, extra: Callable[[Path], None] | None = None

@@ -11,7 +11,16 @@ import sys
 from pathlib import Path
 
 from img2num import __version__
-from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, DustConfig, PointsConfig, TrainConfig
+from img2num.config import (
+    CACHE_MB,
+    RECIPE_EPOCHS,
+    RECIPE_MODELS,
+    RESIZE_MODES,
+    DataConfig,
+    DustConfig,
+    PointsConfig,
+    TrainConfig,
+)
 from img2num.errors import Img2NumError
 
 # Kept here rather than imported from img2num.data, which loads numpy; `--help` stays instant.
@@ -60,12 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--data-seed", type=_count, default=defaults.seed, help="seed of the data (default %(default)s)")
 
     command = commands.add_parser(
-        "generate", parents=[points], help="write a synthetic data set (points or dust) as train/val/test .npz files",
+        "generate", parents=[points], help="write a synthetic data set (points or dust) as .npz files or PNG files",
         description="Write a synthetic data set: OUT/train.npz, val.npz and test.npz (a split of size 0 "
-        "is skipped), each holding x uint8 (N, H, W, C) and y float32 (N,), and OUT/task.json (the task, "
-        "its options and the best possible MSE, which `img2num compare` reads).",
+        "is skipped), each holding x uint8 (N, H, W, C) and y float32 (N,); with --format images, "
+        "OUT/images/SPLIT/N.png and OUT/labels.csv instead. OUT/task.json records the task, its options "
+        "and the best possible MSE, which `img2num compare` reads.",
     )
     command.add_argument("out", type=Path, help="output folder")
+    command.add_argument(
+        "--format", choices=("npz", "images"), default="npz",
+        help="npz: train/val/test.npz; images: OUT/images/SPLIT/N.png and OUT/labels.csv "
+        "(file,label,split), the folder-and-CSV form (default %(default)s)",
+    )
     command.add_argument("--overwrite", action="store_true", help="replace existing split files")
     command.add_argument("--task", choices=TASK_CHOICES, default="points", help="synthetic task (default %(default)s): "
                          "points = n points dropped on a 16x16 image, label n; dust = RGB solar panel, label = dust rate in percent")
@@ -83,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a model with MSE loss and Adam, validating after every epoch, and save "
         "the run (model, configuration, history, metrics, pictures) in one folder.",
     )
-    command.add_argument("data", type=Path, help="training .npz file, or a folder from `img2num generate`")
-    command.add_argument("--val", type=Path, help="validation .npz file (default: the folder's val.npz, else a held-out share)")
-    command.add_argument("--test", type=Path, help="test .npz file to score and draw (default: the folder's test.npz)")
+    command.add_argument("data", type=Path, help="training data: a label CSV naming image files (or a folder holding one), an .npz file, or a folder from `img2num generate`")
+    command.add_argument("--val", type=Path, help="validation data, .npz or label CSV (default: the folder's val.npz or the CSV's val rows, else a held-out share)")
+    command.add_argument("--test", type=Path, help="test data to score and draw, .npz or label CSV (default: the folder's test.npz or the CSV's test rows)")
     command.add_argument("--model", default=train_defaults.model, help="registered model name (default %(default)s; see `img2num models`)")
     command.add_argument("--epochs", type=_positive_int, default=train_defaults.epochs, help="epochs (default %(default)s)")
     command.add_argument("--batch-size", type=_positive_int, default=train_defaults.batch_size, help="batch size (default %(default)s)")
@@ -95,26 +110,33 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--run", type=Path, help="run folder (default: runs/MODEL, or runs/MODEL-2, ... if taken)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing run folder once the new run is complete")
     command.add_argument("--quiet", action="store_true", help="print no progress")
+    add_data_options(command)
     command.set_defaults(command=_train)
 
     command = commands.add_parser(
         "evaluate", help="score a run on labelled data",
-        description="Print MSE, RMSE, MAE and R^2 of a run on a labelled .npz file and save them as JSON.",
+        description="Print MSE, RMSE, MAE and R^2 of a run on labelled data and save them as JSON. "
+        "Image files are decoded as the run's training images were.",
     )
     command.add_argument("run", type=Path, help="run folder")
-    command.add_argument("data", type=Path, help="labelled .npz file")
+    command.add_argument("data", type=Path, help="labelled data: a label CSV naming image files (or a folder holding one), or an .npz file")
     command.add_argument("--output", type=Path, help="JSON file for the metrics (default: RUN/evaluations/DATA.json)")
     command.add_argument("--overwrite", action="store_true", help="replace an output file that holds anything but an earlier evaluation of the same data")
+    add_data_options(command, training=False)
     command.set_defaults(command=_evaluate)
 
     command = commands.add_parser(
         "predict", help="predict with a run",
-        description="Predict one number per image; write index,prediction (and label when known) as CSV.",
+        description="Predict one number per image. Image files and folders (searched recursively for "
+        "image files, sorted) give path,prediction rows; a label CSV gives path,prediction(,label); "
+        "an .npz file gives index,prediction(,label). A bad image file is reported and skipped; "
+        "every good prediction is still written (exit status 1).",
     )
     command.add_argument("run", type=Path, help="run folder")
-    command.add_argument("data", type=Path, help=".npz file with images in x (labels in y optional)")
+    command.add_argument("data", type=Path, nargs="+", help="image files and folders, a label CSV, or one .npz file with images in x (labels in y optional)")
     command.add_argument("--output", type=Path, help="CSV file to write (default: print to stdout)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_data_options(command, training=False, skip_bad=False)
     command.set_defaults(command=_predict)
 
     command = commands.add_parser(
@@ -124,20 +146,20 @@ def build_parser() -> argparse.ArgumentParser:
         "MSE, loss curves, per-model diagnostics, report.md and a self-contained report.html. The best possible "
         "MSE comes from the data folder's task.json (written by `img2num generate`) or --reference-mse.",
     )
-    command.add_argument("data", type=Path, help="training .npz file, or a folder from `img2num generate`")
-    command.add_argument("--val", type=Path, help="validation .npz file (default: the folder's val.npz, else a held-out share)")
-    command.add_argument("--test", type=Path, help="test .npz file (default: the folder's test.npz, else a held-out share)")
+    command.add_argument("data", type=Path, help="a label CSV naming image files (or a folder holding one), a training .npz file, or a folder from `img2num generate`")
+    command.add_argument("--val", type=Path, help="validation .npz file or label CSV (default: the folder's val.npz, else a held-out share)")
+    command.add_argument("--test", type=Path, help="test .npz file or label CSV (default: the folder's test.npz, else a held-out share)")
     command.add_argument("--models", type=_model_list, help="comma-separated model names, such as mlp,cnn (default: every registered model)")
     command.add_argument("--epochs", type=_positive_int, help=f"epochs per model (default {train_defaults.epochs})")
     command.add_argument("--seeds", type=_positive_int, default=1, help="train every model on this many seeds, SEED, SEED+1, ...; report mean and spread (default %(default)s)")
     command.add_argument("--seed", type=_count, default=0, help="first training seed, also the seed of held-out shares (default %(default)s)")
     command.add_argument("--val-fraction", type=_fraction, default=train_defaults.val_fraction, help="share held out for validation when none is given (default %(default)s)")
-    command.add_argument("--test-fraction", type=_fraction, default=0.2, help="share held out for testing when none is given (default %(default)s)")
     command.add_argument("--reference-mse", type=_positive_float, help="best possible test MSE of the task (default: from the data folder's task.json)")
     command.add_argument("--no-runs", action="store_true", help="do not keep each trained run folder in OUT/runs")
     command.add_argument("--out", type=Path, default=Path("results/compare"), help="results folder (default %(default)s)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing results folder once the new one is complete")
     command.add_argument("--quiet", action="store_true", help="print no progress")
+    add_data_options(command, test_fraction=0.2)
     command.set_defaults(command=_compare)
 
     command = commands.add_parser(
@@ -151,19 +173,76 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--seed", type=_count, default=0, help="seed of weights and shuffling (default %(default)s)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing results folder once the new one is complete")
     command.add_argument("--quiet", action="store_true", help="print no progress")
+    command.add_argument("--data", type=Path, help="compare the models on this data (a label CSV naming image files, a folder holding one, an .npz file or a folder from `img2num generate`) instead of generating the points data")
+    add_data_options(command, channels=False)
     command.set_defaults(command=_recipe)
     return parser
 
 
+def add_data_options(
+    parser: argparse.ArgumentParser,
+    training: bool = True,
+    channels: bool = True,
+    skip_bad: bool = True,
+    test_fraction: float = 0.0,
+) -> None:
+    """Add the options of `DataConfig` (how label CSVs and image files are read) to a command.
+
+    Args:
+        parser: The command's parser.
+        training: Also add the options that shape training data (split column, channels, image
+            size, resize mode, test share, in-memory limit); commands that use a trained run
+            decode images as it was trained.
+        channels: Add --channels (off where the command already has a --channels of its own).
+        skip_bad: Add --skip-bad (off where bad files are always skipped and reported).
+        test_fraction: Default of --test-fraction.
+    """
+    group = parser.add_argument_group("image files and label CSVs")
+    names = ["path_column", "label_column", "workers"]
+    group.add_argument("--path-column", metavar="NAME", help="CSV column naming each image, relative to the CSV (default: file, else path)")
+    group.add_argument("--label-column", metavar="NAME", help="CSV column holding each image's number (default: label, else value)")
+    if skip_bad:
+        names.append("skip_bad")
+        group.add_argument("--skip-bad", action="store_true", help="skip bad rows and images (counted, listed, one summary line) instead of stopping")
+    group.add_argument("--workers", metavar="N", type=_positive_int, help="processes decoding images (default: every CPU core)")
+    if training:
+        names += ["split_column", "image_size", "resize", "test_fraction", "cache_mb"] + (["channels"] if channels else [])
+        group.add_argument("--split-column", metavar="NAME", default=DataConfig.split_column, help="optional CSV column of train/val/test (default %(default)s)")
+        if channels:
+            group.add_argument("--channels", type=int, choices=(1, 3), help="1 (grayscale) or 3 (colour) (default: what the data is)")
+        group.add_argument("--image-size", metavar="HxW", type=_image_size, help="bring every image to HxW, such as 64x64 (default: images must share one size)")
+        group.add_argument("--resize", choices=RESIZE_MODES, help="with --image-size, how to change an aspect ratio: stretch, or crop (centre crop, then resize) (default: refuse)")
+        group.add_argument("--test-fraction", metavar="SHARE", type=_test_fraction, default=test_fraction, help="share of a CSV without split column held out for testing (default %(default)s)")
+        group.add_argument("--cache-mb", metavar="MB", type=_non_negative_float, default=CACHE_MB, help="decoded images up to this many MB are kept in memory, larger data streams from disk; 0 always streams (default %(default)s)")
+    parser.set_defaults(data_options=names)
+
+
+def data_config(args: argparse.Namespace) -> DataConfig:
+    """The `DataConfig` of parsed options added by `add_data_options` (defaults for the rest)."""
+    names = getattr(args, "data_options", [])
+    return DataConfig(**{name: getattr(args, name) for name in names if getattr(args, name) is not None})
+
+
 def _generate(args) -> None:
-    from img2num.data import write_dust, write_points
+    from img2num.data import (
+        generate_dust_splits,
+        generate_points_splits,
+        task_info,
+        write_dust,
+        write_image_folder,
+        write_points,
+    )
 
     if args.task == "dust":
-        paths = write_dust(args.out, _dust_config(args), overwrite=args.overwrite)
+        config, draw, write = _dust_config(args), generate_dust_splits, write_dust
     else:
         if args.cell is not None or args.noise is not None:
             raise Img2NumError("--cell and --noise belong to --task dust")
-        paths = write_points(args.out, _points_config(args), overwrite=args.overwrite)
+        config, draw, write = _points_config(args), generate_points_splits, write_points
+    if args.format == "images":
+        paths = write_image_folder(args.out, draw(config), overwrite=args.overwrite, task=task_info(config))
+    else:
+        paths = write(args.out, config, overwrite=args.overwrite)
     for split, path in paths.items():
         print(f"{split}: {path}")
 
@@ -197,36 +276,67 @@ def _train(args) -> None:
         run_dir=args.run or _free_run_folder(Path("runs"), config.model),
         overwrite=args.overwrite,
         quiet=args.quiet,
+        data_options=data_config(args),
     )
     for split, metrics in run.metrics.items():
         print(f"[{split}]\n{format_metrics(metrics)}")
+    data = run.config["data"]
+    if data.get("rows_skipped"):
+        _note(f"skipped {data['rows_skipped']} of {data['rows_read']} rows; listed in {run.path / 'skipped.csv'}")
     print(f"run saved in {run.path}")
 
 
 def _evaluate(args) -> None:
     from img2num.evaluation import evaluate, format_metrics
 
+    import json
+
     output = args.output or args.run / "evaluations" / f"{args.data.stem}.json"
-    print(format_metrics(evaluate(args.run, args.data, output=output, overwrite=args.overwrite)))
+    metrics = evaluate(args.run, args.data, output=output, overwrite=args.overwrite, options=data_config(args))
+    print(format_metrics(metrics))
+    skipped = json.loads(output.read_text(encoding="utf-8")).get("skipped", [])
+    if skipped:
+        _note(f"skipped {len(skipped)} bad row{'s' if len(skipped) != 1 else ''}; listed in {output}")
     print(f"metrics saved in {output}")
 
 
-def _predict(args) -> None:
+def _predict(args) -> int:
+    from dataclasses import replace
+
     from img2num.bundle import load_run
-    from img2num.data import load_dataset
+    from img2num.data import load_dataset, read_image_table
     from img2num.io import check_replaceable_file
-    from img2num.prediction import predictions_csv, write_predictions
+    from img2num.prediction import predict_files, predictions_csv, write_predictions
 
     if args.output is not None:
         check_replaceable_file(args.output, args.overwrite)
+    kinds = {path.suffix.lower() for path in args.data}
+    if ".npz" in kinds or ".csv" in kinds:
+        if len(args.data) > 1:
+            raise Img2NumError(f"{args.data[0]}: an .npz or CSV file is predicted on alone, not with other inputs")
     run = load_run(args.run)
-    data = load_dataset(args.data)
-    predictions = run.predict(data.x, data.source)
+    paths, labels, bad = None, None, []
+    if ".npz" in kinds:
+        data = load_dataset(args.data[0])
+        predictions, labels = run.predict(data.x, data.source), data.y
+    elif ".csv" in kinds:
+        options = replace(data_config(args), skip_bad=True)
+        table = read_image_table(args.data[0], options, run.preprocessing.image_spec(), require_labels=False)
+        predictions, labels, paths, bad = run.predict_data(table.data), table.data.y, list(table.data.paths), table.skipped
+    else:
+        paths, predictions, bad = predict_files(run, args.data, workers=args.workers)
+    text = predictions_csv(predictions, labels, paths)
     if args.output is None:
-        sys.stdout.write(predictions_csv(predictions, data.y))
-        return
-    write_predictions(args.output, predictions, data.y, overwrite=args.overwrite)
-    print(f"{len(predictions)} predictions written to {args.output}")
+        sys.stdout.write(text)
+    elif len(predictions):
+        write_predictions(args.output, predictions, labels, overwrite=args.overwrite, paths=paths)
+        print(f"{len(predictions)} predictions written to {args.output}")
+    for row in bad:
+        _fail(row.message)
+    if bad:
+        return _fail(f"{len(bad)} of {len(bad) + len(predictions)} images could not be used; "
+                     f"{len(predictions)} predictions {'written' if len(predictions) else 'made'}")
+    return 0
 
 
 def _compare(args) -> None:
@@ -244,6 +354,7 @@ def _compare(args) -> None:
         val_fraction=args.val_fraction,
         test_fraction=args.test_fraction,
         reference_mse=args.reference_mse,
+        options=data_config(args),
         keep_runs=not args.no_runs,
         overwrite=args.overwrite,
         quiet=args.quiet,
@@ -268,6 +379,8 @@ def _recipe(args) -> None:
         seed=args.seed,
         overwrite=args.overwrite,
         quiet=args.quiet,
+        data=args.data,
+        data_options=data_config(args),
     )
     scored = summary["scored_on"]
     for name, result in summary["models"].items():
@@ -319,6 +432,10 @@ def _fail(message: str, status: int = 1) -> int:
     return status
 
 
+def _note(message: str) -> None:
+    print(f"img2num: {' '.join(message.split())}", file=sys.stderr)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, like every other img2num error."""
 
@@ -361,3 +478,24 @@ def _model_list(text: str) -> list[str]:
     if not all(names):
         raise argparse.ArgumentTypeError(f"expected comma-separated model names such as mlp,cnn, got {text!r}")
     return names
+
+
+def _test_fraction(text: str) -> float:
+    return _parse_number(float, text, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
+
+
+def _non_negative_float(text: str) -> float:
+    return _parse_number(float, text, lambda v: 0 <= v < float("inf"), "a number of at least 0")
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        size = tuple(int(part) for part in parts)
+    except ValueError:
+        size = ()
+    if len(size) == 1:
+        size = size * 2
+    if len(size) != 2 or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 64x64, got {text!r}")
+    return size

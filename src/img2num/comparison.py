@@ -7,12 +7,13 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
-from img2num.config import TrainConfig
+from img2num.config import DataConfig, TrainConfig
 from img2num.data import Dataset, hold_out, read_task, reference_predictions, resolve_splits
 from img2num.errors import Img2NumError
 from img2num.evaluation import METRIC_NAMES, regression_metrics
@@ -43,6 +44,7 @@ def compare(
     val_fraction: float = 0.2,
     test_fraction: float = 0.2,
     reference_mse: float | None = None,
+    options: DataConfig | None = None,
     keep_runs: bool = True,
     overwrite: bool = False,
     quiet: bool = False,
@@ -62,8 +64,9 @@ def compare(
     appears only when everything is done.
 
     Args:
-        data: Training data, as `resolve_splits` takes it: a `Dataset`, an `.npz` file, or a
-            folder from `img2num generate` (its `val.npz`, `test.npz` and `task.json` are used).
+        data: Training data, as `resolve_splits` takes it: a `Dataset`, an `.npz` file, a folder
+            from `img2num generate` (its splits and `task.json` are used), or a label CSV naming
+            image files (or a folder holding one). Every split is decoded into memory.
         models: Registered model names; default every registered model.
         val: Validation data; default the folder's, else `val_fraction` held out.
         test: Test data; default the folder's, else `test_fraction` of the training data held out.
@@ -74,6 +77,7 @@ def compare(
         val_fraction: Share held out for validation when there is no validation data.
         test_fraction: Share held out for testing when there is no test data.
         reference_mse: Best possible test MSE of the task; default the data folder's `task.json`.
+        options: How label CSVs and image files are read; its test fraction is `test_fraction`.
         keep_runs: Save each trained run folder inside the results folder.
         overwrite: Replace an existing results folder once the new one is complete.
         quiet: Print no progress.
@@ -100,7 +104,7 @@ def compare(
     task = read_task(data)
     reference_mse = _reference(task, reference_mse)
     check_replaceable(out_dir, overwrite)
-    splits = _splits(data, val, test, val_fraction, test_fraction, seed)
+    splits = _splits(data, val, test, val_fraction, test_fraction, seed, options)
     say = (lambda text: None) if quiet else _printer(stream or sys.stderr)
 
     from img2num.training import train
@@ -207,8 +211,11 @@ def _checked_models(models: Sequence[str] | None) -> list[str]:
     return models
 
 
-def _splits(data, val, test, val_fraction: float, test_fraction: float, seed: int) -> dict[str, Dataset]:
-    splits = resolve_splits(data, val, test, val_fraction=val_fraction, seed=seed)
+def _splits(
+    data, val, test, val_fraction: float, test_fraction: float, seed: int, options: DataConfig | None = None
+) -> dict[str, Dataset]:
+    options = replace(options or DataConfig(), test_fraction=test_fraction)
+    splits = resolve_splits(data, val, test, val_fraction=val_fraction, seed=seed, options=options)
     if "test" not in splits:
         train = splits["train"]
         count = int(round(len(train) * test_fraction))
@@ -219,10 +226,12 @@ def _splits(data, val, test, val_fraction: float, test_fraction: float, seed: in
             )
         shares = hold_out(train, test_fraction, seed)
         splits["train"] = shares["train"]
-        splits["test"] = Dataset(shares["val"].x, shares["val"].y, f"{train.source} (held-out test share)")
+        tested = shares["val"]
+        splits["test"] = tested.take(np.arange(len(tested)), f"{train.source} (held-out test share)")
     if len(splits["train"]) < 2:
         raise Img2NumError(f"{splits['train'].source}: compare needs at least 2 training samples")
-    return {name: splits[name] for name in ("train", "val", "test")}
+    # The baselines and pictures read pixels, so every split is decoded into memory.
+    return {name: splits[name].to_dataset() for name in ("train", "val", "test")}
 
 
 def _model_entry(name: str, seed: int, run, run_dir: Path | None) -> dict:

@@ -126,6 +126,72 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+# Resize modes of `DataConfig.resize`: stretch to the size, or cut the largest centred box of
+# the size's aspect ratio first. Without one, only resizing that keeps the aspect ratio is done.
+RESIZE_MODES = ("stretch", "crop")
+# Decoded pixels up to this many megabytes are cached in memory; larger data sets stream from disk.
+CACHE_MB = 512
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How image files and label files become data; ignored for `.npz` arrays.
+
+    Attributes:
+        path_column: CSV column naming each image, relative to the CSV; None takes `file`,
+            else `path`.
+        label_column: CSV column holding each image's number; None takes `label`, else `value`.
+        split_column: Optional CSV column (train/val/test) assigning each image to a split.
+        channels: 1 (grayscale) or 3 (colour); None keeps what the data is: colour when any
+            image is colour, else grayscale; multi-band TIFF keeps its bands.
+        image_size: (height, width) every image is brought to; None requires one size.
+        resize: How images of another aspect ratio reach `image_size`: "stretch" or "crop"
+            (centre crop, then resize). None refuses to change an aspect ratio.
+        test_fraction: Share held out at random for testing when the CSV has no split column.
+        skip_bad: Skip bad rows and files (counted, listed and reported) instead of failing.
+        cache_mb: Decoded data sets up to this many megabytes are loaded into memory; larger
+            ones stream from disk batch by batch. 0 always streams.
+        workers: Processes that decode images; None uses every CPU core.
+    """
+
+    path_column: str | None = None
+    label_column: str | None = None
+    split_column: str = "split"
+    channels: int | None = None
+    image_size: tuple[int, int] | None = None
+    resize: str | None = None
+    test_fraction: float = 0.0
+    skip_bad: bool = False
+    cache_mb: float = CACHE_MB
+    workers: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.channels in (None, 1, 3), f"channels must be 1 or 3, got {self.channels}")
+        if self.image_size is not None:
+            _require(
+                len(self.image_size) == 2 and min(self.image_size) >= 1,
+                f"image size must be two whole numbers of at least 1, got {self.image_size}",
+            )
+            object.__setattr__(self, "image_size", tuple(int(d) for d in self.image_size))
+        _require(
+            self.resize in (None, *RESIZE_MODES),
+            f"resize must be one of {', '.join(RESIZE_MODES)}, got {self.resize!r}",
+        )
+        _require(
+            self.resize is None or self.image_size is not None,
+            "a resize mode needs an image size (--image-size HxW)",
+        )
+        _require(0.0 <= self.test_fraction < 1.0, f"test fraction must be in [0, 1), got {self.test_fraction}")
+        _require(self.cache_mb >= 0, f"cache size must be non-negative, got {self.cache_mb}")
+        _require(self.workers is None or self.workers >= 1, f"workers must be at least 1, got {self.workers}")
+
+    def to_dict(self) -> dict:
+        """The configuration as plain JSON-ready values."""
+        value = dataclasses.asdict(self)
+        value["image_size"] = None if self.image_size is None else list(self.image_size)
+        return value
+
+
 # The tutorial trained for 1000 epochs; `img2num recipe` does the same unless told otherwise.
 RECIPE_EPOCHS = 1000
 RECIPE_MODELS = ("mlp", "cnn")

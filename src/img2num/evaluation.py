@@ -45,15 +45,19 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return "\n".join(f"{name:<5} {metrics[name]:.4f}" for name in METRIC_NAMES if name in metrics)
 
 
-def evaluate(run, data, output=None, overwrite: bool = False) -> dict[str, float]:
+def evaluate(run, data, output=None, overwrite: bool = False, options=None) -> dict[str, float]:
     """Score a trained run on labelled data, optionally saving the metrics as JSON.
 
     Args:
         run: A `Run` or the path of a run folder.
-        data: A labelled `Dataset` or `.npz` file.
-        output: JSON file to write the metrics to, or None.
+        data: A labelled `Dataset` or `ImageFiles`, an `.npz` file, or a label CSV naming image
+            files (or a folder holding one). Image files are decoded as the run's training
+            images were.
+        output: JSON file to write the metrics to (with the data source, sample count and any
+            skipped rows), or None.
         overwrite: Replace an existing `output` file. Without it, an existing file is replaced
             only when it holds an earlier evaluation of the same data file.
+        options: How a label CSV is read (`DataConfig`: column names, `skip_bad`).
 
     Returns:
         `mse`, `rmse`, `mae` and `r2`.
@@ -63,16 +67,26 @@ def evaluate(run, data, output=None, overwrite: bool = False) -> dict[str, float
             not fit the model, or `output` holds something else and `overwrite` is false.
     """
     from img2num.bundle import as_run
-    from img2num.data import as_dataset
+    from img2num.config import DataConfig
+    from img2num.data import ImageFiles, as_dataset, label_csv, read_image_table
     from img2num.io import check_replaceable_file, write_json
 
     run = as_run(run)
-    data = as_dataset(data, require_labels=True)
+    skipped = []
+    csv_path = label_csv(data)
+    if csv_path is not None:
+        table = read_image_table(csv_path, options or DataConfig(), run.preprocessing.image_spec())
+        data, skipped = table.data, table.skipped
+    elif not isinstance(data, ImageFiles):
+        data = as_dataset(data, require_labels=True)
     if output is not None:
         check_replaceable_file(output, overwrite or _evaluation_of(output) == data.source)
-    metrics = regression_metrics(data.y, run.predict(data.x, data.source))
+    metrics = regression_metrics(data.y, run.predict_data(data))
     if output is not None:
-        write_json(output, {"data": data.source, "samples": len(data), **metrics})
+        record = {"data": data.source, "samples": len(data), **metrics}
+        if skipped:
+            record["skipped"] = [row.message for row in skipped]
+        write_json(output, record)
     return metrics
 
 

@@ -1,4 +1,5 @@
-"""Prediction with a trained run, and the predictions CSV."""
+"""Prediction with a trained run: on arrays, data sets, label CSVs, image files and folders,
+PIL images; and the predictions CSV."""
 
 from __future__ import annotations
 
@@ -9,37 +10,127 @@ from pathlib import Path
 import numpy as np
 
 from img2num.bundle import Run, as_run
-from img2num.data import Dataset, as_dataset
+from img2num.config import DataConfig
+from img2num.data import BadRow, Dataset, ImageFiles, as_dataset, list_image_files, read_image_paths, read_image_table
+from img2num.errors import Img2NumError
 from img2num.io import check_replaceable_file, write_text
 
+# Files decoded per step of `predict_files`, which bounds its memory.
+_FILES_PER_STEP = 2048
 
-def predict(run: Run | str | Path, data: Dataset | np.ndarray | str | Path) -> np.ndarray:
+
+def predict(run: Run | str | Path, data, options: DataConfig | None = None) -> np.ndarray:
     """Predict one number per image with a trained run.
 
     Args:
         run: A `Run` or the path of a run folder.
-        data: Images (N, H, W, C) or (N, H, W) as an array, a `Dataset`, or an `.npz` file.
+        data: Images (N, H, W, C) or (N, H, W) as an array of the model's input size; a
+            `Dataset` or `ImageFiles`; an `.npz` file; a label CSV (its labels are not needed);
+            an image file or a folder of them (searched recursively, sorted by path); a PIL
+            image; or a list of image files, PIL images and single-image arrays (H, W[, C]).
+            Image files, PIL images and single images are brought to the model's input as its
+            training images were (orientation, channels, size, pixel type).
+        options: Column names of a label CSV.
 
     Returns:
-        float32 predictions, shape (N,).
+        float32 predictions, shape (N,), in the order of the images (sorted paths for a folder).
 
     Raises:
-        Img2NumError: The run or data cannot be read, or the images do not fit the model.
+        Img2NumError: The run or data cannot be read, or an image does not fit the model.
     """
     run = as_run(run)
     if isinstance(data, np.ndarray):
         return run.predict(data)
-    data = as_dataset(data)
-    return run.predict(data.x, data.source)
+    if isinstance(data, (Dataset, ImageFiles)):
+        return run.predict_data(data)
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if path.suffix.lower() == ".csv":
+            table = read_image_table(path, options or DataConfig(), run.preprocessing.image_spec(), require_labels=False)
+            return run.predict_data(table.data)
+        if path.suffix.lower() != ".npz" and (path.is_dir() or path.exists()):
+            data = list_image_files([path])
+        else:
+            return run.predict_data(as_dataset(path))
+    items = data if isinstance(data, (list, tuple)) else [data]
+    if items and all(isinstance(item, (str, Path)) for item in items):
+        # Files decode on every core; the first bad one stops prediction, as any bad input does.
+        _, x, bad = read_image_paths(items, run.preprocessing.image_spec())
+        if bad:
+            raise Img2NumError(bad[0].message)
+        return run.predict(x, "images")
+    return run.predict(_images(items, run), "images")
 
 
-def predictions_csv(predictions: np.ndarray, labels: np.ndarray | None = None) -> str:
-    """Predictions as CSV text: `index,prediction`, plus `label` when labels are known."""
+def predict_files(
+    run: Run | str | Path, inputs: list[str | Path], workers: int | None = None
+) -> tuple[list[str], np.ndarray, list[BadRow]]:
+    """Predict on image files and folders, reporting bad files instead of stopping at them.
+
+    Args:
+        run: A `Run` or the path of a run folder.
+        inputs: Image files and folders (searched recursively for image files, sorted).
+        workers: Decoding processes; None uses every CPU core.
+
+    Returns:
+        The files predicted on, their float32 predictions, and the files that could not be
+        used with the reason.
+
+    Raises:
+        Img2NumError: The run cannot be read, a named path does not exist, or a folder holds
+            no image files.
+    """
+    run = as_run(run)
+    files = list_image_files(inputs)
+    spec = run.preprocessing.image_spec()
+    done, parts, bad = [], [], []
+    for start in range(0, len(files), _FILES_PER_STEP):
+        good, x, problems = read_image_paths(files[start : start + _FILES_PER_STEP], spec, workers)
+        bad.extend(problems)
+        if good:
+            done.extend(good)
+            parts.append(run.predict(x, "images"))
+    predictions = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return done, predictions, bad
+
+
+def _images(items, run: Run) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    from img2num.data.images import BadImage, conform, pil_to_array, read_image
+
+    spec = run.preprocessing.image_spec()
+    out = []
+    for index, item in enumerate(items):
+        name = str(item) if isinstance(item, (str, Path)) else f"image {index}"
+        try:
+            if isinstance(item, (str, Path)):
+                array = read_image(item)
+            elif isinstance(item, Image.Image):
+                array = pil_to_array(ImageOps.exif_transpose(item))
+            else:
+                array = np.asarray(item)
+                array = array[..., np.newaxis] if array.ndim == 2 else array
+                if array.ndim != 3:
+                    raise BadImage(f"expected one image (H, W) or (H, W, C), got shape {array.shape}")
+            out.append(conform(array, spec))
+        except BadImage as error:
+            raise Img2NumError(f"{name}: {error}") from None
+    if not out:
+        raise Img2NumError("no images to predict on")
+    return np.stack(out)
+
+
+def predictions_csv(
+    predictions: np.ndarray, labels: np.ndarray | None = None, paths: list[str] | None = None
+) -> str:
+    """Predictions as CSV text: `index,prediction` (or `path,prediction` when paths are
+    given), plus `label` when labels are known."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["index", "prediction"] + ([] if labels is None else ["label"]))
+    writer.writerow(["index" if paths is None else "path", "prediction"] + ([] if labels is None else ["label"]))
     for index, value in enumerate(predictions):
-        row = [index, repr(float(value))]
+        row = [index if paths is None else paths[index], repr(float(value))]
         if labels is not None:
             row.append(repr(float(labels[index])))
         writer.writerow(row)
@@ -47,7 +138,11 @@ def predictions_csv(predictions: np.ndarray, labels: np.ndarray | None = None) -
 
 
 def write_predictions(
-    path: str | Path, predictions: np.ndarray, labels: np.ndarray | None = None, overwrite: bool = False
+    path: str | Path,
+    predictions: np.ndarray,
+    labels: np.ndarray | None = None,
+    overwrite: bool = False,
+    paths: list[str] | None = None,
 ) -> Path:
     """Write `predictions_csv` to a file, atomically.
 
@@ -55,4 +150,4 @@ def write_predictions(
         Img2NumError: The file exists and `overwrite` is false.
     """
     check_replaceable_file(path, overwrite)
-    return write_text(path, predictions_csv(predictions, labels))
+    return write_text(path, predictions_csv(predictions, labels, paths))

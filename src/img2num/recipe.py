@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
-from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, PointsConfig, TrainConfig
-from img2num.data import load_split_folder, read_task, write_points
+import numpy as np
+
+from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, DataConfig, PointsConfig, TrainConfig
+from img2num.data import load_split_folder, read_task, resolve_splits, split_records, write_points
 from img2num.errors import Img2NumError
 from img2num.io import atomic_folder, check_replaceable, write_json, write_text
 from img2num.models import get_model_spec
@@ -21,12 +23,16 @@ def run_recipe(
     overwrite: bool = False,
     quiet: bool = False,
     stream: TextIO | None = None,
+    data=None,
+    data_options: DataConfig | None = None,
 ) -> dict:
-    """Generate the points data, train each model with the tutorial's settings, and compare them.
+    """Generate the points data (or take the user's), train each model with the tutorial's
+    settings, and compare them.
 
-    The results folder holds `data/` (the splits), `samples.png`, one run folder per model (with
-    its loss curve and test predictions), `loss_curves.png` (all models side by side),
-    `comparison.md` and `summary.json`. It appears only when everything is done.
+    The results folder holds `data/` (the generated splits; for the user's data, `split.csv`
+    and `skipped.csv` instead), `samples.png`, one run folder per model (with its loss curve and
+    test predictions), `loss_curves.png` (all models side by side), `comparison.md` and
+    `summary.json`. It appears only when everything is done.
 
     Args:
         out_dir: The results folder to create.
@@ -37,6 +43,9 @@ def run_recipe(
         overwrite: Replace an existing results folder once the new one is complete.
         quiet: Print no training progress.
         stream: Where progress goes (default: stderr).
+        data: The user's data instead of the points task: anything `train` takes (a label CSV
+            naming image files, a folder holding one, an `.npz` file, a generated folder).
+        data_options: How label CSVs and image files are read.
 
     Returns:
         The summary written to `summary.json`: each model's metrics per split, parameters,
@@ -53,22 +62,34 @@ def run_recipe(
         get_model_spec(name)
     if not models:
         raise Img2NumError("the recipe needs at least one model")
-    if points.train < 2:
+    if data is None and points.train < 2:
         raise Img2NumError(f"the recipe needs at least 2 training samples, got {points.train}")
     check_replaceable(out_dir, overwrite)
     with atomic_folder(out_dir, overwrite) as folder:
-        write_points(folder / "data", points)
-        splits = load_split_folder(folder / "data")
-        plots.sample_grid(splits["train"].x, splits["train"].y, folder / "samples.png", title="training samples")
+        if data is None:
+            write_points(folder / "data", points)
+            splits = load_split_folder(folder / "data")
+        else:
+            # Read (and check) the data once; every model trains on the same splits.
+            splits = resolve_splits(data, val_fraction=TrainConfig().val_fraction, seed=seed, options=data_options)
+            for name, text in split_records(splits).items():
+                write_text(folder / name, text)
+        first = splits["train"].take(np.arange(min(len(splits["train"]), 25))).to_dataset()
+        plots.sample_grid(first.x, first.y, folder / "samples.png", title="training samples")
         runs = {
-            name: train(folder / "data", config, run_dir=folder / name, quiet=quiet, stream=stream)
+            name: train(
+                splits["train"], config, val=splits.get("val"), test=splits.get("test"),
+                run_dir=folder / name, quiet=quiet, stream=stream,
+            )
             for name, config in configs.items()
         }
-        reference = read_task(folder / "data")["reference_mse"]
+        task = read_task(folder / "data" if data is None else data)
+        reference = task["reference_mse"] if task else None
         plots.compare_loss_curves({name: run.history for name, run in runs.items()}, folder / "loss_curves.png", reference)
         scored = "test" if "test" in splits else "val"
         summary = {
-            "points": vars(points),
+            "data": str(data) if data is not None else "points",
+            "points": vars(points) if data is None else None,
             "reference_mse": reference,
             "train": {key: value for key, value in configs[models[0]].to_dict().items() if key != "model"},
             "scored_on": scored,
@@ -85,19 +106,33 @@ def run_recipe(
             "best": min(runs, key=lambda name: runs[name].metrics[scored]["mse"]),
         }
         write_json(folder / "summary.json", summary)
-        write_text(folder / "comparison.md", _comparison_markdown(points, configs[models[0]], runs, scored, reference))
+        write_text(
+            folder / "comparison.md",
+            _comparison_markdown(points, configs[models[0]], runs, scored, reference, data, splits),
+        )
     summary["folder"] = str(out_dir)
     return summary
 
 
-def _comparison_markdown(points: PointsConfig, config: TrainConfig, runs: dict, scored: str, reference) -> str:
+def _comparison_markdown(
+    points: PointsConfig, config: TrainConfig, runs: dict, scored: str, reference, data, splits
+) -> str:
+    from img2num.data import shape_text
     from img2num.report import comparison_table, overfitting_note, reference_note, verdict
 
-    sizes = " / ".join(f"{size} {split}" for split, size in points.split_sizes.items())
+    if data is None:
+        sizes = " / ".join(f"{size} {split}" for split, size in points.split_sizes.items())
+        task = "the points task"
+        described = (
+            f"points images {points.height}x{points.width}x{points.channels}, {sizes}, data seed {points.seed}"
+        )
+    else:
+        sizes = " / ".join(f"{len(split)} {name}" for name, split in splits.items())
+        task = f"{data}"
+        described = f"{data}, images {shape_text(splits['train'].image_shape)}, {sizes}"
     return (
-        f"# Recipe: {' vs '.join(runs)} on the points task\n\n"
-        f"Data: points images {points.height}x{points.width}x{points.channels}, {sizes}, "
-        f"data seed {points.seed}.\n"
+        f"# Recipe: {' vs '.join(runs)} on {task}\n\n"
+        f"Data: {described}.\n"
         f"Training: {config.epochs} epochs, batch {config.batch_size}, Adam at "
         f"{config.learning_rate:g}, MSE loss, seed {config.seed}.\n\n"
         f"{comparison_table(runs, scored)}\n{verdict(runs, scored)}\n\n{overfitting_note(runs)}\n\n"

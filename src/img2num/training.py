@@ -9,21 +9,24 @@ from pathlib import Path
 from typing import TextIO
 
 import keras
+import numpy as np
 
 from img2num.bundle import Preprocessing, Run
-from img2num.config import TrainConfig
-from img2num.data import Dataset, resolve_splits
+from img2num.config import DataConfig, TrainConfig
+from img2num.data import Dataset, ImageFiles, resolve_splits, split_records
+from img2num.data.stream import fit_arguments
 from img2num.evaluation import regression_metrics
 from img2num.io import check_replaceable
 from img2num.models import create_model, get_model_spec
 
 
 def train(
-    data: Dataset | str | Path,
+    data: Dataset | ImageFiles | str | Path,
     config: TrainConfig = TrainConfig(),
     *,
-    val: Dataset | str | Path | None = None,
-    test: Dataset | str | Path | None = None,
+    val: Dataset | ImageFiles | str | Path | None = None,
+    test: Dataset | ImageFiles | str | Path | None = None,
+    data_options: DataConfig | None = None,
     run_dir: str | Path | None = None,
     overwrite: bool = False,
     quiet: bool = False,
@@ -32,12 +35,15 @@ def train(
     """Train a registered model with MSE loss and Adam, validating after every epoch.
 
     Args:
-        data: Training data: a `Dataset`, an `.npz` file, or a folder from `img2num generate`
-            (its `val.npz` and `test.npz` are used when present).
+        data: Training data: a `Dataset` or `ImageFiles`, an `.npz` file, a folder from
+            `img2num generate` (its `val.npz` and `test.npz` are used when present), or a label
+            CSV naming image files (or a folder holding one); see `resolve_splits`.
         config: Model name, epochs, batch size, learning rate and seed.
-        val: Validation data; when absent (and not in the folder), `config.val_fraction` of the
-            training data is held out at random.
+        val: Validation data; when absent (and not in the folder or CSV), `config.val_fraction`
+            of the training data is held out at random.
         test: Test data, scored and drawn in the run's pictures when given.
+        data_options: How label CSVs and image files are read (columns, channels, image size,
+            resize mode, test share, `skip_bad`, in-memory limit); see `DataConfig`.
         run_dir: Folder to save the run in; None keeps the run in memory only.
         overwrite: Replace an existing run folder once the new run is complete.
         quiet: Print no progress.
@@ -53,11 +59,13 @@ def train(
     get_model_spec(config.model)
     if run_dir is not None:
         check_replaceable(run_dir, overwrite)
-    splits = resolve_splits(data, val, test, val_fraction=config.val_fraction, seed=config.seed)
+    splits = resolve_splits(
+        data, val, test, val_fraction=config.val_fraction, seed=config.seed, options=data_options
+    )
     shape = splits["train"].image_shape
 
     keras.utils.set_random_seed(config.seed)
-    preprocessing = Preprocessing.for_images(splits["train"].x)
+    preprocessing = Preprocessing.for_data(splits["train"])
     model = create_model(config.model, shape)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate), loss="mse")
     recorder = EpochRecorder()
@@ -66,12 +74,8 @@ def train(
         callbacks.append(Progress(recorder, config.model, config.epochs, stream or sys.stderr))
     started = time.perf_counter()
     model.fit(
-        preprocessing.apply(splits["train"].x, splits["train"].source),
-        splits["train"].y,
-        batch_size=config.batch_size,
+        **fit_arguments(splits["train"], splits["val"], preprocessing, config.batch_size, config.seed),
         epochs=config.epochs,
-        validation_data=(preprocessing.apply(splits["val"].x, splits["val"].source), splits["val"].y),
-        shuffle=True,
         verbose=0,
         callbacks=callbacks,
     )
@@ -83,25 +87,39 @@ def train(
         _run_config(config, splits, model, seconds, len(recorder.history)),
         recorder.history,
     )
-    predictions = {name: run.predict(split.x, split.source) for name, split in splits.items()}
+    predictions = {name: run.predict_data(split) for name, split in splits.items()}
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}
     if run_dir is not None:
-        run.save(run_dir, overwrite, extra=lambda folder: _draw_pictures(folder, run, splits, predictions))
+        run.save(run_dir, overwrite, extra=lambda folder: _write_extras(folder, run, splits, predictions))
     return run
 
 
-def _draw_pictures(folder: Path, run: Run, splits: dict[str, Dataset], predictions: dict) -> None:
+def _write_extras(folder: Path, run: Run, splits: dict, predictions: dict) -> None:
+    from img2num.io import write_text
+
+    for name, text in split_records(splits).items():
+        write_text(folder / name, text)
+    _draw_pictures(folder, run, splits, predictions)
+
+
+def _draw_pictures(folder: Path, run: Run, splits: dict, predictions: dict) -> None:
     from img2num import plots
+    from img2num.config import GRID_COLS, GRID_ROWS
+
+    def first(split):  # only the images drawn are decoded, when the split is on disk
+        return split.take(np.arange(min(len(split), GRID_ROWS * GRID_COLS))).to_dataset()
 
     name = run.model_name
-    plots.sample_grid(splits["train"].x, splits["train"].y, folder / "samples.png", title="training samples")
+    train = first(splits["train"])
+    plots.sample_grid(train.x, train.y, folder / "samples.png", title="training samples")
     plots.loss_curves(run.history, folder / "loss.png", name)
     shown = "test" if "test" in splits else "val"
+    drawn = first(splits[shown])
     plots.sample_grid(
-        splits[shown].x,
-        splits[shown].y,
+        drawn.x,
+        drawn.y,
         folder / "predictions.png",
-        predictions=predictions[shown],
+        predictions=predictions[shown][: len(drawn)],
         title=f"{name}: {'test' if shown == 'test' else 'validation'} predictions",
     )
 
@@ -156,7 +174,7 @@ class Progress(keras.callbacks.Callback):
         self.stream.flush()
 
 
-def _run_config(config: TrainConfig, splits: dict[str, Dataset], model, seconds: float, epochs_run: int) -> dict:
+def _run_config(config: TrainConfig, splits: dict, model, seconds: float, epochs_run: int) -> dict:
     from img2num import __version__
 
     return {
@@ -165,8 +183,21 @@ def _run_config(config: TrainConfig, splits: dict[str, Dataset], model, seconds:
         "backend": keras.backend.backend(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "train": config.to_dict(),
-        "data": {name: {"source": split.source, "samples": len(split)} for name, split in splits.items()},
+        "data": _data_record(splits),
         "parameters": int(model.count_params()),
         "epochs_run": epochs_run,
         "train_seconds": round(seconds, 3),
     }
+
+
+def _data_record(splits) -> dict:
+    """Each split's source and size; for image files also where they stream from and skipped rows."""
+    record = {name: {"source": split.source, "samples": len(split)} for name, split in splits.items()}
+    for name, split in splits.items():
+        if isinstance(split, ImageFiles):
+            record[name]["streamed"] = True
+    if getattr(splits, "rows", 0):
+        record["rows_read"] = splits.rows
+        record["rows_skipped"] = len(splits.skipped)
+        record["options"] = splits.options.to_dict()
+    return record

@@ -1,13 +1,21 @@
-"""Data sets: the synthetic generators (points, dust), their task metadata, and labelled array files."""
+"""Data sets: synthetic generators (points, dust) and their task metadata, labelled array files,
+image files and label CSVs, and the splits a job trains on."""
 
 from img2num.data.arrays import Dataset, as_dataset, load_dataset, load_split_folder, save_npz, shape_text
 from img2num.data.dust import dusty_cells, generate_dust, generate_dust_splits, write_dust
+from img2num.data.files import ImageFiles, list_image_files, read_image_paths, read_image_table, write_image_folder
+from img2num.data.images import ImageSpec, read_image
 from img2num.data.points import generate_points, generate_points_splits, write_points
-from img2num.data.splits import hold_out, resolve_splits
+from img2num.data.splits import Splits, hold_out, label_csv, resolve_splits, split_records
+from img2num.data.table import BadRow, read_label_table
 from img2num.data.tasks import TASK_FILE, TASK_NAMES, read_task, reference_predictions, task_info
 
 __all__ = [
+    "BadRow",
     "Dataset",
+    "ImageFiles",
+    "ImageSpec",
+    "Splits",
     "TASK_FILE",
     "TASK_NAMES",
     "as_dataset",
@@ -16,15 +24,23 @@ __all__ = [
     "generate_dust_splits",
     "generate_points",
     "generate_points_splits",
+    "hold_out",
+    "label_csv",
+    "list_image_files",
     "load_dataset",
     "load_split_folder",
-    "hold_out",
+    "read_image",
+    "read_image_paths",
+    "read_image_table",
+    "read_label_table",
     "read_task",
     "reference_predictions",
     "resolve_splits",
     "save_npz",
     "shape_text",
+    "split_records",
     "task_info",
     "write_dust",
+    "write_image_folder",
     "write_points",
 ]

@@ -22,16 +22,25 @@ class Dataset:
         x: Images, shape (N, H, W, C).
         y: Labels as float32, shape (N,), or None for unlabelled images.
         source: Where the data came from, for messages and reports.
+        paths: The image file of each sample when read from image files, else None.
+        spec: How those files were decoded (an `ImageSpec`: size, channels, pixel type,
+            resize mode), else None.
     """
 
     x: np.ndarray
     y: np.ndarray | None = None
     source: str = "<memory>"
+    paths: tuple[str, ...] | None = None
+    spec: object | None = None
 
     def __post_init__(self) -> None:
         x, y = _checked_arrays(self.x, self.y, self.source)
         object.__setattr__(self, "x", x)
         object.__setattr__(self, "y", y)
+        if self.paths is not None:
+            object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
+            if len(self.paths) != len(x):
+                raise ValueError(f"{len(self.paths)} paths for {len(x)} images")
 
     def __len__(self) -> int:
         return len(self.x)
@@ -44,7 +53,16 @@ class Dataset:
     def take(self, indices: np.ndarray, source: str | None = None) -> Dataset:
         """The samples at `indices`, as a new data set."""
         y = None if self.y is None else self.y[indices]
-        return Dataset(self.x[indices], y, source or self.source)
+        paths = None if self.paths is None else tuple(self.paths[i] for i in np.asarray(indices, dtype=int))
+        return Dataset(self.x[indices], y, source or self.source, paths, self.spec)
+
+    def with_labels(self, y: np.ndarray) -> Dataset:
+        """The same images with other labels (such as standardized targets)."""
+        return Dataset(self.x, y, self.source, self.paths, self.spec)
+
+    def to_dataset(self) -> Dataset:
+        """The data set itself: it is in memory already (see `ImageFiles.to_dataset`)."""
+        return self
 
 
 def shape_text(shape) -> str:

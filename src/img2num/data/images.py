@@ -1,0 +1,487 @@
+"""One image file in, one array out: reading (Pillow, tifffile for TIFF), EXIF orientation,
+channels, resizing, and decoding many files on every core.
+
+Every function here reports a bad file by raising `BadImage` with the reason; callers add the
+file's name and CSV row and decide whether to fail or skip.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# File names treated as images when a folder is searched.
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
+     ".ppm", ".pgm", ".pbm", ".pnm"}
+)
+TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
+# Resize modes stored in a run: "none" (images must already have the size), "scale" (only
+# resizing that keeps the aspect ratio), "stretch" and "crop" (centre crop, then resize).
+STORED_RESIZE_MODES = ("none", "scale", "stretch", "crop")
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+# Fewer files than this are decoded in this process: starting workers would cost more.
+PARALLEL_MIN_FILES = 256
+_CHUNK = 32
+
+
+class BadImage(Exception):
+    """A file that is missing, not an image, unreadable, truncated or too large."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image file's header says: size after EXIF orientation, bands and pixel type."""
+
+    height: int
+    width: int
+    bands: int
+    dtype: str
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How every image of a data set is brought to one array shape and type.
+
+    Attributes:
+        size: (height, width) of the result.
+        channels: 1 (grayscale), 3 (colour) or the band count of multi-band images.
+        dtype: "uint8", "uint16" or "float32".
+        resize: One of `STORED_RESIZE_MODES`.
+    """
+
+    size: tuple[int, int]
+    channels: int
+    dtype: str = "uint8"
+    resize: str = "none"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (*self.size, self.channels)
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def probe(path: str | Path, max_pixels: int | None = None) -> ImageInfo:
+    """Read an image file's header: size (after EXIF orientation), bands and pixel type.
+
+    Raises:
+        BadImage: The file is missing, not an image, or over the pixel limit.
+    """
+    path = Path(path)
+    max_pixels = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    _check_exists(path)
+    if path.suffix.lower() in TIFF_EXTENSIONS:
+        info = _probe_tiff(path)
+        if info is not None:
+            _check_pixels(info.height, info.width, max_pixels)
+            return info
+    with _open(path, max_pixels) as image:
+        width, height = image.size
+        try:
+            orientation = image.getexif().get(0x0112, 1)
+        except (OSError, ValueError, SyntaxError) as error:  # reading EXIF may read the whole file
+            raise BadImage(f"unreadable or truncated image ({_reason(error)})") from None
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        mode = image.mode
+    if mode in _GRAY_MODES:
+        dtype = "float32" if mode == "F" else "uint16" if mode.startswith("I") else "uint8"
+        return ImageInfo(height, width, 1, dtype)
+    return ImageInfo(height, width, 3, "uint8")
+
+
+def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file into an array (H, W, C), EXIF orientation applied.
+
+    Grayscale files give one channel, colour files three (alpha is dropped), multi-band TIFF
+    files all their bands. 8-bit files give uint8, 16-bit files uint16, floating-point float32.
+
+    Raises:
+        BadImage: The file is missing, not an image, truncated, unreadable or over the limit.
+    """
+    path = Path(path)
+    max_pixels = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    _check_exists(path)
+    if path.suffix.lower() in TIFF_EXTENSIONS:
+        array = _read_tiff(path, max_pixels)
+        if array is not None:
+            return array
+    with _open(path, max_pixels) as image:
+        try:
+            image.load()
+            if image.getexif().get(0x0112, 1) != 1:  # transposing copies: only when needed
+                image = ImageOps.exif_transpose(image)
+        except (OSError, ValueError, SyntaxError) as error:
+            raise BadImage(f"unreadable or truncated image ({_reason(error)})") from None
+        return pil_to_array(image)
+
+
+def pil_to_array(image: Image.Image) -> np.ndarray:
+    """A Pillow image as an array (H, W, C): see `read_image` for channels and types."""
+    mode = image.mode
+    if mode.startswith("I;16"):
+        array = np.asarray(image).astype(np.uint16)
+    elif mode == "I":
+        array = np.asarray(image)
+        fits = array.size == 0 or (array.min() >= 0 and array.max() <= 65535)
+        array = array.astype(np.uint16 if fits else np.float32)
+    elif mode == "F":
+        array = np.asarray(image, dtype=np.float32)
+    elif mode in ("L", "RGB"):
+        array = np.asarray(image)
+    elif mode in _GRAY_MODES:
+        array = np.asarray(image.convert("L"))
+    else:
+        array = np.asarray(image.convert("RGB"))
+    return array[..., np.newaxis] if array.ndim == 2 else array
+
+
+def conform(array: np.ndarray, spec: ImageSpec) -> np.ndarray:
+    """Bring one decoded image (H, W, C) to `spec`: channels, then size, then pixel type.
+
+    Raises:
+        BadImage: The image cannot take the spec's channels or size without a choice the user
+            did not make (a distorting resize, dropping bands).
+    """
+    array = _to_channels(array, spec.channels)
+    array = _to_size(array, spec.size, spec.resize)
+    return _to_dtype(array, spec.dtype)
+
+
+def resize_problem(height: int, width: int, size: tuple[int, int], resize: str) -> str | None:
+    """Why an image of `height` x `width` cannot be brought to `size` in mode `resize`, or None."""
+    if (height, width) == tuple(size) or resize in ("stretch", "crop"):
+        return None
+    if resize == "none":
+        return f"image is {height}x{width}; expected {size[0]}x{size[1]}"
+    if not _same_aspect(height, width, size):
+        return (
+            f"image is {height}x{width}; bringing it to {size[0]}x{size[1]} would distort it; "
+            "choose --resize stretch or --resize crop"
+        )
+    return None
+
+
+def decode_files(
+    paths: list[str],
+    spec: ImageSpec,
+    *,
+    keep_pixels: bool = True,
+    band_stats: bool = False,
+    workers: int | None = None,
+    max_pixels: int | None = None,
+) -> list[tuple[np.ndarray | None, str | None, tuple | None]]:
+    """Decode and conform many files, on `workers` processes when there are enough of them.
+
+    Args:
+        paths: Image files.
+        spec: Shape and type every image is brought to.
+        keep_pixels: Return the arrays; False only checks that every file decodes.
+        band_stats: Return each image's per-band sum, sum of squares and pixel count.
+        workers: Processes; None uses every CPU core.
+        max_pixels: Pillow's pixel limit (default: `PIL.Image.MAX_IMAGE_PIXELS` here).
+
+    Returns:
+        For each path in order: (array or None, problem or None, band statistics or None).
+    """
+    if max_pixels is None:
+        max_pixels = Image.MAX_IMAGE_PIXELS
+    return _map_chunks(decode_chunk, paths, (spec, keep_pixels, band_stats, max_pixels), workers)
+
+
+def probe_files(
+    paths: list[str], workers: int | None = None, max_pixels: int | None = None
+) -> list[tuple[ImageInfo | None, str | None]]:
+    """`probe` many files, on `workers` processes when there are enough of them.
+
+    Returns:
+        For each path in order: (its `ImageInfo` or None, problem or None).
+    """
+    if max_pixels is None:
+        max_pixels = Image.MAX_IMAGE_PIXELS
+    return _map_chunks(probe_chunk, paths, (max_pixels,), workers)
+
+
+def probe_chunk(paths, max_pixels):
+    """Probe a list of files in this process; see `probe_files`."""
+    out = []
+    for path in paths:
+        try:
+            out.append((probe(path, max_pixels), None))
+        except BadImage as error:
+            out.append((None, str(error)))
+    return out
+
+
+def _map_chunks(function, paths: list[str], args: tuple, workers: int | None) -> list:
+    chunks = [paths[start : start + _CHUNK] for start in range(0, len(paths), _CHUNK)]
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(paths) < PARALLEL_MIN_FILES:
+        results = [function(chunk, *args) for chunk in chunks]
+    else:
+        with process_pool(workers) as pool:
+            results = list(pool.map(function, chunks, *[[a] * len(chunks) for a in args]))
+    return [item for chunk in results for item in chunk]
+
+
+def decode_chunk(paths, spec: ImageSpec, keep_pixels: bool, band_stats: bool, max_pixels):
+    """Decode a list of files in this process; see `decode_files`."""
+    out = []
+    for path in paths:
+        try:
+            array = conform(read_image(path, max_pixels), spec)
+        except BadImage as error:
+            out.append((None, str(error), None))
+            continue
+        stats = None
+        if band_stats:
+            flat = array.reshape(-1, array.shape[-1]).astype(np.float64)
+            stats = (flat.sum(axis=0), (flat**2).sum(axis=0), len(flat))
+        out.append((array if keep_pixels else None, None, stats))
+    return out
+
+
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of decoding processes.
+
+    Forked, not spawned: spawning re-runs the user's main script in every worker, which breaks
+    scripts without a `__main__` guard. The workers only run Pillow and NumPy, never JAX, so
+    JAX's warning about forking a multithreaded process does not apply to them.
+    """
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=r"This process .* is multi-threaded, use of fork", category=DeprecationWarning)
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_interrupts)
+
+
+def _ignore_interrupts() -> None:
+    # Ctrl-C reaches every process of the terminal's group; only the main process should act on
+    # it (one line, nothing left unfinished), not print a traceback from each worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _check_exists(path: Path) -> None:
+    if path.is_dir():
+        raise BadImage("is a folder, not an image file")
+    if not path.exists():
+        raise BadImage("no such file")
+
+
+def _check_pixels(height: int, width: int, max_pixels: int | None) -> None:
+    if max_pixels and height * width > max_pixels:
+        raise BadImage(
+            f"image is {height}x{width} = {height * width} pixels, over Pillow's limit of "
+            f"{max_pixels} (PIL.Image.MAX_IMAGE_PIXELS)"
+        )
+
+
+class _open:
+    """Open an image with Pillow, turning its errors into `BadImage`."""
+
+    def __init__(self, path: Path, max_pixels: int | None) -> None:
+        self.path, self.max_pixels = path, max_pixels
+
+    def __enter__(self) -> Image.Image:
+        limit = Image.MAX_IMAGE_PIXELS
+        # Pillow's own check warns or raises by type; one check below gives one clear message.
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            self.image = Image.open(self.path)
+        except UnidentifiedImageError:
+            raise BadImage("not an image file (Pillow cannot identify it)") from None
+        except (OSError, ValueError, SyntaxError) as error:
+            raise BadImage(f"unreadable image ({_reason(error)})") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+        width, height = self.image.size
+        try:
+            _check_pixels(height, width, self.max_pixels)
+        except BadImage:
+            self.image.close()
+            raise
+        return self.image
+
+    def __exit__(self, *exc) -> None:
+        self.image.close()
+
+
+def _probe_tiff(path: Path) -> ImageInfo | None:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, axes, dtype = series.shape, series.axes, series.dtype
+            orientation = _tiff_orientation(tif.pages.first)
+    except Exception:  # Not a TIFF tifffile reads: let Pillow try and name the problem.
+        return None
+    layout = _tiff_layout(shape, axes)
+    if layout is None:
+        return None
+    height, width, bands = layout
+    if orientation in (5, 6, 7, 8):
+        height, width = width, height
+    kind = "float32" if dtype.kind == "f" else "uint16" if dtype.itemsize > 1 or dtype.kind == "i" else "uint8"
+    if bands == 4 and kind == "uint8":
+        bands = 3  # RGBA: alpha is dropped, as for every other format.
+    return ImageInfo(height, width, bands, kind)
+
+
+def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray | None:
+    import tifffile
+
+    info = _probe_tiff(path)
+    if info is None:
+        return None
+    _check_pixels(info.height, info.width, max_pixels)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            array, axes = series.asarray(), series.axes
+            orientation = _tiff_orientation(tif.pages.first)
+    except Exception as error:  # tifffile raises many types for damaged or unusual files.
+        try:
+            with _open(path, max_pixels) as image:
+                image.load()
+                return pil_to_array(ImageOps.exif_transpose(image))
+        except (BadImage, OSError, ValueError, SyntaxError):
+            raise BadImage(f"unreadable or truncated TIFF image ({_reason(error)})") from None
+    array = array.reshape(array.shape[-2:] if array.ndim == 2 else array.shape)
+    if array.ndim == 2:
+        array = array[..., np.newaxis]
+    elif not axes.endswith("S"):
+        array = np.moveaxis(array, 0, -1)  # bands as pages or planes come first; put them last
+    if array.shape[-1] == 4 and array.dtype == np.uint8:
+        array = array[..., :3]
+    if array.dtype.kind == "f":
+        array = array.astype(np.float32)
+    elif array.dtype.itemsize > 1 or array.dtype.kind == "i":
+        array = _int_to_uint16(array)
+    else:
+        array = array.astype(np.uint8)
+    return _orient(array, orientation)
+
+
+def _tiff_layout(shape, axes: str) -> tuple[int, int, int] | None:
+    """(height, width, bands) of a TIFF series: bands last (YXS) or first (bands as planes or
+    pages); None for anything else, such as a stack of colour images."""
+    if len(shape) == 2:
+        return shape[0], shape[1], 1
+    if len(shape) == 3:
+        if axes.endswith("S"):
+            return shape[0], shape[1], shape[2]
+        return shape[1], shape[2], shape[0]
+    return None
+
+
+def _tiff_orientation(page) -> int:
+    tag = page.tags.get(274)
+    return int(tag.value) if tag is not None else 1
+
+
+def _orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply a TIFF/EXIF orientation tag (1-8) to an (H, W, C) array, as Pillow's exif_transpose."""
+    ops = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: np.swapaxes(a, 0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: np.rot90(a, -1)[::-1],
+        8: lambda a: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(ops[orientation](array)) if orientation in ops else array
+
+
+def _int_to_uint16(array: np.ndarray) -> np.ndarray:
+    if array.size and (array.min() < 0 or array.max() > 65535):
+        return array.astype(np.float32)
+    return array.astype(np.uint16)
+
+
+def _to_channels(array: np.ndarray, channels: int) -> np.ndarray:
+    have = array.shape[-1]
+    if have == channels:
+        return array
+    if have == 1 and channels == 3:
+        return np.repeat(array, 3, axis=-1)
+    if have == 3 and channels == 1:
+        # ITU-R 601-2 luma, as Pillow's convert("L").
+        gray = array.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        if array.dtype.kind == "f":
+            return gray[..., np.newaxis]
+        return np.rint(gray)[..., np.newaxis].astype(array.dtype)
+    raise BadImage(f"has {have} bands; the data set has {channels}")
+
+
+def _to_size(array: np.ndarray, size: tuple[int, int], resize: str) -> np.ndarray:
+    height, width = array.shape[:2]
+    problem = resize_problem(height, width, size, resize)
+    if problem:
+        raise BadImage(problem)
+    if (height, width) == tuple(size):
+        return array
+    if resize == "crop":
+        array = _centre_crop(array, size)
+    return _resize(array, size)
+
+
+def _centre_crop(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    height, width = array.shape[:2]
+    target = size[1] / size[0]
+    if width / height > target:
+        keep = max(1, round(height * target))
+        left = (width - keep) // 2
+        return array[:, left : left + keep]
+    keep = max(1, round(width / target))
+    top = (height - keep) // 2
+    return array[top : top + keep]
+
+
+def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    box = (size[1], size[0])
+    if array.dtype == np.uint8 and array.shape[-1] in (1, 3):
+        image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+        out = np.asarray(image.resize(box, Image.Resampling.BILINEAR))
+        return out[..., np.newaxis] if out.ndim == 2 else out
+    bands = [
+        np.asarray(Image.fromarray(array[..., band].astype(np.float32), "F").resize(box, Image.Resampling.BILINEAR))
+        for band in range(array.shape[-1])
+    ]
+    out = np.stack(bands, axis=-1)
+    if array.dtype.kind == "f":
+        return out.astype(array.dtype)
+    info = np.iinfo(array.dtype)
+    return np.clip(np.rint(out), info.min, info.max).astype(array.dtype)
+
+
+def _to_dtype(array: np.ndarray, dtype: str) -> np.ndarray:
+    if array.dtype == dtype:
+        return array
+    if dtype == "uint16" and array.dtype == np.uint8:
+        return array.astype(np.uint16) * np.uint16(257)
+    if dtype == "float32":
+        scale = {np.dtype(np.uint8): 1 / 255, np.dtype(np.uint16): 1 / 65535}.get(array.dtype, 1.0)
+        return array.astype(np.float32) * np.float32(scale)
+    return array.astype(dtype)
+
+
+def _same_aspect(height: int, width: int, size: tuple[int, int]) -> bool:
+    # Equal within one pixel of rounding either way.
+    return abs(round(width * size[0] / size[1]) - height) <= 1 or abs(round(height * size[1] / size[0]) - width) <= 1
+
+
+def _reason(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__

@@ -1,0 +1,127 @@
+"""Feeding Keras: arrays as they are, image files on disk as batches decoded by worker processes.
+
+Imports Keras, so only training loads it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import weakref
+
+import keras
+import numpy as np
+
+from img2num.data.files import ImageFiles, stack_decoded
+from img2num.data.images import decode_chunk, process_pool
+
+# Batches decoded ahead of the one Keras asks for, per worker.
+_AHEAD_PER_WORKER = 2
+
+
+def fit_arguments(train, val, preprocessing, batch_size: int, seed: int) -> dict:
+    """The data arguments of `model.fit` for a training and a validation split.
+
+    In-memory data (`Dataset`) goes in as scaled arrays, shuffled by Keras. Data on disk
+    (`ImageFiles`) goes in as `ImageBatches`, shuffled by a generator seeded with `seed`
+    (Keras would shuffle a `PyDataset` with Python's global random state).
+
+    Args:
+        train: The training split; its labels are the targets (see `with_labels`).
+        val: The validation split.
+        preprocessing: Turns decoded images into model input.
+        batch_size: Samples per step.
+        seed: Seed of the batch order of data on disk.
+
+    Returns:
+        `x`, `y`, `batch_size`, `shuffle` and `validation_data` for `model.fit`.
+    """
+    if isinstance(train, ImageFiles) or isinstance(val, ImageFiles):
+        return {
+            "x": ImageBatches(train, preprocessing, batch_size, shuffle=True, seed=seed),
+            "y": None,
+            "batch_size": None,
+            "shuffle": False,
+            "validation_data": ImageBatches(val, preprocessing, batch_size),
+        }
+    return {
+        "x": preprocessing.apply(train.x, train.source),
+        "y": train.y,
+        "batch_size": batch_size,
+        "shuffle": True,
+        "validation_data": (preprocessing.apply(val.x, val.source), val.y),
+    }
+
+
+class ImageBatches(keras.utils.PyDataset):
+    """Batches of (model input, labels) decoded from image files while Keras trains.
+
+    The files are decoded by a pool of worker processes a few batches ahead of the one asked
+    for; the pool lives for one epoch. In-memory data (`Dataset`) is batched without decoding.
+    """
+
+    def __init__(self, data, preprocessing, batch_size: int, shuffle: bool = False, seed: int = 0) -> None:
+        # Keras' own workers are threads or forked Keras state; our pool decodes instead.
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.data = data
+        self.preprocessing = preprocessing
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed) if shuffle else None
+        self._processes = getattr(data, "workers", None) or os.cpu_count() or 1
+        self._pending: dict[int, object] = {}
+        self._pool = None
+        self._order = self._new_order()
+        weakref.finalize(self, _shutdown, self.__dict__)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.data) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        indices = self._indices(index)
+        if not isinstance(self.data, ImageFiles):
+            x = self.data.x[indices]
+        else:
+            if self._processes > 1:
+                for ahead in range(index, min(len(self), index + 1 + _AHEAD_PER_WORKER * self._processes)):
+                    self._submit(ahead)
+                results = self._pending.pop(index).result()
+            else:
+                results = decode_chunk([self.data.paths[i] for i in indices], self.data.spec, True, False, None)
+            x = stack_decoded([self.data.paths[i] for i in indices], results, self.data.spec)
+        y = None if self.data.y is None else self.data.y[indices]
+        inputs = self.preprocessing.apply(x, self.data.source)
+        return (inputs,) if y is None else (inputs, y)
+
+    def on_epoch_end(self) -> None:
+        _shutdown(self.__dict__)
+        self._order = self._new_order()
+
+    def _indices(self, index: int) -> np.ndarray:
+        return np.sort(self._order[index * self.batch_size : (index + 1) * self.batch_size])
+
+    def _submit(self, index: int) -> None:
+        if index in self._pending:
+            return
+        if self._pool is None:
+            self._pool = process_pool(self._processes)
+        from PIL import Image
+
+        paths = [self.data.paths[i] for i in self._indices(index)]
+        self._pending[index] = self._pool.submit(
+            decode_chunk, paths, self.data.spec, True, False, Image.MAX_IMAGE_PIXELS
+        )
+
+    def _new_order(self) -> np.ndarray:
+        if self.rng is None:
+            return np.arange(len(self.data))
+        return self.rng.permutation(len(self.data))
+
+
+def _shutdown(state: dict) -> None:
+    pool = state.get("_pool")
+    for future in state.get("_pending", {}).values():
+        future.cancel()
+    state["_pending"] = {}
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+    state["_pool"] = None

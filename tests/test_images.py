@@ -1,0 +1,163 @@
+"""Reading one image file: formats, modes, EXIF orientation, 16-bit, multi-band TIFF, resizing,
+and decoding many files on worker processes."""
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from img2num.data import images
+from img2num.data.images import BadImage, ImageSpec, conform, decode_files, probe, probe_files, read_image
+
+RGB = (np.arange(12 * 8 * 3) % 251).astype(np.uint8).reshape(12, 8, 3)
+
+
+@pytest.mark.parametrize("ext, options", [("png", {}), ("bmp", {}), ("tif", {}), ("webp", {"lossless": True})])
+def test_lossless_formats_read_exactly(tmp_path, ext, options):
+    path = tmp_path / f"a.{ext}"
+    Image.fromarray(RGB).save(path, **options)
+    info = probe(path)
+    assert (info.height, info.width, info.bands, info.dtype) == (12, 8, 3, "uint8")
+    array = read_image(path)
+    assert array.dtype == np.uint8 and np.array_equal(array, RGB)
+
+
+def test_jpeg_and_grayscale_modes(tmp_path):
+    Image.fromarray(RGB).save(tmp_path / "a.jpg", quality=95)
+    jpeg = read_image(tmp_path / "a.jpg")
+    assert jpeg.shape == (12, 8, 3) and np.abs(jpeg.astype(int) - RGB).mean() < 8
+    gray = RGB[..., 0]
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    assert probe(tmp_path / "g.png").bands == 1
+    assert np.array_equal(read_image(tmp_path / "g.png")[..., 0], gray)
+    Image.fromarray(gray > 100).save(tmp_path / "b.png")  # 1-bit
+    assert set(np.unique(read_image(tmp_path / "b.png"))) == {0, 255}
+    Image.fromarray(np.dstack([RGB, np.full((12, 8), 7, np.uint8)])).save(tmp_path / "a.png")  # RGBA
+    assert np.array_equal(read_image(tmp_path / "a.png"), RGB)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(tmp_path, orientation):
+    from PIL import ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(RGB).save(tmp_path / "o.png", exif=exif.tobytes())
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")))
+    assert np.array_equal(read_image(tmp_path / "o.png"), expected)
+    info = probe(tmp_path / "o.png")
+    assert (info.height, info.width) == expected.shape[:2]
+    assert expected.shape[:2] == ((8, 12) if orientation >= 5 else (12, 8))
+    # TIFF orientation goes through tifffile and the same transform.
+    tifffile.imwrite(tmp_path / "o.tif", RGB, photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    assert np.array_equal(read_image(tmp_path / "o.tif"), expected)
+
+
+def test_16_bit_images_keep_their_depth(tmp_path):
+    gray = (np.arange(10 * 6) * 1000 % 65535).astype(np.uint16).reshape(10, 6)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    assert probe(tmp_path / "g.png").dtype == "uint16"
+    array = read_image(tmp_path / "g.png")
+    assert array.dtype == np.uint16 and np.array_equal(array[..., 0], gray)
+    colour = (np.arange(10 * 6 * 3) * 300 % 65535).astype(np.uint16).reshape(10, 6, 3)
+    tifffile.imwrite(tmp_path / "c.tif", colour, photometric="rgb")
+    assert np.array_equal(read_image(tmp_path / "c.tif"), colour)
+
+
+@pytest.mark.parametrize("layout", ["contig", "separate", "pages"])
+def test_multi_band_tiff_keeps_its_bands(tmp_path, layout):
+    bands = np.random.default_rng(0).integers(0, 4000, (9, 7, 5)).astype(np.uint16)
+    path = tmp_path / "m.tif"
+    if layout == "contig":
+        tifffile.imwrite(path, bands, photometric="minisblack", planarconfig="contig")
+    elif layout == "separate":
+        tifffile.imwrite(path, np.moveaxis(bands, -1, 0), photometric="minisblack", planarconfig="separate")
+    else:
+        tifffile.imwrite(path, np.moveaxis(bands, -1, 0))  # one page per band
+    info = probe(path)
+    assert (info.height, info.width, info.bands, info.dtype) == (9, 7, 5, "uint16")
+    assert np.array_equal(read_image(path), bands)
+
+
+def test_channels_conversion():
+    gray = conform(RGB, ImageSpec((12, 8), 1))
+    expected = np.asarray(Image.fromarray(RGB).convert("L"))
+    assert gray.shape == (12, 8, 1) and np.abs(gray[..., 0].astype(int) - expected).max() <= 1
+    colour = conform(RGB[..., :1], ImageSpec((12, 8), 3))
+    assert np.array_equal(colour, np.repeat(RGB[..., :1], 3, axis=2))
+    with pytest.raises(BadImage, match="has 5 bands; the data set has 3"):
+        conform(np.zeros((4, 4, 5), np.uint16), ImageSpec((4, 4), 3, "uint16"))
+
+
+def test_resize_modes():
+    image = np.zeros((20, 40, 1), np.uint8)
+    image[:, 10:30] = 200  # the centre half is bright
+    stretched = conform(image, ImageSpec((10, 10), 1, resize="stretch"))
+    cropped = conform(image, ImageSpec((10, 10), 1, resize="crop"))
+    assert stretched.shape == cropped.shape == (10, 10, 1)
+    assert cropped.min() == 200  # the centre crop keeps only the bright middle
+    assert stretched[:, 0].max() == 0 and stretched[:, 5].min() == 200
+    scaled = conform(image, ImageSpec((10, 20), 1, resize="scale"))  # same aspect ratio
+    assert scaled.shape == (10, 20, 1)
+    with pytest.raises(BadImage, match="image is 20x40; bringing it to 10x10 would distort it; choose --resize"):
+        conform(image, ImageSpec((10, 10), 1, resize="scale"))
+    with pytest.raises(BadImage, match="image is 20x40; expected 10x20"):
+        conform(image, ImageSpec((10, 20), 1, resize="none"))
+    wide = conform(np.full((20, 40, 2), 1000, np.uint16), ImageSpec((5, 5), 2, "uint16", "crop"))
+    assert wide.dtype == np.uint16 and wide.shape == (5, 5, 2) and (wide == 1000).all()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        (b"just text, no pixels", "not an image file"),
+        ("truncated", "unreadable or truncated image"),
+        ("folder", "is a folder"),
+    ],
+)
+def test_bad_files_are_named(tmp_path, content, message):
+    path = tmp_path / "bad.png"
+    if content == "truncated":
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path)
+        path.write_bytes(path.read_bytes()[:400])
+    elif content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(BadImage, match=message):
+        read_image(path)
+
+
+def test_pillow_pixel_limit_is_respected(tmp_path, monkeypatch):
+    Image.fromarray(RGB).save(tmp_path / "big.png")
+    tifffile.imwrite(tmp_path / "big.tif", np.zeros((12, 8, 5), np.uint16), photometric="minisblack", planarconfig="contig")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
+    for name in ("big.png", "big.tif"):
+        with pytest.raises(BadImage, match=r"image is 12x8 = 96 pixels, over Pillow's limit of 50"):
+            probe(tmp_path / name)
+        with pytest.raises(BadImage, match="over Pillow's limit"):
+            read_image(tmp_path / name)
+    assert Image.MAX_IMAGE_PIXELS == 50
+
+
+def test_worker_processes_decode_as_this_process_does(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    paths = []
+    for index in range(40):
+        paths.append(str(tmp_path / f"{index}.png"))
+        Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(paths[-1])
+    (tmp_path / "bad.png").write_text("not an image")
+    paths.insert(5, str(tmp_path / "bad.png"))
+    spec = ImageSpec((8, 8), 3)
+    alone = decode_files(paths, spec, workers=1, band_stats=True)
+    monkeypatch.setattr(images, "PARALLEL_MIN_FILES", 1)
+    pooled = decode_files(paths, spec, workers=2, band_stats=True)
+    assert [problem for _, problem, _ in pooled] == [problem for _, problem, _ in alone]
+    assert "not an image file" in pooled[5][1] and pooled[5][0] is None
+    good = [i for i in range(len(paths)) if i != 5]
+    assert all(np.array_equal(pooled[i][0], alone[i][0]) for i in good)
+    assert np.allclose(pooled[0][2][0], alone[0][0].reshape(-1, 3).sum(axis=0))
+    probed = probe_files(paths, workers=2)
+    assert probed[0][0] == probe(paths[0]) and probed[0][1] is None
+    assert probed[5][0] is None and "not an image file" in probed[5][1]
