@@ -32,6 +32,23 @@ def trained_run(tiny_folder, tmp_path_factory):
     return train(tiny_folder, TrainConfig(model="mlp", epochs=3, seed=1), run_dir=run_dir, quiet=True)
 
 
+def run_cli(capsys, *argv):
+    """Run the command line with `argv`; return its exit status, stdout and stderr."""
+    from img2num.cli import main
+
+    status = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def one_line_error(err: str) -> str:
+    """The one error line of stderr `err`, failing the test when there is more or a traceback."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("img2num: error: ") and "Traceback" not in err
+    return lines[0]
+
+
 def write_photos(folder, count=40, size=(12, 12), seed=0, ext="png", mode="RGB", split=False, name="labels.csv"):
     """Write `count` small images and a label CSV (`file,label[,split]`) into `folder`.
 

@@ -9,25 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import one_line_error, run_cli
 
 from img2num.cli import main
 from img2num.data import load_dataset
 
 TINY_DATA = ["--height", "8", "--width", "8", "--train-size", "64", "--val-size", "16", "--test-size", "25"]
-
-
-def _run(capsys, *argv):
-    status = main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def _one_line_error(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    assert lines[0].startswith("img2num: error: ")
-    return lines[0]
 
 
 def test_help_and_models_do_not_import_keras():
@@ -53,35 +40,35 @@ def test_module_and_console_script_answer_help():
 
 
 def test_generate(capsys, tmp_path):
-    status, out, _ = _run(capsys, "generate", tmp_path / "d", *TINY_DATA, "--data-seed", "4")
+    status, out, _ = run_cli(capsys, "generate", tmp_path / "d", *TINY_DATA, "--data-seed", "4")
     assert status == 0
     assert out.splitlines() == [f"{s}: {tmp_path / 'd' / s}.npz" for s in ("train", "val", "test")]
     train = load_dataset(tmp_path / "d" / "train.npz")
     assert train.x.shape == (64, 8, 8, 1) and train.y.shape == (64,)
-    status, _, err = _run(capsys, "generate", tmp_path / "d", *TINY_DATA)
+    status, _, err = run_cli(capsys, "generate", tmp_path / "d", *TINY_DATA)
     assert status == 1
-    assert "train.npz: already exists; pass --overwrite" in _one_line_error(err)
+    assert "train.npz: already exists; pass --overwrite" in one_line_error(err)
     assert np.array_equal(load_dataset(tmp_path / "d" / "train.npz").x, train.x)
 
 
 def test_train_evaluate_predict(capsys, tmp_path, tiny_folder, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    status, out, err = _run(capsys, "train", tiny_folder, "--model", "cnn", "--epochs", "2", "--seed", "3")
+    status, out, err = run_cli(capsys, "train", tiny_folder, "--model", "cnn", "--epochs", "2", "--seed", "3")
     assert status == 0, err
     assert "cnn epoch 2/2" in err
     assert out.splitlines()[-1] == "run saved in runs/cnn"
     assert "[test]" in out and "rmse" in out
-    status, out, _ = _run(capsys, "train", tiny_folder, "--model", "cnn", "--epochs", "1", "--quiet")
+    status, out, _ = run_cli(capsys, "train", tiny_folder, "--model", "cnn", "--epochs", "1", "--quiet")
     assert status == 0
     assert out.splitlines()[-1] == "run saved in runs/cnn-2"
 
-    status, out, _ = _run(capsys, "evaluate", "runs/cnn", tiny_folder / "test.npz")
+    status, out, _ = run_cli(capsys, "evaluate", "runs/cnn", tiny_folder / "test.npz")
     assert status == 0
     saved = json.loads(Path("runs/cnn/evaluations/test.json").read_text())
     assert out.splitlines()[0] == f"mse   {saved['mse']:.4f}"
     assert saved["mse"] == pytest.approx(json.loads(Path("runs/cnn/metrics.json").read_text())["test"]["mse"])
 
-    status, out, _ = _run(capsys, "predict", "runs/cnn", tiny_folder / "test.npz", "--output", "p.csv")
+    status, out, _ = run_cli(capsys, "predict", "runs/cnn", tiny_folder / "test.npz", "--output", "p.csv")
     assert status == 0 and out.strip() == "30 predictions written to p.csv"
     with open("p.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -91,13 +78,13 @@ def test_train_evaluate_predict(capsys, tmp_path, tiny_folder, monkeypatch):
     mse = np.mean([(float(r["prediction"]) - float(r["label"])) ** 2 for r in rows])
     assert mse == pytest.approx(saved["mse"], rel=1e-5)
 
-    status, out, _ = _run(capsys, "predict", "runs/cnn", tiny_folder / "test.npz")
+    status, out, _ = run_cli(capsys, "predict", "runs/cnn", tiny_folder / "test.npz")
     assert status == 0 and out == Path("p.csv").read_text()
 
 
 def test_recipe(capsys, tmp_path):
     out_dir = tmp_path / "res"
-    status, out, err = _run(capsys, "recipe", "--out", out_dir, "--epochs", "2", *TINY_DATA, "--quiet")
+    status, out, err = run_cli(capsys, "recipe", "--out", out_dir, "--epochs", "2", *TINY_DATA, "--quiet")
     assert status == 0, err
     assert err == ""
     assert out.splitlines()[0].startswith("mlp    test MSE ")
@@ -117,8 +104,8 @@ def test_recipe(capsys, tmp_path):
     assert f"Test MSE as a multiple of it: mlp {ratio:.2f}x" in comparison
     mlp_final = summary["models"]["mlp"]
     assert f"mlp {mlp_final['final_val_loss']:.2f} vs {mlp_final['final_loss']:.2f}" in comparison
-    status, _, err = _run(capsys, "recipe", "--out", out_dir, "--epochs", "1", *TINY_DATA)
-    assert status == 1 and "already exists; pass --overwrite" in _one_line_error(err)
+    status, _, err = run_cli(capsys, "recipe", "--out", out_dir, "--epochs", "1", *TINY_DATA)
+    assert status == 1 and "already exists; pass --overwrite" in one_line_error(err)
 
 
 def _write(path, **arrays):
@@ -157,9 +144,9 @@ def bad_files(tmp_path):
     ],
 )
 def test_bad_training_data(capsys, bad_files, case, message):
-    status, out, err = _run(capsys, "train", bad_files[case], "--epochs", "1", "--run", bad_files[case].parent / "r")
+    status, out, err = run_cli(capsys, "train", bad_files[case], "--epochs", "1", "--run", bad_files[case].parent / "r")
     assert status == 1
-    assert message in _one_line_error(err)
+    assert message in one_line_error(err)
     assert not (bad_files[case].parent / "r").exists()
 
 
@@ -184,30 +171,30 @@ def test_bad_option_values(capsys, argv, message):
 
 
 def test_unknown_model(capsys, tiny_folder, tmp_path):
-    status, _, err = _run(capsys, "train", tiny_folder, "--model", "vgg", "--run", tmp_path / "r")
+    status, _, err = run_cli(capsys, "train", tiny_folder, "--model", "vgg", "--run", tmp_path / "r")
     assert status == 1
-    assert _one_line_error(err) == "img2num: error: unknown model 'vgg'; known models: mlp, cnn"
-    status, _, err = _run(capsys, "recipe", "--models", "mlp", "vgg", "--out", tmp_path / "res")
-    assert status == 1 and "unknown model 'vgg'" in _one_line_error(err)
+    assert one_line_error(err) == "img2num: error: unknown model 'vgg'; known models: mlp, cnn"
+    status, _, err = run_cli(capsys, "recipe", "--models", "mlp", "vgg", "--out", tmp_path / "res")
+    assert status == 1 and "unknown model 'vgg'" in one_line_error(err)
     assert not (tmp_path / "res").exists()
-    status, _, err = _run(capsys, "recipe", "--train-size", "0", "--out", tmp_path / "res")
-    assert status == 1 and "the recipe needs at least 2 training samples, got 0" in _one_line_error(err)
+    status, _, err = run_cli(capsys, "recipe", "--train-size", "0", "--out", tmp_path / "res")
+    assert status == 1 and "the recipe needs at least 2 training samples, got 0" in one_line_error(err)
 
 
 def test_run_and_output_errors(capsys, trained_run, tiny_folder, bad_files, tmp_path):
-    status, _, err = _run(capsys, "train", tiny_folder, "--epochs", "1", "--run", trained_run.path)
-    assert status == 1 and "already exists; pass --overwrite" in _one_line_error(err)
-    status, _, err = _run(capsys, "evaluate", tmp_path / "nothing", tiny_folder / "test.npz")
-    assert status == 1 and "no such run folder" in _one_line_error(err)
-    status, _, err = _run(capsys, "evaluate", trained_run.path, bad_files["unlabelled"])
-    assert status == 1 and "has no array 'y'" in _one_line_error(err)
-    status, _, err = _run(capsys, "predict", trained_run.path, bad_files["large"])
+    status, _, err = run_cli(capsys, "train", tiny_folder, "--epochs", "1", "--run", trained_run.path)
+    assert status == 1 and "already exists; pass --overwrite" in one_line_error(err)
+    status, _, err = run_cli(capsys, "evaluate", tmp_path / "nothing", tiny_folder / "test.npz")
+    assert status == 1 and "no such run folder" in one_line_error(err)
+    status, _, err = run_cli(capsys, "evaluate", trained_run.path, bad_files["unlabelled"])
+    assert status == 1 and "has no array 'y'" in one_line_error(err)
+    status, _, err = run_cli(capsys, "predict", trained_run.path, bad_files["large"])
     assert status == 1
-    assert "large.npz: images are 9x9x1 (HxWxC); this model takes 8x8x1" in _one_line_error(err)
+    assert "large.npz: images are 9x9x1 (HxWxC); this model takes 8x8x1" in one_line_error(err)
     existing = tmp_path / "keep.csv"
     existing.write_text("mine\n")
-    status, _, err = _run(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", existing)
-    assert status == 1 and "keep.csv: already exists; pass --overwrite" in _one_line_error(err)
+    status, _, err = run_cli(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", existing)
+    assert status == 1 and "keep.csv: already exists; pass --overwrite" in one_line_error(err)
     assert existing.read_text() == "mine\n"
 
 
@@ -215,13 +202,13 @@ def test_unwritable_output_is_one_line(capsys, trained_run, tiny_folder, tmp_pat
     if os.geteuid() == 0:
         target = tmp_path / "file-not-folder"
         target.write_text("x")
-        status, _, err = _run(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", target / "p.csv")
+        status, _, err = run_cli(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", target / "p.csv")
     else:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        status, _, err = _run(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", locked / "p.csv")
+        status, _, err = run_cli(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", locked / "p.csv")
     assert status == 1
-    _one_line_error(err)
+    one_line_error(err)
 
 
 def test_python_api_example_runs(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_photos
+from conftest import one_line_error, run_cli, write_photos
 from PIL import Image
 
 from img2num.bundle import load_run
@@ -15,19 +15,6 @@ from img2num.cli import main
 from img2num.data import ImageFiles
 from img2num.evaluation import evaluate, regression_metrics
 from img2num.prediction import predict, predict_files
-
-
-def _run(capsys, *argv):
-    status = main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def _one_line_error(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("img2num: error: ") and "Traceback" not in err
-    return lines[0]
 
 
 def _split_rows(run_dir, split):
@@ -72,21 +59,21 @@ def test_prediction_on_image_files_equals_evaluation(image_run, tmp_path):
 def test_cli_from_a_folder_of_images_to_predictions(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     size = ["--height", "8", "--width", "8", "--train-size", "40", "--val-size", "10", "--test-size", "6"]
-    status, out, _ = _run(capsys, "generate", "pts", "--format", "images", *size)
+    status, out, _ = run_cli(capsys, "generate", "pts", "--format", "images", *size)
     assert status == 0 and out.splitlines() == ["images: pts/images", "labels: pts/labels.csv", "task: pts/task.json"]
     assert json.loads((tmp_path / "pts" / "task.json").read_text())["task"] == "points"
-    status, out, err = _run(capsys, "train", "pts", "--epochs", "1", "--run", "run", "--quiet", "--cache-mb", "0")
+    status, out, err = run_cli(capsys, "train", "pts", "--epochs", "1", "--run", "run", "--quiet", "--cache-mb", "0")
     assert status == 0 and err == "", err
     config = json.loads(Path("run/config.json").read_text())
     assert config["data"]["train"]["streamed"] is True and config["data"]["test"]["samples"] == 6
-    status, out, err = _run(
+    status, out, err = run_cli(
         capsys, "predict", "run", "pts/images/test", "pts/images/val/0.png", "pts/images/test/0.png", "--output", "p.csv"
     )
     assert status == 0, err
     rows = list(csv.DictReader(open("p.csv")))
     assert out.strip() == "7 predictions written to p.csv"
     assert [r["path"] for r in rows] == [f"pts/images/test/{i}.png" for i in range(6)] + ["pts/images/val/0.png"]
-    status, out, _ = _run(capsys, "evaluate", "run", "pts/labels.csv")
+    status, out, _ = run_cli(capsys, "evaluate", "run", "pts/labels.csv")
     assert status == 0 and "metrics saved in run/evaluations/labels.json" in out
     test_mse = regression_metrics(
         [float(r["label"]) for r in csv.DictReader(open("pts/labels.csv")) if r["split"] == "test"],
@@ -105,7 +92,7 @@ def test_predict_reports_bad_files_and_keeps_good_predictions(capsys, image_run,
     (folder / "broken.png").write_text("not an image")
     (folder / "notes.txt").write_text("not an image file name: ignored")
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(folder / "large.png")
-    status, out, err = _run(capsys, "predict", image_run.path, folder, "--output", tmp_path / "p.csv")
+    status, out, err = run_cli(capsys, "predict", image_run.path, folder, "--output", tmp_path / "p.csv")
     assert status == 1
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert [r["path"] for r in rows] == [str(folder / n) for n in ("0.jpg", "1.jpg", "2.jpg", "sub/gray.bmp")]
@@ -115,19 +102,19 @@ def test_predict_reports_bad_files_and_keeps_good_predictions(capsys, image_run,
         f"img2num: error: {folder / 'large.png'}: image is 20x20; expected 12x12",
         "img2num: error: 2 of 6 images could not be used; 4 predictions written",
     ]
-    status, _, err = _run(capsys, "predict", image_run.path, tmp_path / "nowhere")
-    assert status == 1 and "nowhere: no such file or folder" in _one_line_error(err)
+    status, _, err = run_cli(capsys, "predict", image_run.path, tmp_path / "nowhere")
+    assert status == 1 and "nowhere: no such file or folder" in one_line_error(err)
 
 
 def test_skip_bad_trains_on_the_good_rows(capsys, tmp_path):
     csv_path = write_photos(tmp_path / "p", count=12, size=(8, 8))
     with open(csv_path, "a") as handle:
         handle.write("img/missing.png,1\nimg/000.png,nan\n")
-    status, _, err = _run(capsys, "train", csv_path, "--epochs", "1", "--run", tmp_path / "r", "--quiet")
+    status, _, err = run_cli(capsys, "train", csv_path, "--epochs", "1", "--run", tmp_path / "r", "--quiet")
     # The CSV's own rows are checked before any image is opened, so the label error comes first.
-    assert status == 1 and "labels.csv row 15: img/000.png: label 'nan' is not a finite number" in _one_line_error(err)
+    assert status == 1 and "labels.csv row 15: img/000.png: label 'nan' is not a finite number" in one_line_error(err)
     assert not (tmp_path / "r").exists()
-    status, out, err = _run(capsys, "train", csv_path, "--epochs", "1", "--run", tmp_path / "r", "--quiet", "--skip-bad")
+    status, out, err = run_cli(capsys, "train", csv_path, "--epochs", "1", "--run", tmp_path / "r", "--quiet", "--skip-bad")
     assert status == 0, err
     assert err.strip() == f"img2num: skipped 2 of 14 rows; listed in {tmp_path / 'r' / 'skipped.csv'}"
     skipped = list(csv.DictReader(open(tmp_path / "r" / "skipped.csv")))
@@ -157,33 +144,33 @@ def test_bad_rows_on_the_command_line(capsys, tmp_path, row, message):
     (tmp_path / "p" / "img" / "cut.png").write_bytes((tmp_path / "p" / "img" / "cut.png").read_bytes()[:300])
     with open(csv_path, "a") as handle:
         handle.write(row + "\n")
-    status, _, err = _run(capsys, "train", csv_path, "--epochs", "1", "--run", tmp_path / "r")
+    status, _, err = run_cli(capsys, "train", csv_path, "--epochs", "1", "--run", tmp_path / "r")
     assert status == 1
-    assert message.format(f=tmp_path / "p") in _one_line_error(err)
+    assert message.format(f=tmp_path / "p") in one_line_error(err)
     assert not (tmp_path / "r").exists()
 
 
 def test_unusable_sources_on_the_command_line(capsys, tmp_path, image_run, monkeypatch):
     (tmp_path / "empty").mkdir()
-    status, _, err = _run(capsys, "train", tmp_path / "empty", "--run", tmp_path / "r")
-    assert status == 1 and "empty: is an empty folder" in _one_line_error(err)
-    status, _, err = _run(capsys, "predict", image_run.path, tmp_path / "empty")
-    assert status == 1 and "empty: holds no image files" in _one_line_error(err)
+    status, _, err = run_cli(capsys, "train", tmp_path / "empty", "--run", tmp_path / "r")
+    assert status == 1 and "empty: is an empty folder" in one_line_error(err)
+    status, _, err = run_cli(capsys, "predict", image_run.path, tmp_path / "empty")
+    assert status == 1 and "empty: holds no image files" in one_line_error(err)
     (tmp_path / "e.csv").write_text("")
-    status, _, err = _run(capsys, "evaluate", image_run.path, tmp_path / "e.csv")
-    assert status == 1 and "e.csv: is empty" in _one_line_error(err)
+    status, _, err = run_cli(capsys, "evaluate", image_run.path, tmp_path / "e.csv")
+    assert status == 1 and "e.csv: is empty" in one_line_error(err)
     csv_path = write_photos(tmp_path / "p", count=4, size=(8, 8))
-    status, _, err = _run(capsys, "train", csv_path, "--label-column", "score", "--run", tmp_path / "r")
+    status, _, err = run_cli(capsys, "train", csv_path, "--label-column", "score", "--run", tmp_path / "r")
     assert status == 1
-    assert "labels.csv: has no column 'score' (found: file, label); choose one with --label-column" in _one_line_error(err)
+    assert "labels.csv: has no column 'score' (found: file, label); choose one with --label-column" in one_line_error(err)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
-    status, _, err = _run(capsys, "train", csv_path, "--run", tmp_path / "r")
-    assert status == 1 and "labels.csv row 2: " in err and "over Pillow's limit of 50" in _one_line_error(err)
+    status, _, err = run_cli(capsys, "train", csv_path, "--run", tmp_path / "r")
+    assert status == 1 and "labels.csv row 2: " in err and "over Pillow's limit of 50" in one_line_error(err)
     monkeypatch.undo()
     Image.fromarray(np.zeros((8, 10, 3), np.uint8)).save(tmp_path / "p" / "img" / "001.png")
-    status, _, err = _run(capsys, "train", csv_path, "--run", tmp_path / "r")
+    status, _, err = run_cli(capsys, "train", csv_path, "--run", tmp_path / "r")
     assert status == 1
-    line = _one_line_error(err)
+    line = one_line_error(err)
     assert "img/000.png is 8x8 but" in line and "img/001.png is 8x10" in line and "--image-size" in line
     assert not (tmp_path / "r").exists()
 
@@ -208,7 +195,7 @@ def test_bad_data_option_values(capsys, argv, message):
 
 def test_recipe_on_image_files(capsys, tmp_path, photo_csv):
     out_dir = tmp_path / "res"
-    status, out, err = _run(
+    status, out, err = run_cli(
         capsys, "recipe", "--data", photo_csv, "--epochs", "1", "--out", out_dir, "--quiet", "--test-fraction", "0.2",
         "--models", "mlp",
     )
@@ -225,28 +212,28 @@ def test_evaluate_and_predict_a_label_csv_with_bad_rows(capsys, image_run, tmp_p
     rows = _split_rows(image_run.path, "test")
     lines = ["path,label"] + [f"{r['path']},{r['label']}" for r in rows] + [f"{tmp_path / 'gone.png'},1"]
     (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
-    status, _, err = _run(capsys, "evaluate", image_run.path, tmp_path / "t.csv", "--output", tmp_path / "e.json")
-    assert status == 1 and "t.csv row 10: " in err and "gone.png: no such file" in _one_line_error(err)
-    status, out, err = _run(capsys, "evaluate", image_run.path, tmp_path / "t.csv", "--output", tmp_path / "e.json", "--skip-bad")
+    status, _, err = run_cli(capsys, "evaluate", image_run.path, tmp_path / "t.csv", "--output", tmp_path / "e.json")
+    assert status == 1 and "t.csv row 10: " in err and "gone.png: no such file" in one_line_error(err)
+    status, out, err = run_cli(capsys, "evaluate", image_run.path, tmp_path / "t.csv", "--output", tmp_path / "e.json", "--skip-bad")
     assert status == 0 and err.strip() == f"img2num: skipped 1 bad row; listed in {tmp_path / 'e.json'}"
     saved = json.loads((tmp_path / "e.json").read_text())
     assert saved["samples"] == 8 and saved["mse"] == pytest.approx(image_run.metrics["test"]["mse"], rel=1e-6)
     assert saved["skipped"] == [f"{tmp_path / 't.csv'} row 10: {tmp_path / 'gone.png'}: no such file"]
-    status, out, err = _run(capsys, "predict", image_run.path, tmp_path / "t.csv", "--output", tmp_path / "p.csv")
+    status, out, err = run_cli(capsys, "predict", image_run.path, tmp_path / "t.csv", "--output", tmp_path / "p.csv")
     assert status == 1 and err.strip().splitlines()[-1] == "img2num: error: 1 of 9 images could not be used; 8 predictions written"
     written = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert [r["path"] for r in written] == [r["path"] for r in rows] and list(written[0]) == ["path", "prediction", "label"]
 
 
 def test_option_combinations_that_cannot_work(capsys, tmp_path):
-    status, _, err = _run(capsys, "generate", tmp_path / "g", "--format", "images", "--channels", "2")
-    assert status == 1 and "image files hold 8-bit images with 1 or 3 channels (--channels 1 or 3)" in _one_line_error(err)
+    status, _, err = run_cli(capsys, "generate", tmp_path / "g", "--format", "images", "--channels", "2")
+    assert status == 1 and "image files hold 8-bit images with 1 or 3 channels (--channels 1 or 3)" in one_line_error(err)
     assert not (tmp_path / "g" / "images").exists()
     csv_path = write_photos(tmp_path / "p", count=4, size=(8, 8))
-    status, _, err = _run(capsys, "train", csv_path, "--resize", "crop", "--run", tmp_path / "r")
-    assert status == 1 and "a resize mode needs an image size (--image-size HxW)" in _one_line_error(err)
-    status, _, err = _run(capsys, "predict", tmp_path / "run", csv_path, tmp_path / "x.npz")
-    assert status == 1 and "is predicted on alone" in _one_line_error(err)
+    status, _, err = run_cli(capsys, "train", csv_path, "--resize", "crop", "--run", tmp_path / "r")
+    assert status == 1 and "a resize mode needs an image size (--image-size HxW)" in one_line_error(err)
+    status, _, err = run_cli(capsys, "predict", tmp_path / "run", csv_path, tmp_path / "x.npz")
+    assert status == 1 and "is predicted on alone" in one_line_error(err)
 
 
 def test_multi_band_tiff_run_predicts_from_its_files(tmp_path):

@@ -8,8 +8,23 @@ from dataclasses import dataclass
 from img2num.errors import Img2NumError
 
 
+class _SyntheticSplits:
+    """What every synthetic task's configuration shares: split sizes `train`, `val` and `test`,
+    and the data `seed`."""
+
+    def _check_splits(self) -> None:
+        for name in ("train", "val", "test"):
+            _require(getattr(self, name) >= 0, f"{name} size must be non-negative, got {getattr(self, name)}")
+        _require(self.seed >= 0, f"seed must be non-negative, got {self.seed}")
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        """Sample count of each split, in split order."""
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
 @dataclass(frozen=True)
-class PointsConfig:
+class PointsConfig(_SyntheticSplits):
     """The tutorial's synthetic points data set.
 
     Attributes:
@@ -33,18 +48,11 @@ class PointsConfig:
     def __post_init__(self) -> None:
         for name in ("height", "width", "channels"):
             _require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("train", "val", "test"):
-            _require(getattr(self, name) >= 0, f"{name} size must be non-negative, got {getattr(self, name)}")
-        _require(self.seed >= 0, f"seed must be non-negative, got {self.seed}")
-
-    @property
-    def split_sizes(self) -> dict[str, int]:
-        """Sample count of each split, in split order."""
-        return {"train": self.train, "val": self.val, "test": self.test}
+        self._check_splits()
 
 
 @dataclass(frozen=True)
-class DustConfig:
+class DustConfig(_SyntheticSplits):
     """The dust task: RGB pictures of a solar panel on which dust settles at a hidden rate.
 
     Attributes:
@@ -72,14 +80,7 @@ class DustConfig:
         for name in ("height", "width", "cell"):
             _require(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
         _require(0 <= self.noise <= 0.1, f"dust noise must be between 0 and 0.1, got {self.noise}")
-        for name in ("train", "val", "test"):
-            _require(getattr(self, name) >= 0, f"{name} size must be non-negative, got {getattr(self, name)}")
-        _require(self.seed >= 0, f"seed must be non-negative, got {self.seed}")
-
-    @property
-    def split_sizes(self) -> dict[str, int]:
-        """Sample count of each split, in split order."""
-        return {"train": self.train, "val": self.val, "test": self.test}
+        self._check_splits()
 
     @property
     def cells(self) -> int:
