@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from img2num import __version__
-from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, PointsConfig, TrainConfig
+from img2num.config import PLAIN_SETTINGS, RECIPE_EPOCHS, RECIPE_MODELS, PointsConfig, TrainConfig
 from img2num.errors import Img2NumError
 
 
@@ -69,18 +69,32 @@ def build_parser() -> argparse.ArgumentParser:
     train_defaults = TrainConfig()
     command = commands.add_parser(
         "train", help="train one model and save a run folder",
-        description="Train a model with MSE loss and Adam, validating after every epoch, and save "
-        "the run (model, configuration, history, metrics, pictures) in one folder.",
+        description="Train a model with MSE loss, validating after every epoch, and save the run "
+        "(model, configuration, history, metrics, pictures) in one folder. By default training stops "
+        "when the validation loss stops falling and keeps the best epoch's weights, halves the "
+        "learning rate on plateaus and learns standardized targets; --plain trains as the tutorial did.",
     )
     command.add_argument("data", type=Path, help="training .npz file, or a folder from `img2num generate`")
     command.add_argument("--val", type=Path, help="validation .npz file (default: the folder's val.npz, else a held-out share)")
     command.add_argument("--test", type=Path, help="test .npz file to score and draw (default: the folder's test.npz)")
     command.add_argument("--model", default=train_defaults.model, help="registered model name (default %(default)s; see `img2num models`)")
-    command.add_argument("--epochs", type=_positive_int, default=train_defaults.epochs, help="epochs (default %(default)s)")
-    command.add_argument("--batch-size", type=_positive_int, default=train_defaults.batch_size, help="batch size (default %(default)s)")
-    command.add_argument("--learning-rate", type=_positive_float, default=train_defaults.learning_rate, help="Adam learning rate (default %(default)s)")
+    plain = PLAIN_SETTINGS
+    command.add_argument(
+        "--plain", action="store_true",
+        help=f"the tutorial's plain settings: {plain['epochs']} epochs of Adam at {plain['learning_rate']:g}, "
+        f"batch {plain['batch_size']}, raw targets, no early stopping or learning-rate reduction "
+        "(options given beside it still apply)",
+    )
+    command.add_argument("--epochs", type=_positive_int, help=f"most epochs (default {train_defaults.epochs}; {plain['epochs']} with --plain)")
+    command.add_argument("--batch-size", type=_positive_int, help=f"batch size (default {train_defaults.batch_size}; {plain['batch_size']} with --plain)")
+    command.add_argument("--learning-rate", type=_positive_float, help=f"initial learning rate (default {train_defaults.learning_rate:g}; {plain['learning_rate']:g} with --plain)")
+    command.add_argument("--patience", type=_count, help=f"stop after this many epochs without a lower validation loss and keep the best epoch's weights; 0 trains every epoch (default {train_defaults.patience}; 0 with --plain)")
+    command.add_argument("--lr-patience", type=_count, help=f"halve the learning rate after this many epochs without a lower validation loss; 0 never (default {train_defaults.lr_patience}; 0 with --plain)")
+    command.add_argument("--standardize-targets", action=argparse.BooleanOptionalAction, help="learn targets standardized on the training split (default: on; off with --plain)")
+    command.add_argument("--weight-decay", type=_non_negative_float, help=f"AdamW weight decay; 0 uses Adam (default {train_defaults.weight_decay:g})")
+    command.add_argument("--augment", action=argparse.BooleanOptionalAction, help="random flips and 90-degree rotations (square images) of training images, for numbers that do not depend on orientation (default: off)")
     command.add_argument("--val-fraction", type=_fraction, default=train_defaults.val_fraction, help="share held out for validation when no validation set is given (default %(default)s)")
-    command.add_argument("--seed", type=_count, default=train_defaults.seed, help="seed of weights and shuffling (default %(default)s)")
+    command.add_argument("--seed", type=_count, default=train_defaults.seed, help="seed of weights, shuffling and augmentation (default %(default)s)")
     command.add_argument("--run", type=Path, help="run folder (default: runs/MODEL, or runs/MODEL-2, ... if taken)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing run folder once the new run is complete")
     command.add_argument("--quiet", action="store_true", help="print no progress")
@@ -142,14 +156,7 @@ def _train(args) -> None:
     from img2num.evaluation import format_metrics
     from img2num.training import train
 
-    config = TrainConfig(
-        model=args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-    )
+    config = _train_config(args)
     run = train(
         args.data,
         config,
@@ -210,6 +217,18 @@ def _recipe(args) -> None:
     print(f"results in {summary['folder']} (comparison.md, loss_curves.png, one folder per model)")
 
 
+def _train_config(args) -> TrainConfig:
+    given = {
+        name: getattr(args, name)
+        for name in (
+            "model", "epochs", "batch_size", "learning_rate", "seed", "val_fraction", "patience",
+            "lr_patience", "standardize_targets", "weight_decay", "augment",
+        )
+        if getattr(args, name) is not None
+    }
+    return TrainConfig.plain(**given) if args.plain else TrainConfig(**given)
+
+
 def _points_config(args) -> PointsConfig:
     return PointsConfig(
         height=args.height,
@@ -262,6 +281,10 @@ def _count(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     return _parse_number(float, text, lambda v: 0 < v < float("inf"), "a positive number")
+
+
+def _non_negative_float(text: str) -> float:
+    return _parse_number(float, text, lambda v: 0 <= v < float("inf"), "a number of at least 0")
 
 
 def _fraction(text: str) -> float:

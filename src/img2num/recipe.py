@@ -22,7 +22,8 @@ def run_recipe(
     quiet: bool = False,
     stream: TextIO | None = None,
 ) -> dict:
-    """Generate the points data, train each model with the tutorial's settings, and compare them.
+    """Generate the points data, train each model with the tutorial's plain settings
+    (`TrainConfig.plain()`), and compare them.
 
     The results folder holds `data/` (the splits), `samples.png`, one run folder per model (with
     its loss curve and test predictions), `loss_curves.png` (all models side by side),
@@ -48,7 +49,7 @@ def run_recipe(
     from img2num import plots
     from img2num.training import train
 
-    configs = {name: TrainConfig(model=name, epochs=epochs, seed=seed) for name in models}
+    configs = {name: TrainConfig.plain(model=name, epochs=epochs, seed=seed) for name in models}
     for name in models:
         get_model_spec(name)
     if not models:
