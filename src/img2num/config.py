@@ -10,7 +10,7 @@ from img2num.errors import Img2NumError
 
 # The model `img2num train` uses without --model: the best on the accuracy benchmark
 # (benchmarks/accuracy.py; the README gives the figures).
-DEFAULT_MODEL = "cnn_gap"
+DEFAULT_MODEL = "pixel_gap"
 # The tutorial's training settings, as `img2num recipe` and `img2num train --plain` use them.
 PLAIN_SETTINGS = {
     "epochs": 1000,
@@ -96,8 +96,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     val_fraction: float = 0.2
-    patience: int = 20
-    lr_patience: int = 8
+    patience: int = 40
+    lr_patience: int = 5
     standardize_targets: bool = True
     weight_decay: float = 0.0
     augment: bool = False
