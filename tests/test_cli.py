@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from img2num.cli import main
+from img2num.bundle import load_run
 from img2num.config import TrainConfig
 from img2num.data import load_dataset
 
@@ -119,6 +120,12 @@ def test_train_options(capsys, tmp_path, tiny_folder):
         batch_size=16, learning_rate=0.002,
     ).to_dict()
     assert config["train"]["model"] == TrainConfig().model and 1 <= config["best_epoch"] <= config["epochs_run"]
+    # The augmentation is saved with the model and predicts as trained.
+    run = load_run(run_dir)
+    assert run.model.get_layer("augmentation").seed == 0
+    test = load_dataset(tiny_folder / "test.npz")
+    metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert np.mean((run.predict(test.x) - test.y) ** 2) == pytest.approx(metrics["mse"], rel=1e-5)
 
 
 def test_recipe(capsys, tmp_path):

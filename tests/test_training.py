@@ -12,7 +12,7 @@ from img2num.bundle import TargetScaling, load_run
 from img2num.config import TrainConfig
 from img2num.data import load_dataset
 from img2num.errors import Img2NumError
-from img2num.training import train
+from img2num.training import build_model, train
 
 RUN_FILES = [
     "config.json",
@@ -211,16 +211,14 @@ def test_runs_saved_without_target_scaling_still_load(trained_run, tiny_folder, 
         load_run(old)
 
 
-def test_weight_decay_and_augmentation(tiny_folder, tmp_path):
-    config = TrainConfig(model="cnn_gap", epochs=2, weight_decay=1e-3, augment=True, seed=2)
-    run = train(tiny_folder, config, run_dir=tmp_path / "run", quiet=True)
-    assert type(run.model.optimizer).__name__ == "AdamW"
-    assert run.model.optimizer.weight_decay == pytest.approx(1e-3)
-    assert run.model.get_layer("augmentation").seed == 2
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
-    assert (saved["weight_decay"], saved["augment"]) == (1e-3, True)
-    test = load_dataset(tiny_folder / "test.npz")
-    assert np.array_equal(load_run(tmp_path / "run").predict(test.x), run.predict(test.x))
+def test_weight_decay_and_augmentation_build_into_the_model():
+    model = build_model(TrainConfig(model="cnn_gap", weight_decay=1e-3, augment=True, seed=2), (8, 8, 1))
+    assert type(model.optimizer).__name__ == "AdamW"
+    assert model.optimizer.weight_decay == pytest.approx(1e-3)
+    assert model.get_layer("augmentation").seed == 2 and model.name == "cnn_gap"
+    plain = build_model(TrainConfig(model="cnn_gap"), (8, 8, 1))
+    assert type(plain.optimizer).__name__ == "Adam"
+    assert [layer.name for layer in plain.layers if layer.name == "augmentation"] == []
     with pytest.raises(Img2NumError, match="weight decay must be a non-negative number, got -1"):
         TrainConfig(weight_decay=-1)
     with pytest.raises(Img2NumError, match="patience must be non-negative, got -2"):
