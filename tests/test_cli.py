@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from img2num.cli import main
+from img2num.cli import _train_config, build_parser, main
 from img2num.bundle import load_run
 from img2num.config import TrainConfig
 from img2num.data import load_dataset
@@ -98,14 +98,10 @@ def test_train_evaluate_predict(capsys, tmp_path, tiny_folder, monkeypatch):
 
 
 def test_train_options(capsys, tmp_path, tiny_folder):
-    run_dir = tmp_path / "plain"
-    status, _, err = _run(capsys, "train", tiny_folder, "--model", "mlp", "--plain", "--epochs", "3", "--run", run_dir)
-    assert status == 0, err
-    assert "stopped early" not in err and "kept the weights" not in err
-    config = json.loads((run_dir / "config.json").read_text())
-    expected = TrainConfig.plain(model="mlp", epochs=3)
-    assert config["train"] == expected.to_dict() and config["epochs_run"] == 3 and config["weights_epoch"] == 3
-    assert config["target_scaling"] == {"mean": 0.0, "std": 1.0}
+    parse = lambda *argv: _train_config(build_parser().parse_args(["train", "d", *argv]))  # noqa: E731
+    assert parse() == TrainConfig()
+    assert parse("--model", "mlp", "--plain") == TrainConfig.plain(model="mlp")
+    assert parse("--plain", "--epochs", "3", "--augment") == TrainConfig.plain(epochs=3, augment=True)
 
     run_dir = tmp_path / "tuned"
     status, _, err = _run(
@@ -120,6 +116,7 @@ def test_train_options(capsys, tmp_path, tiny_folder):
         batch_size=16, learning_rate=0.002,
     ).to_dict()
     assert config["train"]["model"] == TrainConfig().model and 1 <= config["best_epoch"] <= config["epochs_run"]
+    assert config["target_scaling"] == {"mean": 0.0, "std": 1.0}
     # The augmentation is saved with the model and predicts as trained.
     run = load_run(run_dir)
     assert run.model.get_layer("augmentation").seed == 0
