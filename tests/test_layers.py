@@ -54,8 +54,8 @@ def test_same_seed_same_augmentation():
 def test_augmented_model_saves_and_loads(tmp_path):
     import keras
 
-    model = with_augmentation(create_model("cnn_gap", (8, 8, 1)), seed=5)
-    assert model.name == "cnn_gap" and model.count_params() == create_model("cnn_gap", (8, 8, 1)).count_params()
+    model = with_augmentation(create_model("pixel_gap", (8, 8, 1)), seed=5)
+    assert model.name == "pixel_gap" and model.count_params() == create_model("pixel_gap", (8, 8, 1)).count_params()
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", compile=False)
     layer = loaded.get_layer("augmentation")

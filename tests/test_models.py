@@ -89,8 +89,7 @@ def test_convolutional_models_pool_globally_and_take_photos(name):
     # Four stages from 128 pixels down to 16 before the global average; three on small images.
     assert model.get_layer(index=kinds.index("GlobalAveragePooling2D")).input.shape[1:] == (16, 16, 128)
     assert create_model(name, (16, 16, 1)).layers[-3].input.shape[1:] == (4, 4, 64)
-    x = np.random.default_rng(0).random((2, 128, 128, 3), dtype=np.float32)
-    assert np.asarray(model.predict(x, verbose=0)).shape == (2, 1)
+    assert model.output.shape[1:] == (1,)
 
 
 def test_pixel_model_ignores_where_pixels_are():
