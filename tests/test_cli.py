@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from conftest import one_line_error, run_cli
 
-from img2num.cli import main
+from img2num.cli import _train_config, build_parser, main
+from img2num.bundle import load_run
+from img2num.config import TrainConfig
 from img2num.data import load_dataset
 
 TINY_DATA = ["--height", "8", "--width", "8", "--train-size", "64", "--val-size", "16", "--test-size", "25"]
@@ -82,11 +84,41 @@ def test_train_evaluate_predict(capsys, tmp_path, tiny_folder, monkeypatch):
     assert status == 0 and out == Path("p.csv").read_text()
 
 
+def test_train_options(capsys, tmp_path, tiny_folder):
+    parse = lambda *argv: _train_config(build_parser().parse_args(["train", "d", *argv]))  # noqa: E731
+    assert parse() == TrainConfig()
+    assert parse("--model", "mlp", "--plain") == TrainConfig.plain(model="mlp")
+    assert parse("--plain", "--epochs", "3", "--augment") == TrainConfig.plain(epochs=3, augment=True)
+
+    run_dir = tmp_path / "tuned"
+    status, _, err = run_cli(
+        capsys, "train", tiny_folder, "--epochs", "3", "--patience", "1", "--lr-patience", "1", "--weight-decay",
+        "0.01", "--augment", "--no-standardize-targets", "--batch-size", "16", "--learning-rate", "0.002",
+        "--run", run_dir, "--quiet",
+    )
+    assert status == 0, err
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["train"] == TrainConfig(
+        epochs=3, patience=1, lr_patience=1, weight_decay=0.01, augment=True, standardize_targets=False,
+        batch_size=16, learning_rate=0.002,
+    ).to_dict()
+    assert config["train"]["model"] == TrainConfig().model and 1 <= config["best_epoch"] <= config["epochs_run"]
+    assert config["target_scaling"] == {"mean": 0.0, "std": 1.0}
+    # The augmentation is saved with the model and predicts as trained.
+    run = load_run(run_dir)
+    assert run.model.get_layer("augmentation").seed == 0
+    test = load_dataset(tiny_folder / "test.npz")
+    metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert np.mean((run.predict(test.x) - test.y) ** 2) == pytest.approx(metrics["mse"], rel=1e-5)
+
+
 def test_recipe(capsys, tmp_path):
     out_dir = tmp_path / "res"
     status, out, err = run_cli(capsys, "recipe", "--out", out_dir, "--epochs", "2", *TINY_DATA, "--quiet")
     assert status == 0, err
     assert err == ""
+    summary_train = json.loads((out_dir / "summary.json").read_text())["train"]
+    assert summary_train["patience"] == 0 and summary_train["standardize_targets"] is False
     assert out.splitlines()[0].startswith("mlp    test MSE ")
     assert out.splitlines()[1].startswith("cnn    test MSE ")
     names = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*")}
@@ -157,6 +189,11 @@ def test_bad_training_data(capsys, bad_files, case, message):
         (["train", "x.npz", "--epochs", "ten"], "argument --epochs: expected a whole number of at least 1, got 'ten'"),
         (["train", "x.npz", "--learning-rate", "nan"], "argument --learning-rate: expected a positive number"),
         (["train", "x.npz", "--val-fraction", "1.5"], "argument --val-fraction: expected a number between 0 and 1"),
+        (["train", "x.npz", "--patience", "-1"], "argument --patience: expected a whole number of at least 0, got '-1'"),
+        (["train", "x.npz", "--lr-patience", "1.5"], "argument --lr-patience: expected a whole number of at least 0"),
+        (["train", "x.npz", "--weight-decay", "-0.1"], "argument --weight-decay: expected a number of at least 0, got '-0.1'"),
+        (["train", "x.npz", "--weight-decay", "inf"], "argument --weight-decay: expected a number of at least 0"),
+        (["train", "x.npz", "--plain", "yes"], "unrecognized arguments: yes"),
         (["generate", "d", "--height", "-3"], "argument --height: expected a whole number of at least 1"),
         (["recipe", "--seed", "x"], "argument --seed: expected a whole number of at least 0"),
         (["fit"], "argument COMMAND: invalid choice: 'fit'"),
@@ -173,7 +210,7 @@ def test_bad_option_values(capsys, argv, message):
 def test_unknown_model(capsys, tiny_folder, tmp_path):
     status, _, err = run_cli(capsys, "train", tiny_folder, "--model", "vgg", "--run", tmp_path / "r")
     assert status == 1
-    assert one_line_error(err) == "img2num: error: unknown model 'vgg'; known models: mlp, cnn"
+    assert one_line_error(err) == "img2num: error: unknown model 'vgg'; known models: mlp, cnn, cnn_gap, resnet, pixel_gap"
     status, _, err = run_cli(capsys, "recipe", "--models", "mlp", "vgg", "--out", tmp_path / "res")
     assert status == 1 and "unknown model 'vgg'" in one_line_error(err)
     assert not (tmp_path / "res").exists()
@@ -218,7 +255,7 @@ def test_python_api_example_runs(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "['mlp', 'cnn']"
+    assert lines[0] == "['mlp', 'cnn', 'cnn_gap', 'resnet', 'pixel_gap']"
     assert lines[1].startswith("test metrics: {'mse': ")
     assert lines[-1].startswith("evaluate: ")
     assert (tmp_path / "out" / "mlp" / "model.keras").exists()

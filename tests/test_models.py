@@ -79,8 +79,29 @@ def test_every_model_saves_and_loads_to_identical_predictions(name, tmp_path):
     assert np.array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
 
 
+@pytest.mark.parametrize("name", ["cnn_gap", "resnet"])
+def test_convolutional_models_pool_globally_and_take_photos(name):
+    model = create_model(name, (128, 128, 3))
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert "GlobalAveragePooling2D" in kinds and "Flatten" not in kinds
+    if name == "resnet":
+        assert kinds.count("Add") == 4 and "BatchNormalization" in kinds
+    # Four stages from 128 pixels down to 16 before the global average; three on small images.
+    assert model.get_layer(index=kinds.index("GlobalAveragePooling2D")).input.shape[1:] == (16, 16, 128)
+    assert create_model(name, (16, 16, 1)).layers[-3].input.shape[1:] == (4, 4, 64)
+    assert model.output.shape[1:] == (1,)
+
+
+def test_pixel_model_ignores_where_pixels_are():
+    model = create_model("pixel_gap", (6, 10, 3))
+    x = np.random.default_rng(0).random((3, 6, 10, 3), dtype=np.float32)
+    shuffled = x.reshape(3, 60, 3)[:, np.random.default_rng(1).permutation(60)].reshape(3, 6, 10, 3)
+    assert np.allclose(model.predict(x, verbose=0), model.predict(shuffled, verbose=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(model.predict(x, verbose=0), model.predict(x[::-1], verbose=0))
+
+
 def test_unknown_name_lists_known_models():
-    with pytest.raises(Img2NumError, match="unknown model 'resnet9'; known models: mlp, cnn"):
+    with pytest.raises(Img2NumError, match="unknown model 'resnet9'; known models: mlp, cnn, cnn_gap, resnet, pixel_gap"):
         create_model("resnet9", (16, 16, 1))
 
 

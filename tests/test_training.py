@@ -1,17 +1,18 @@
 """Training: loss goes down, seeds reproduce, the run folder is complete and never clobbered."""
 
 import csv
+import io
 import json
 
 import numpy as np
 import pytest
 
 from img2num import plots
-from img2num.bundle import load_run
+from img2num.bundle import TargetScaling, load_run
 from img2num.config import TrainConfig
 from img2num.data import load_dataset
 from img2num.errors import Img2NumError
-from img2num.training import train
+from img2num.training import build_model, train
 
 RUN_FILES = [
     "config.json",
@@ -38,7 +39,7 @@ def test_run_folder_is_complete(trained_run):
     with open(folder / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
-    assert set(rows[0]) == {"epoch", "loss", "val_loss", "seconds"}
+    assert set(rows[0]) == {"epoch", "loss", "val_loss", "seconds", "learning_rate"}
     metrics = json.loads((folder / "metrics.json").read_text())
     assert sorted(metrics) == ["test", "train", "val"]
     assert sorted(metrics["test"]) == ["mae", "mse", "r2", "rmse"]
@@ -107,14 +108,13 @@ def test_failure_while_saving_leaves_no_run(tiny_folder, tmp_path, monkeypatch):
 
 
 def test_progress_lines(tiny_folder):
-    import io
-
     stream = io.StringIO()
-    train(tiny_folder, TrainConfig(epochs=2), stream=stream)
+    train(tiny_folder, TrainConfig(model="mlp", epochs=2), stream=stream)
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert lines[0].startswith("mlp epoch 1/2  loss ")
     assert lines[1].startswith("mlp epoch 2/2  loss ") and "val_loss" in lines[1]
+    assert lines[2].startswith("mlp kept the weights of epoch ")
 
 
 def test_bad_training_input(tiny_folder, tmp_path):
@@ -145,3 +145,83 @@ def test_run_trained_in_memory_saves_and_loads(tiny_folder, tmp_path):
     assert np.array_equal(load_run(tmp_path / "saved").predict(test.x), run.predict(test.x))
     with pytest.raises(Img2NumError, match="already exists"):
         run.save(tmp_path / "saved")
+
+
+def test_early_stopping_restores_the_best_epoch(tiny_folder):
+    # A learning rate this high makes the validation loss jump about, so it stops early.
+    config = TrainConfig(model="mlp", epochs=40, patience=3, lr_patience=0, learning_rate=0.05, seed=0)
+    stream = io.StringIO()
+    run = train(tiny_folder, config, stream=stream)
+    val_losses = [row["val_loss"] for row in run.history]
+    best = int(np.argmin(val_losses)) + 1
+    assert run.config["epochs_run"] == len(run.history) == best + 3 < 40
+    assert stream.getvalue().splitlines()[-2:] == [
+        "mlp stopped early: no lower val_loss for 3 epochs",
+        f"mlp kept the weights of epoch {best} (val_loss {val_losses[best - 1]:.4g})",
+    ]
+    assert run.config["best_epoch"] == run.config["weights_epoch"] == best
+    # The model holds the best epoch's weights: its validation MSE is that epoch's, not the last.
+    assert run.metrics["val"]["mse"] == pytest.approx(val_losses[best - 1], rel=1e-4)
+    assert abs(val_losses[-1] - val_losses[best - 1]) > 1e-3 * val_losses[best - 1]
+
+
+def test_plain_settings_train_every_epoch_on_raw_targets(tiny_folder):
+    config = TrainConfig.plain(model="mlp", epochs=4, seed=0)
+    assert config.is_plain and (config.patience, config.lr_patience, config.standardize_targets) == (0, 0, False)
+    assert TrainConfig.plain().epochs == 1000 and not TrainConfig().is_plain
+    run = train(tiny_folder, config, quiet=True)
+    assert run.config["epochs_run"] == 4 and run.config["weights_epoch"] == 4
+    assert run.target_scaling == TargetScaling()
+    assert [row["learning_rate"] for row in run.history] == pytest.approx([1e-3] * 4)
+    assert run.metrics["val"]["mse"] == pytest.approx(run.history[-1]["val_loss"], rel=1e-4)
+
+
+def test_target_scaling_round_trips(trained_run, tiny_folder):
+    y = load_dataset(tiny_folder / "train.npz").y.astype(np.float64)
+    assert trained_run.target_scaling == TargetScaling(float(y.mean()), float(y.std()))
+    saved = json.loads((trained_run.path / "config.json").read_text())["target_scaling"]
+    assert saved == {"mean": pytest.approx(y.mean()), "std": pytest.approx(y.std())}
+    test = load_dataset(tiny_folder / "test.npz")
+    raw = trained_run.model.predict(test.x.astype(np.float32), verbose=0).reshape(-1)
+    predictions = trained_run.predict(test.x)
+    assert np.allclose(predictions, raw * y.std() + y.mean(), rtol=1e-5, atol=1e-3)
+    loaded = load_run(trained_run.path)
+    assert loaded.target_scaling == trained_run.target_scaling
+    assert np.array_equal(loaded.predict(test.x), predictions)
+    # History losses are in the targets' units: the model's validation MSE is its epoch's loss.
+    assert trained_run.metrics["val"]["mse"] == pytest.approx(
+        trained_run.history[trained_run.config["weights_epoch"] - 1]["val_loss"], rel=1e-4
+    )
+
+
+def test_runs_saved_without_target_scaling_still_load(trained_run, tiny_folder, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(trained_run.path, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["target_scaling"]
+    (old / "config.json").write_text(json.dumps(config))
+    loaded = load_run(old)
+    assert loaded.target_scaling == TargetScaling()
+    test = load_dataset(tiny_folder / "test.npz")
+    raw = trained_run.model.predict(test.x.astype(np.float32), verbose=0).reshape(-1)
+    assert np.array_equal(loaded.predict(test.x), raw.astype(np.float32))
+    config["target_scaling"] = {"mean": 1.0, "std": 0.0}
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Img2NumError, match="config.json: corrupt run configuration \\(target_scaling"):
+        load_run(old)
+
+
+def test_weight_decay_and_augmentation_build_into_the_model():
+    model = build_model(TrainConfig(model="cnn_gap", weight_decay=1e-3, augment=True, seed=2), (8, 8, 1))
+    assert type(model.optimizer).__name__ == "AdamW"
+    assert model.optimizer.weight_decay == pytest.approx(1e-3)
+    assert model.get_layer("augmentation").seed == 2 and model.name == "cnn_gap"
+    plain = build_model(TrainConfig(model="cnn_gap"), (8, 8, 1))
+    assert type(plain.optimizer).__name__ == "Adam"
+    assert [layer.name for layer in plain.layers if layer.name == "augmentation"] == []
+    with pytest.raises(Img2NumError, match="weight decay must be a non-negative number, got -1"):
+        TrainConfig(weight_decay=-1)
+    with pytest.raises(Img2NumError, match="patience must be non-negative, got -2"):
+        TrainConfig(patience=-2)

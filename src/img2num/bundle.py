@@ -144,6 +144,52 @@ def _band_scaling(data) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(v) for v in mean), tuple(float(v) for v in scale)
 
 
+@dataclass(frozen=True)
+class TargetScaling:
+    """How targets were standardized for training, and how predictions are restored.
+
+    The model learns (y - mean) / std; its outputs are multiplied by `std` and shifted by
+    `mean`. The identity (mean 0, std 1) stands for raw targets.
+
+    Attributes:
+        mean: Mean of the training targets.
+        std: Standard deviation of the training targets (1 when they are all equal).
+    """
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def for_targets(cls, y: np.ndarray) -> TargetScaling:
+        """The standardization of training targets `y`."""
+        y = np.asarray(y, dtype=np.float64)
+        std = float(y.std())
+        return cls(float(y.mean()), std if std > 0 else 1.0)
+
+    def scale(self, y: np.ndarray) -> np.ndarray:
+        """Targets in model units, float32."""
+        return ((np.asarray(y, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def restore(self, output: np.ndarray) -> np.ndarray:
+        """Model outputs in the targets' original units, float32."""
+        return (np.asarray(output, dtype=np.float64) * self.std + self.mean).astype(np.float32)
+
+    @property
+    def loss_factor(self) -> float:
+        """Factor turning a squared error in model units into one in original units."""
+        return self.std**2
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_dict(cls, value: dict) -> TargetScaling:
+        scaling = cls(float(value["mean"]), float(value["std"]))
+        if not (np.isfinite(scaling.mean) and np.isfinite(scaling.std) and scaling.std > 0):
+            raise ValueError(f"mean and std must be finite with std > 0, got {value}")
+        return scaling
+
+
 @dataclass
 class Run:
     """A trained model, its preprocessing and its records.
@@ -155,6 +201,7 @@ class Run:
         history: Per-epoch records: `epoch`, `loss`, `val_loss`, `seconds`.
         metrics: Metrics per split name (`train`, `val`, `test`, ...).
         path: The run folder, once saved or when loaded.
+        target_scaling: How the model's outputs become predictions in the targets' units.
     """
 
     model: object
@@ -163,6 +210,7 @@ class Run:
     history: list[dict] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     path: Path | None = None
+    target_scaling: TargetScaling = field(default_factory=TargetScaling)
 
     @property
     def model_name(self) -> str:
@@ -183,7 +231,7 @@ class Run:
         """
         inputs = self.preprocessing.apply(x, source)
         output = self.model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
-        return np.asarray(output, dtype=np.float32).reshape(-1)
+        return self.target_scaling.restore(output).reshape(-1)
 
     def predict_data(self, data) -> np.ndarray:
         """Predict on a `Dataset`, or on `ImageFiles` decoded chunk by chunk (bounded memory)."""
@@ -210,7 +258,14 @@ class Run:
         """
         with atomic_folder(folder, overwrite) as tmp:
             self.model.save(tmp / MODEL_FILE)
-            write_json(tmp / CONFIG_FILE, {**self.config, "preprocessing": self.preprocessing.to_dict()})
+            write_json(
+                tmp / CONFIG_FILE,
+                {
+                    **self.config,
+                    "preprocessing": self.preprocessing.to_dict(),
+                    "target_scaling": self.target_scaling.to_dict(),
+                },
+            )
             write_json(tmp / METRICS_FILE, self.metrics)
             write_text(tmp / HISTORY_FILE, history_csv(self.history))
             if extra is not None:
@@ -253,15 +308,22 @@ def load_run(folder: str | Path) -> Run:
         preprocessing = Preprocessing.from_dict(config.pop("preprocessing"))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise Img2NumError(f"{folder / CONFIG_FILE}: corrupt run configuration (preprocessing: {error})") from None
+    try:
+        # Runs saved before targets were standardized have no scaling: their model predicts raw.
+        target_scaling = TargetScaling.from_dict(config.pop("target_scaling", TargetScaling().to_dict()))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise Img2NumError(f"{folder / CONFIG_FILE}: corrupt run configuration (target_scaling: {error})") from None
     metrics = _read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).exists() else {}
     history = _read_history(folder / HISTORY_FILE)
     import keras
+
+    import img2num.layers  # noqa: F401  (registers the layers a saved model may hold)
 
     try:
         model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
     except Exception as error:  # Keras raises many types for a damaged archive.
         raise Img2NumError(f"{folder / MODEL_FILE}: cannot load the model ({error})") from None
-    return Run(model, preprocessing, config, history, metrics, folder)
+    return Run(model, preprocessing, config, history, metrics, folder, target_scaling=target_scaling)
 
 
 def _read_json(path: Path):

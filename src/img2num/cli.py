@@ -13,6 +13,7 @@ from pathlib import Path
 from img2num import __version__
 from img2num.config import (
     CACHE_MB,
+    PLAIN_SETTINGS,
     RECIPE_EPOCHS,
     RECIPE_MODELS,
     RESIZE_MODES,
@@ -95,18 +96,32 @@ def build_parser() -> argparse.ArgumentParser:
     train_defaults = TrainConfig()
     command = commands.add_parser(
         "train", help="train one model and save a run folder",
-        description="Train a model with MSE loss and Adam, validating after every epoch, and save "
-        "the run (model, configuration, history, metrics, pictures) in one folder.",
+        description="Train a model with MSE loss, validating after every epoch, and save the run "
+        "(model, configuration, history, metrics, pictures) in one folder. By default training stops "
+        "when the validation loss stops falling and keeps the best epoch's weights, halves the "
+        "learning rate on plateaus and learns standardized targets; --plain trains as the tutorial did.",
     )
     command.add_argument("data", type=Path, help="training data: a label CSV naming image files (or a folder holding one), an .npz file, or a folder from `img2num generate`")
     command.add_argument("--val", type=Path, help="validation data, .npz or label CSV (default: the folder's val.npz or the CSV's val rows, else a held-out share)")
     command.add_argument("--test", type=Path, help="test data to score and draw, .npz or label CSV (default: the folder's test.npz or the CSV's test rows)")
     command.add_argument("--model", default=train_defaults.model, help="registered model name (default %(default)s; see `img2num models`)")
-    command.add_argument("--epochs", type=_positive_int, default=train_defaults.epochs, help="epochs (default %(default)s)")
-    command.add_argument("--batch-size", type=_positive_int, default=train_defaults.batch_size, help="batch size (default %(default)s)")
-    command.add_argument("--learning-rate", type=_positive_float, default=train_defaults.learning_rate, help="Adam learning rate (default %(default)s)")
+    plain = PLAIN_SETTINGS
+    command.add_argument(
+        "--plain", action="store_true",
+        help=f"the tutorial's plain settings: {plain['epochs']} epochs of Adam at {plain['learning_rate']:g}, "
+        f"batch {plain['batch_size']}, raw targets, no early stopping or learning-rate reduction "
+        "(options given beside it still apply)",
+    )
+    command.add_argument("--epochs", type=_positive_int, help=f"most epochs (default {train_defaults.epochs}; {plain['epochs']} with --plain)")
+    command.add_argument("--batch-size", type=_positive_int, help=f"batch size (default {train_defaults.batch_size}; {plain['batch_size']} with --plain)")
+    command.add_argument("--learning-rate", type=_positive_float, help=f"initial learning rate (default {train_defaults.learning_rate:g}; {plain['learning_rate']:g} with --plain)")
+    command.add_argument("--patience", type=_count, help=f"stop after this many epochs without a lower validation loss and keep the best epoch's weights; 0 trains every epoch (default {train_defaults.patience}; 0 with --plain)")
+    command.add_argument("--lr-patience", type=_count, help=f"halve the learning rate after this many epochs without a lower validation loss; 0 never (default {train_defaults.lr_patience}; 0 with --plain)")
+    command.add_argument("--standardize-targets", action=argparse.BooleanOptionalAction, help="learn targets standardized on the training split (default: on; off with --plain)")
+    command.add_argument("--weight-decay", type=_non_negative_float, help=f"AdamW weight decay; 0 uses Adam (default {train_defaults.weight_decay:g})")
+    command.add_argument("--augment", action=argparse.BooleanOptionalAction, help="random flips and 90-degree rotations (square images) of training images, for numbers that do not depend on orientation (default: off)")
     command.add_argument("--val-fraction", type=_fraction, default=train_defaults.val_fraction, help="share held out for validation when no validation set is given (default %(default)s)")
-    command.add_argument("--seed", type=_count, default=train_defaults.seed, help="seed of weights and shuffling (default %(default)s)")
+    command.add_argument("--seed", type=_count, default=train_defaults.seed, help="seed of weights, shuffling and augmentation (default %(default)s)")
     command.add_argument("--run", type=Path, help="run folder (default: runs/MODEL, or runs/MODEL-2, ... if taken)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing run folder once the new run is complete")
     command.add_argument("--quiet", action="store_true", help="print no progress")
@@ -260,14 +275,7 @@ def _train(args) -> None:
     from img2num.evaluation import format_metrics
     from img2num.training import train
 
-    config = TrainConfig(
-        model=args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-    )
+    config = _train_config(args)
     run = train(
         args.data,
         config,
@@ -390,6 +398,18 @@ def _recipe(args) -> None:
     print(f"results in {summary['folder']} (comparison.md, loss_curves.png, one folder per model)")
 
 
+def _train_config(args) -> TrainConfig:
+    given = {
+        name: getattr(args, name)
+        for name in (
+            "model", "epochs", "batch_size", "learning_rate", "seed", "val_fraction", "patience",
+            "lr_patience", "standardize_targets", "weight_decay", "augment",
+        )
+        if getattr(args, name) is not None
+    }
+    return TrainConfig.plain(**given) if args.plain else TrainConfig(**given)
+
+
 def _points_config(args) -> PointsConfig:
     defaults = PointsConfig()
     return PointsConfig(
@@ -465,6 +485,10 @@ def _positive_float(text: str) -> float:
     return _parse_number(float, text, lambda v: 0 < v < float("inf"), "a positive number")
 
 
+def _non_negative_float(text: str) -> float:
+    return _parse_number(float, text, lambda v: 0 <= v < float("inf"), "a number of at least 0")
+
+
 def _fraction(text: str) -> float:
     return _parse_number(float, text, lambda v: 0 < v < 1, "a number between 0 and 1")
 
@@ -482,10 +506,6 @@ def _model_list(text: str) -> list[str]:
 
 def _test_fraction(text: str) -> float:
     return _parse_number(float, text, lambda v: 0 <= v < 1, "a number from 0 up to (not including) 1")
-
-
-def _non_negative_float(text: str) -> float:
-    return _parse_number(float, text, lambda v: 0 <= v < float("inf"), "a number of at least 0")
 
 
 def _image_size(text: str) -> tuple[int, int]:

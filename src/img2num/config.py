@@ -8,6 +8,25 @@ from dataclasses import dataclass
 from img2num.errors import Img2NumError
 
 
+# The model `img2num train` uses without --model: the best on the accuracy benchmark
+# (benchmarks/accuracy.py; the README gives the figures).
+DEFAULT_MODEL = "pixel_gap"
+# The tutorial's training settings, as `img2num recipe` and `img2num train --plain` use them.
+PLAIN_SETTINGS = {
+    "epochs": 1000,
+    "batch_size": 32,
+    "learning_rate": 1e-3,
+    "patience": 0,
+    "lr_patience": 0,
+    "standardize_targets": False,
+    "weight_decay": 0.0,
+    "augment": False,
+}
+# A plateau of the validation loss halves the learning rate, down to this share of the initial one.
+LR_REDUCTION_FACTOR = 0.5
+MIN_LR_SHARE = 0.01
+
+
 class _SyntheticSplits:
     """What every synthetic task's configuration shares: split sizes `train`, `val` and `test`,
     and the data `seed`."""
@@ -90,30 +109,49 @@ class DustConfig(_SyntheticSplits):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How one model is trained; the defaults are the tutorial's settings.
+    """How one model is trained.
+
+    The defaults generalize: training stops when the validation loss has not improved for
+    `patience` epochs and keeps the best epoch's weights, the learning rate halves on a plateau,
+    and the model learns standardized targets. `TrainConfig.plain()` gives the tutorial's plain
+    settings instead (a fixed number of epochs with plain Adam on raw targets).
 
     Attributes:
         model: Registered model name (see `img2num models`).
-        epochs: Number of passes over the training data.
+        epochs: Most passes over the training data (exactly this many when `patience` is 0).
         batch_size: Samples per gradient step.
-        learning_rate: Adam's learning rate.
-        seed: Seed for weight initialisation and batch shuffling.
+        learning_rate: Initial learning rate of Adam (AdamW when `weight_decay` > 0).
+        seed: Seed for weight initialisation, batch shuffling and augmentation.
         val_fraction: Share of the training data held out for validation when no validation
             set is given.
+        patience: Early stopping: stop after this many epochs without a lower validation loss
+            and restore the weights of the best epoch; 0 trains every epoch and keeps the last.
+        lr_patience: Halve the learning rate after this many epochs without a lower validation
+            loss (down to 1/100 of the initial rate); 0 keeps it constant.
+        standardize_targets: Train on targets standardized with the training split's mean and
+            standard deviation; predictions are restored to the original units.
+        weight_decay: Decoupled weight decay of AdamW; 0 uses plain Adam.
+        augment: Random label-preserving flips (and 90-degree rotations of square images) of
+            the training images; for tasks whose number does not depend on orientation.
     """
 
-    model: str = "mlp"
-    epochs: int = 100
+    model: str = DEFAULT_MODEL
+    epochs: int = 300
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
     val_fraction: float = 0.2
+    patience: int = 40
+    lr_patience: int = 5
+    standardize_targets: bool = True
+    weight_decay: float = 0.0
+    augment: bool = False
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         _require(self.batch_size >= 1, f"batch size must be at least 1, got {self.batch_size}")
         _require(
-            self.learning_rate > 0 and self.learning_rate == self.learning_rate,
+            self.learning_rate > 0 and self.learning_rate < float("inf"),
             f"learning rate must be a positive number, got {self.learning_rate}",
         )
         _require(self.seed >= 0, f"seed must be non-negative, got {self.seed}")
@@ -121,6 +159,27 @@ class TrainConfig:
             0.0 < self.val_fraction < 1.0,
             f"validation fraction must be between 0 and 1, got {self.val_fraction}",
         )
+        _require(self.patience >= 0, f"patience must be non-negative, got {self.patience}")
+        _require(self.lr_patience >= 0, f"learning-rate patience must be non-negative, got {self.lr_patience}")
+        _require(
+            0.0 <= self.weight_decay < float("inf"),
+            f"weight decay must be a non-negative number, got {self.weight_decay}",
+        )
+
+    @classmethod
+    def plain(cls, **overrides) -> TrainConfig:
+        """The tutorial's plain settings: 1000 epochs of Adam at 1e-3, batch 32, raw targets,
+        no early stopping, no learning-rate reduction, no weight decay, no augmentation.
+
+        Args:
+            **overrides: Fields to set otherwise (the model, the epochs, the seed, ...).
+        """
+        return cls(**{**PLAIN_SETTINGS, **overrides})
+
+    @property
+    def is_plain(self) -> bool:
+        """Whether the training settings are the tutorial's plain ones (any model and epochs)."""
+        return all(getattr(self, name) == value for name, value in PLAIN_SETTINGS.items() if name != "epochs")
 
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values."""
@@ -194,7 +253,7 @@ class DataConfig:
 
 
 # The tutorial trained for 1000 epochs; `img2num recipe` does the same unless told otherwise.
-RECIPE_EPOCHS = 1000
+RECIPE_EPOCHS = PLAIN_SETTINGS["epochs"]
 RECIPE_MODELS = ("mlp", "cnn")
 # Pictures: the tutorial's 5x5 grids.
 GRID_ROWS = 5

@@ -109,3 +109,91 @@ def cnn(input_shape: tuple[int, int, int]):
             size //= 2
     stack += [layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dense(1)]
     return keras.Sequential(stack, name="cnn")
+
+
+def _stage_widths(input_shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """Filters per stage of the convolutional models: three stages, a fourth from 32 pixels up."""
+    return (16, 32, 64, 128) if min(input_shape[:2]) >= 32 else (16, 32, 64)
+
+
+def _can_halve(size: int) -> bool:
+    # Halve the feature map only while at least 4x4 pixels stay.
+    return size >= 8
+
+
+def _regression_head(features):
+    """Global average pooling, one hidden Dense 256 layer, one output: a number from feature maps.
+
+    The average keeps what a count or a density is, a sum over the image up to a constant; the
+    hidden layer turns that into a curve, which the number need not follow linearly.
+    """
+    from keras import layers
+
+    pooled = layers.GlobalAveragePooling2D()(features)
+    return layers.Dense(1)(layers.Dense(256, activation="relu")(pooled))
+
+
+@register_model(
+    "cnn_gap",
+    "CNN with global average pooling: Conv2D 16-32-64(-128) stages with 2x2 average pooling, "
+    "global average, Dense 256, one output",
+)
+def cnn_gap(input_shape: tuple[int, int, int]):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape)
+    features, size = inputs, min(input_shape[:2])
+    for stage, width in enumerate(_stage_widths(input_shape)):
+        if stage > 0 and _can_halve(size):
+            # Average pooling, unlike max pooling, keeps the sum of what the filters detect.
+            features = layers.AveragePooling2D(2)(features)
+            size //= 2
+        features = layers.Conv2D(width, 3, padding="same", activation="relu")(features)
+    return keras.Model(inputs, _regression_head(features), name="cnn_gap")
+
+
+@register_model(
+    "resnet",
+    "small residual network with batch normalization: Conv2D stem, one residual block per "
+    "16-32-64(-128) stage (stride 2 between stages), global average, Dense 256, one output",
+)
+def resnet(input_shape: tuple[int, int, int]):
+    import keras
+    from keras import layers
+
+    def conv_bn(x, width: int, strides: int = 1):
+        x = layers.Conv2D(width, 3, strides=strides, padding="same", use_bias=False)(x)
+        return layers.BatchNormalization()(x)
+
+    inputs = keras.Input(input_shape)
+    widths = _stage_widths(input_shape)
+    features = layers.Activation("relu")(conv_bn(inputs, widths[0]))
+    size = min(input_shape[:2])
+    for stage, width in enumerate(widths):
+        strides = 2 if stage > 0 and _can_halve(size) else 1
+        size = size // 2 if strides == 2 else size
+        shortcut = features
+        if strides != 1 or features.shape[-1] != width:
+            shortcut = layers.BatchNormalization()(
+                layers.Conv2D(width, 1, strides=strides, use_bias=False)(features)
+            )
+        residual = conv_bn(layers.Activation("relu")(conv_bn(features, width, strides)), width)
+        features = layers.Activation("relu")(layers.Add()([shortcut, residual]))
+    return keras.Model(inputs, _regression_head(features), name="resnet")
+
+
+@register_model(
+    "pixel_gap",
+    "per-pixel features (two Dense 16 layers on each pixel's channels), global average, Dense 256, "
+    "one output: for numbers that are sums over pixels, such as counts or covered fractions",
+)
+def pixel_gap(input_shape: tuple[int, int, int]):
+    import keras
+    from keras import layers
+
+    inputs = keras.Input(input_shape)
+    # Dense on the channel axis is a 1x1 convolution, computed as one matrix product (faster).
+    features = layers.Dense(16, activation="relu")(inputs)
+    features = layers.Dense(16, activation="relu")(features)
+    return keras.Model(inputs, _regression_head(features), name="pixel_gap")

@@ -26,8 +26,8 @@ def run_recipe(
     data=None,
     data_options: DataConfig | None = None,
 ) -> dict:
-    """Generate the points data (or take the user's), train each model with the tutorial's
-    settings, and compare them.
+    """Generate the points data (or take the user's), train each model with the tutorial's plain
+    settings (`TrainConfig.plain()`), and compare them.
 
     The results folder holds `data/` (the generated splits; for the user's data, `split.csv`
     and `skipped.csv` instead), `samples.png`, one run folder per model (with its loss curve and
@@ -57,7 +57,7 @@ def run_recipe(
     from img2num import plots
     from img2num.training import train
 
-    configs = {name: TrainConfig(model=name, epochs=epochs, seed=seed) for name in models}
+    configs = {name: TrainConfig.plain(model=name, epochs=epochs, seed=seed) for name in models}
     for name in models:
         get_model_spec(name)
     if not models:

@@ -11,8 +11,8 @@ from typing import TextIO
 import keras
 import numpy as np
 
-from img2num.bundle import Preprocessing, Run
-from img2num.config import DataConfig, TrainConfig
+from img2num.bundle import Preprocessing, Run, TargetScaling
+from img2num.config import LR_REDUCTION_FACTOR, MIN_LR_SHARE, DataConfig, TrainConfig
 from img2num.data import Dataset, ImageFiles, resolve_splits, split_records
 from img2num.data.stream import fit_arguments
 from img2num.evaluation import regression_metrics
@@ -32,13 +32,18 @@ def train(
     quiet: bool = False,
     stream: TextIO | None = None,
 ) -> Run:
-    """Train a registered model with MSE loss and Adam, validating after every epoch.
+    """Train a registered model with MSE loss, validating after every epoch.
+
+    By default (see `TrainConfig`) training stops early when the validation loss stops falling
+    and keeps the best epoch's weights, halves the learning rate on plateaus, and learns
+    standardized targets; `TrainConfig.plain()` trains as the tutorial did. Losses are recorded
+    in the targets' original units either way.
 
     Args:
         data: Training data: a `Dataset` or `ImageFiles`, an `.npz` file, a folder from
             `img2num generate` (its `val.npz` and `test.npz` are used when present), or a label
             CSV naming image files (or a folder holding one); see `resolve_splits`.
-        config: Model name, epochs, batch size, learning rate and seed.
+        config: Model name, epochs, batch size, learning rate, seed and the training options.
         val: Validation data; when absent (and not in the folder or CSV), `config.val_fraction`
             of the training data is held out at random.
         test: Test data, scored and drawn in the run's pictures when given.
@@ -66,15 +71,22 @@ def train(
 
     keras.utils.set_random_seed(config.seed)
     preprocessing = Preprocessing.for_data(splits["train"])
-    model = create_model(config.model, shape)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=config.learning_rate), loss="mse")
-    recorder = EpochRecorder()
-    callbacks = [recorder]
+    scaling = TargetScaling.for_targets(splits["train"].y) if config.standardize_targets else TargetScaling()
+    model = build_model(config, shape)
+    recorder = EpochRecorder(scaling.loss_factor)
+    stopper = _early_stopping(config)
+    callbacks = [c for c in (recorder, stopper, _lr_reduction(config)) if c is not None]
     if not quiet:
-        callbacks.append(Progress(recorder, config.model, config.epochs, stream or sys.stderr))
+        callbacks.append(Progress(recorder, config.model, config.epochs, stream or sys.stderr, stopper))
     started = time.perf_counter()
     model.fit(
-        **fit_arguments(splits["train"], splits["val"], preprocessing, config.batch_size, config.seed),
+        **fit_arguments(
+            splits["train"].with_labels(scaling.scale(splits["train"].y)),
+            splits["val"].with_labels(scaling.scale(splits["val"].y)),
+            preprocessing,
+            config.batch_size,
+            config.seed,
+        ),
         epochs=config.epochs,
         verbose=0,
         callbacks=callbacks,
@@ -84,8 +96,9 @@ def train(
     run = Run(
         model,
         preprocessing,
-        _run_config(config, splits, model, seconds, len(recorder.history)),
+        _run_config(config, splits, model, seconds, recorder.history, stopper),
         recorder.history,
+        target_scaling=scaling,
     )
     predictions = {name: run.predict_data(split) for name, split in splits.items()}
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}
@@ -100,6 +113,39 @@ def _write_extras(folder: Path, run: Run, splits: dict, predictions: dict) -> No
     for name, text in split_records(splits).items():
         write_text(folder / name, text)
     _draw_pictures(folder, run, splits, predictions)
+
+
+def build_model(config: TrainConfig, input_shape: tuple[int, int, int]):
+    """The registered model of `config`, behind its augmentation when asked, compiled with MSE
+    loss and Adam (AdamW with weight decay)."""
+    model = create_model(config.model, input_shape)
+    if config.augment:
+        from img2num.layers import with_augmentation
+
+        model = with_augmentation(model, config.seed)
+    if config.weight_decay > 0:
+        optimizer = keras.optimizers.AdamW(learning_rate=config.learning_rate, weight_decay=config.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate)
+    model.compile(optimizer=optimizer, loss="mse")
+    return model
+
+
+def _early_stopping(config: TrainConfig) -> keras.callbacks.EarlyStopping | None:
+    if config.patience == 0:
+        return None
+    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+
+
+def _lr_reduction(config: TrainConfig) -> keras.callbacks.ReduceLROnPlateau | None:
+    if config.lr_patience == 0:
+        return None
+    return keras.callbacks.ReduceLROnPlateau(
+        monitor="val_loss",
+        factor=LR_REDUCTION_FACTOR,
+        patience=config.lr_patience,
+        min_lr=config.learning_rate * MIN_LR_SHARE,
+    )
 
 
 def _draw_pictures(folder: Path, run: Run, splits: dict, predictions: dict) -> None:
@@ -125,57 +171,107 @@ def _draw_pictures(folder: Path, run: Run, splits: dict, predictions: dict) -> N
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Keras callback keeping `epoch`, `loss`, `val_loss` and wall seconds of every epoch."""
+    """Keras callback keeping `epoch`, `loss`, `val_loss`, wall seconds and the learning rate of
+    every epoch.
 
-    def __init__(self) -> None:
+    Args:
+        loss_factor: Factor turning the model's losses into the targets' original units (the
+            squared standard deviation when targets are standardized), so loss curves of models
+            trained either way compare directly.
+    """
+
+    def __init__(self, loss_factor: float = 1.0) -> None:
         super().__init__()
+        self.loss_factor = loss_factor
         self.history: list[dict] = []
         self._started = 0.0
+        self._learning_rate = 0.0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._started = time.perf_counter()
+        self._learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = logs or {}
         self.history.append(
             {
                 "epoch": epoch + 1,
-                "loss": float(logs["loss"]),
-                "val_loss": float(logs["val_loss"]),
+                "loss": float(logs["loss"]) * self.loss_factor,
+                "val_loss": float(logs["val_loss"]) * self.loss_factor,
                 "seconds": time.perf_counter() - self._started,
+                "learning_rate": self._learning_rate,
             }
         )
 
 
 class Progress(keras.callbacks.Callback):
     """Keras callback printing the recorder's latest epoch: one updating line on a terminal,
-    else a line at the first epoch, every 10% and the last. It must come after the recorder."""
+    else a line at the first epoch, every 10% and the last; and, when training stopped early,
+    the epoch whose weights were kept. It must come after the recorder."""
 
-    def __init__(self, recorder: EpochRecorder, name: str, epochs: int, stream: TextIO) -> None:
+    def __init__(
+        self,
+        recorder: EpochRecorder,
+        name: str,
+        epochs: int,
+        stream: TextIO,
+        stopper: keras.callbacks.EarlyStopping | None = None,
+    ) -> None:
         super().__init__()
         self.recorder = recorder
+        self.stopper = stopper
         self.name = name
         self.epochs = epochs
         self.stream = stream
         self.interactive = bool(getattr(stream, "isatty", lambda: False)())
         self.every = max(1, epochs // 10)
+        self._printed = 0
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         row = self.recorder.history[-1]
         done = row["epoch"]
-        line = (
-            f"{self.name} epoch {done}/{self.epochs}  loss {row['loss']:.4g}  "
-            f"val_loss {row['val_loss']:.4g}  {row['seconds']:.3f} s/epoch"
-        )
         if self.interactive:
-            self.stream.write("\r" + line + ("\n" if done == self.epochs else ""))
+            self.stream.write("\r" + self._line(row) + ("\n" if done == self.epochs else ""))
         elif done == 1 or done % self.every == 0 or done == self.epochs:
-            self.stream.write(line + "\n")
+            self.stream.write(self._line(row) + "\n")
+            self._printed = done
         self.stream.flush()
 
+    def on_train_end(self, logs=None) -> None:
+        history = self.recorder.history
+        if self.stopper is None or not history:
+            return
+        last = history[-1]
+        if last["epoch"] < self.epochs:
+            if self.interactive:
+                self.stream.write("\n")
+            elif self._printed != last["epoch"]:
+                self.stream.write(self._line(last) + "\n")
+            self.stream.write(f"{self.name} stopped early: no lower val_loss for {self.stopper.patience} epochs\n")
+        best = history[self.stopper.best_epoch]
+        self.stream.write(f"{self.name} kept the weights of epoch {best['epoch']} (val_loss {best['val_loss']:.4g})\n")
+        self.stream.flush()
 
-def _run_config(config: TrainConfig, splits: dict, model, seconds: float, epochs_run: int) -> dict:
+    def _line(self, row: dict) -> str:
+        return (
+            f"{self.name} epoch {row['epoch']}/{self.epochs}  loss {row['loss']:.4g}  "
+            f"val_loss {row['val_loss']:.4g}  {row['seconds']:.3f} s/epoch"
+        )
+
+
+def _run_config(
+    config: TrainConfig,
+    splits: dict,
+    model,
+    seconds: float,
+    history: list[dict],
+    stopper: keras.callbacks.EarlyStopping | None,
+) -> dict:
     from img2num import __version__
+
+    best_epoch = min(history, key=lambda row: row["val_loss"])["epoch"]
+    if stopper is not None:
+        best_epoch = stopper.best_epoch + 1
 
     return {
         "img2num_version": __version__,
@@ -185,7 +281,11 @@ def _run_config(config: TrainConfig, splits: dict, model, seconds: float, epochs
         "train": config.to_dict(),
         "data": _data_record(splits),
         "parameters": int(model.count_params()),
-        "epochs_run": epochs_run,
+        "epochs_run": len(history),
+        # The epoch with the lowest validation loss, and the epoch whose weights the model holds
+        # (the same with early stopping, else the last).
+        "best_epoch": best_epoch,
+        "weights_epoch": best_epoch if stopper is not None else len(history),
         "train_seconds": round(seconds, 3),
     }
 

@@ -1,0 +1,34 @@
+"""The target scaling of a run: standardize on the training split, restore at prediction."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from img2num.bundle import TargetScaling
+
+labels = arrays(np.float32, st.integers(2, 50), elements=st.floats(-1e4, 1e4, width=32))
+
+
+@settings(max_examples=50, deadline=None)
+@given(labels)
+def test_scaled_targets_have_mean_zero_and_restore_to_themselves(y):
+    scaling = TargetScaling.for_targets(y)
+    scaled = scaling.scale(y)
+    assert scaled.dtype == np.float32 and scaling.std > 0
+    if np.ptp(y) > 1e-3:
+        assert abs(float(scaled.astype(np.float64).mean())) < 1e-4
+        assert abs(float(scaled.astype(np.float64).std()) - 1) < 1e-3
+    assert np.allclose(scaling.restore(scaled), y, rtol=1e-5, atol=1e-2)
+    # A mean squared error in model units times the loss factor is the one in label units.
+    outputs = np.linspace(-2, 2, len(y))
+    in_model_units = np.mean((outputs - scaling.scale(y)) ** 2)
+    in_label_units = np.mean((scaling.restore(outputs).astype(np.float64) - y) ** 2)
+    assert np.isclose(in_model_units * scaling.loss_factor, in_label_units, rtol=1e-3, atol=1e-2)
+
+
+def test_constant_targets_and_the_identity():
+    scaling = TargetScaling.for_targets(np.full(5, 7.0))
+    assert scaling == TargetScaling(7.0, 1.0)
+    assert np.array_equal(TargetScaling().restore(np.array([[1.5], [2.0]])), np.array([[1.5], [2.0]], np.float32))
+    assert TargetScaling.from_dict(scaling.to_dict()) == scaling
