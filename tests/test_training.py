@@ -165,6 +165,17 @@ def test_early_stopping_restores_the_best_epoch(tiny_folder):
     assert abs(val_losses[-1] - val_losses[best - 1]) > 1e-3 * val_losses[best - 1]
 
 
+def test_early_stopping_can_keep_the_last_epoch(tiny_folder):
+    config = TrainConfig(model="mlp", epochs=40, patience=3, restore_best=False, lr_patience=0, learning_rate=0.05, seed=0)
+    stream = io.StringIO()
+    run = train(tiny_folder, config, stream=stream)
+    last = run.history[-1]
+    assert run.config["epochs_run"] == last["epoch"] < 40 and run.config["weights_epoch"] == last["epoch"]
+    assert run.config["best_epoch"] < last["epoch"]
+    assert stream.getvalue().splitlines()[-1] == f"mlp kept the weights of epoch {last['epoch']} (val_loss {last['val_loss']:.4g})"
+    assert run.metrics["val"]["mse"] == pytest.approx(last["val_loss"], rel=1e-4)
+
+
 def test_plain_settings_train_every_epoch_on_raw_targets(tiny_folder):
     config = TrainConfig.plain(model="mlp", epochs=4, seed=0)
     assert config.is_plain and (config.patience, config.lr_patience, config.standardize_targets) == (0, 0, False)

@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--batch-size", type=_positive_int, help=f"batch size (default {train_defaults.batch_size}; {plain['batch_size']} with --plain)")
     command.add_argument("--learning-rate", type=_positive_float, help=f"initial learning rate (default {train_defaults.learning_rate:g}; {plain['learning_rate']:g} with --plain)")
     command.add_argument("--patience", type=_count, help=f"stop after this many epochs without a lower validation loss and keep the best epoch's weights; 0 trains every epoch (default {train_defaults.patience}; 0 with --plain)")
+    command.add_argument("--restore-best", action=argparse.BooleanOptionalAction, help="when training stops early, restore the best epoch's weights; --no-restore-best keeps the last epoch's (default: restore)")
     command.add_argument("--lr-patience", type=_count, help=f"halve the learning rate after this many epochs without a lower validation loss; 0 never (default {train_defaults.lr_patience}; 0 with --plain)")
     command.add_argument("--standardize-targets", action=argparse.BooleanOptionalAction, help="learn targets standardized on the training split (default: on; off with --plain)")
     command.add_argument("--weight-decay", type=_non_negative_float, help=f"AdamW weight decay; 0 uses Adam (default {train_defaults.weight_decay:g})")
@@ -403,7 +404,7 @@ def _train_config(args) -> TrainConfig:
         name: getattr(args, name)
         for name in (
             "model", "epochs", "batch_size", "learning_rate", "seed", "val_fraction", "patience",
-            "lr_patience", "standardize_targets", "weight_decay", "augment",
+            "restore_best", "lr_patience", "standardize_targets", "weight_decay", "augment",
         )
         if getattr(args, name) is not None
     }

@@ -180,7 +180,7 @@ def leaderboard(entries: list[dict], reference_mse: float | None = None) -> list
 
 
 def best_epoch(run) -> int:
-    """The epoch whose weights a run kept: `run.config["best_epoch"]`, else the lowest validation loss."""
+    """The epoch with the lowest validation loss: `run.config["best_epoch"]`, else found in the history."""
     if run.config.get("best_epoch") is not None:
         return int(run.config["best_epoch"])
     return int(min(run.history, key=lambda row: row["val_loss"])["epoch"])

@@ -126,6 +126,8 @@ class TrainConfig:
             set is given.
         patience: Early stopping: stop after this many epochs without a lower validation loss
             and restore the weights of the best epoch; 0 trains every epoch and keeps the last.
+        restore_best: With early stopping, restore the best epoch's weights; False keeps the
+            last epoch's, which have seen the learning rate fall further.
         lr_patience: Halve the learning rate after this many epochs without a lower validation
             loss (down to 1/100 of the initial rate); 0 keeps it constant.
         standardize_targets: Train on targets standardized with the training split's mean and
@@ -142,6 +144,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.2
     patience: int = 40
+    restore_best: bool = True
     lr_patience: int = 5
     standardize_targets: bool = True
     weight_decay: float = 0.0

@@ -134,7 +134,9 @@ def build_model(config: TrainConfig, input_shape: tuple[int, int, int]):
 def _early_stopping(config: TrainConfig) -> keras.callbacks.EarlyStopping | None:
     if config.patience == 0:
         return None
-    return keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, restore_best_weights=True)
+    return keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=config.patience, restore_best_weights=config.restore_best
+    )
 
 
 def _lr_reduction(config: TrainConfig) -> keras.callbacks.ReduceLROnPlateau | None:
@@ -248,8 +250,8 @@ class Progress(keras.callbacks.Callback):
             elif self._printed != last["epoch"]:
                 self.stream.write(self._line(last) + "\n")
             self.stream.write(f"{self.name} stopped early: no lower val_loss for {self.stopper.patience} epochs\n")
-        best = history[self.stopper.best_epoch]
-        self.stream.write(f"{self.name} kept the weights of epoch {best['epoch']} (val_loss {best['val_loss']:.4g})\n")
+        kept = history[self.stopper.best_epoch] if self.stopper.restore_best_weights else last
+        self.stream.write(f"{self.name} kept the weights of epoch {kept['epoch']} (val_loss {kept['val_loss']:.4g})\n")
         self.stream.flush()
 
     def _line(self, row: dict) -> str:
@@ -285,7 +287,7 @@ def _run_config(
         # The epoch with the lowest validation loss, and the epoch whose weights the model holds
         # (the same with early stopping, else the last).
         "best_epoch": best_epoch,
-        "weights_epoch": best_epoch if stopper is not None else len(history),
+        "weights_epoch": best_epoch if stopper is not None and stopper.restore_best_weights else len(history),
         "train_seconds": round(seconds, 3),
     }
 
