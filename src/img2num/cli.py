@@ -296,9 +296,9 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from img2num.evaluation import evaluate, format_metrics
-
     import json
+
+    from img2num.evaluation import evaluate, format_metrics
 
     output = args.output or args.run / "evaluations" / f"{args.data.stem}.json"
     metrics = evaluate(args.run, args.data, output=output, overwrite=args.overwrite, options=data_config(args))
