@@ -8,7 +8,6 @@ name and renamed into place when complete, so a folder with these files is a fin
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import numpy as np
 from img2num.config import PREDICT_BATCH_SIZE
 from img2num.data import shape_text
 from img2num.errors import Img2NumError
-from img2num.io import atomic_folder, write_json, write_text
+from img2num.io import atomic_folder, records_csv, write_json, write_text
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -267,22 +266,11 @@ class Run:
                 },
             )
             write_json(tmp / METRICS_FILE, self.metrics)
-            write_text(tmp / HISTORY_FILE, history_csv(self.history))
+            write_text(tmp / HISTORY_FILE, records_csv(self.history))
             if extra is not None:
                 extra(tmp)
         self.path = Path(folder)
         return self.path
-
-
-def history_csv(history: list[dict]) -> str:
-    """Per-epoch records as CSV text with a header row."""
-    if not history:
-        return ""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    return buffer.getvalue()
 
 
 def load_run(folder: str | Path) -> Run:

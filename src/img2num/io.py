@@ -1,8 +1,10 @@
-"""Writes that never leave a half-written file or folder looking finished."""
+"""Writes that never leave a half-written file or folder looking finished, and the CSV text they write."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import shutil
@@ -95,3 +97,14 @@ def check_replaceable(folder: str | Path, overwrite: bool) -> None:
         raise Img2NumError(f"{folder}: exists and is not a folder")
     if folder.exists() and not overwrite:
         raise Img2NumError(f"{folder}: already exists; pass --overwrite to replace it")
+
+
+def records_csv(records: list[dict]) -> str:
+    """Records (dicts with the same keys) as CSV text with a header row; None becomes empty."""
+    if not records:
+        return ""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in records)
+    return buffer.getvalue()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import io
 import math
 from pathlib import Path
 
 from img2num.bundle import Run
+from img2num.io import records_csv
 
 
 def comparison_table(runs: dict[str, Run], split: str = "test") -> str:
@@ -128,13 +127,7 @@ def leaderboard_markdown(summary: dict) -> str:
 
 def leaderboard_csv(rows: list[dict]) -> str:
     """The leaderboard rows (`img2num.comparison.leaderboard`) as CSV with full precision."""
-    if not rows:
-        return ""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in rows)
-    return buffer.getvalue()
+    return records_csv(rows)
 
 
 def seed_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
