@@ -15,7 +15,7 @@ import numpy as np
 
 from img2num.config import DustConfig
 from img2num.data.arrays import Dataset
-from img2num.data.tasks import write_task_folder
+from img2num.data.tasks import draw_task_splits, write_task_folder
 from img2num.errors import Img2NumError
 
 # Colours (RGB, 0..1). Dust is red-brown (red above blue), the panel and its busbars are blue
@@ -88,15 +88,11 @@ def generate_dust_splits(config: DustConfig = DustConfig()) -> dict[str, Dataset
     Returns:
         The data set of each split with at least one sample, keyed by split name.
     """
-    streams = np.random.SeedSequence(config.seed).spawn(len(config.split_sizes))
-    splits = {}
-    for (split, size), stream in zip(config.split_sizes.items(), streams):
-        if size:
-            data = generate_dust(
-                size, np.random.default_rng(stream), config.height, config.width, config.cell, config.noise
-            )
-            splits[split] = Dataset(data.x, data.y, f"dust:{split}")
-    return splits
+    return draw_task_splits(
+        config,
+        lambda size, rng: generate_dust(size, rng, config.height, config.width, config.cell, config.noise),
+        "dust",
+    )
 
 
 def write_dust(folder: str | Path, config: DustConfig = DustConfig(), overwrite: bool = False) -> dict[str, Path]:

@@ -8,7 +8,7 @@ import numpy as np
 
 from img2num.config import PointsConfig
 from img2num.data.arrays import Dataset
-from img2num.data.tasks import write_task_folder
+from img2num.data.tasks import draw_task_splits, write_task_folder
 from img2num.errors import Img2NumError
 
 # Points drawn per vectorised chunk: bounds memory for very large data sets.
@@ -71,15 +71,11 @@ def generate_points_splits(config: PointsConfig = PointsConfig()) -> dict[str, D
     Returns:
         The data set of each split with at least one sample, keyed by split name.
     """
-    streams = np.random.SeedSequence(config.seed).spawn(len(config.split_sizes))
-    splits = {}
-    for (split, size), stream in zip(config.split_sizes.items(), streams):
-        if size:
-            data = generate_points(
-                size, np.random.default_rng(stream), config.height, config.width, config.channels
-            )
-            splits[split] = Dataset(data.x, data.y, f"points:{split}")
-    return splits
+    return draw_task_splits(
+        config,
+        lambda size, rng: generate_points(size, rng, config.height, config.width, config.channels),
+        "points",
+    )
 
 
 def write_points(

@@ -64,6 +64,31 @@ def task_info(config: TaskConfig) -> dict:
     raise TypeError(f"not a task configuration: {config!r}")
 
 
+def draw_task_splits(
+    config: TaskConfig, draw: Callable[[int, np.random.Generator], Dataset], task: str
+) -> dict[str, Dataset]:
+    """Draw the train, validation and test splits of a synthetic task.
+
+    Each split has its own random stream spawned from `config.seed`, so a split's samples do
+    not depend on the sizes of the others.
+
+    Args:
+        config: The task's options, including split sizes and seed.
+        draw: Draws that many samples from the given generator.
+        task: The task's name, the start of each split's source (`points:train`, ...).
+
+    Returns:
+        The data set of each split with at least one sample, keyed by split name.
+    """
+    streams = np.random.SeedSequence(config.seed).spawn(len(config.split_sizes))
+    splits = {}
+    for (split, size), stream in zip(config.split_sizes.items(), streams):
+        if size:
+            data = draw(size, np.random.default_rng(stream))
+            splits[split] = Dataset(data.x, data.y, f"{task}:{split}")
+    return splits
+
+
 def write_task_folder(
     folder: str | Path,
     config: TaskConfig,
