@@ -149,7 +149,7 @@ def test_run_trained_in_memory_saves_and_loads(tiny_folder, tmp_path):
 
 def test_early_stopping_restores_the_best_epoch(tiny_folder):
     # A learning rate this high makes the validation loss jump about, so it stops early.
-    config = TrainConfig(model="mlp", epochs=40, patience=3, lr_patience=0, learning_rate=0.05, seed=0)
+    config = TrainConfig(model="mlp", epochs=40, patience=3, lr_patience=0, learning_rate=0.1, seed=0)
     stream = io.StringIO()
     run = train(tiny_folder, config, stream=stream)
     val_losses = [row["val_loss"] for row in run.history]
@@ -166,7 +166,7 @@ def test_early_stopping_restores_the_best_epoch(tiny_folder):
 
 
 def test_early_stopping_can_keep_the_last_epoch(tiny_folder):
-    config = TrainConfig(model="mlp", epochs=40, patience=3, restore_best=False, lr_patience=0, learning_rate=0.05, seed=0)
+    config = TrainConfig(model="mlp", epochs=40, patience=3, restore_best=False, lr_patience=0, learning_rate=0.1, seed=0)
     stream = io.StringIO()
     run = train(tiny_folder, config, stream=stream)
     last = run.history[-1]

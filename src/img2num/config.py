@@ -107,6 +107,10 @@ class DustConfig(_SyntheticSplits):
         return -(-self.height // self.cell) * -(-self.width // self.cell)
 
 
+# Ways to run the epochs (`TrainConfig.trainer`).
+TRAINERS = ("auto", "scan", "step", "fit")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How one model is trained.
@@ -135,6 +139,10 @@ class TrainConfig:
         weight_decay: Decoupled weight decay of AdamW; 0 uses plain Adam.
         augment: Random label-preserving flips (and 90-degree rotations of square images) of
             the training images; for tasks whose number does not depend on orientation.
+        trainer: How epochs run: "auto" (img2num's compiled loop on the JAX backend with the
+            data in memory, else Keras' `fit`), "scan" (whole epochs in one compiled call),
+            "step" (one compiled call per batch) or "fit" (Keras' own `model.fit`). All give
+            the same numbers; only the speed differs (see `img2num.loop`).
     """
 
     model: str = DEFAULT_MODEL
@@ -149,6 +157,7 @@ class TrainConfig:
     standardize_targets: bool = True
     weight_decay: float = 0.0
     augment: bool = False
+    trainer: str = "auto"
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -168,6 +177,7 @@ class TrainConfig:
             0.0 <= self.weight_decay < float("inf"),
             f"weight decay must be a non-negative number, got {self.weight_decay}",
         )
+        _require(self.trainer in TRAINERS, f"unknown trainer {self.trainer!r}; known: {', '.join(TRAINERS)}")
 
     @classmethod
     def plain(cls, **overrides) -> TrainConfig:

@@ -14,9 +14,11 @@ import numpy as np
 from img2num.bundle import Preprocessing, Run, TargetScaling
 from img2num.config import LR_REDUCTION_FACTOR, MIN_LR_SHARE, DataConfig, TrainConfig
 from img2num.data import Dataset, ImageFiles, resolve_splits, split_records
-from img2num.data.stream import fit_arguments
+from img2num.data.stream import batch_order_rng, fit_arguments
+from img2num.errors import Img2NumError
 from img2num.evaluation import regression_metrics
 from img2num.io import check_replaceable
+from img2num.loop import JaxLoop, choose_mode
 from img2num.models import create_model, get_model_spec
 
 
@@ -78,25 +80,23 @@ def train(
     callbacks = [c for c in (recorder, stopper, _lr_reduction(config)) if c is not None]
     if not quiet:
         callbacks.append(Progress(recorder, config.model, config.epochs, stream or sys.stderr, stopper))
+    trainer = choose_trainer(config.trainer, model, splits)
     started = time.perf_counter()
-    model.fit(
-        **fit_arguments(
-            splits["train"].with_labels(scaling.scale(splits["train"].y)),
-            splits["val"].with_labels(scaling.scale(splits["val"].y)),
-            preprocessing,
-            config.batch_size,
-            config.seed,
-        ),
-        epochs=config.epochs,
-        verbose=0,
-        callbacks=callbacks,
+    _fit(
+        model,
+        trainer,
+        splits["train"].with_labels(scaling.scale(splits["train"].y)),
+        splits["val"].with_labels(scaling.scale(splits["val"].y)),
+        preprocessing,
+        config,
+        callbacks,
     )
     seconds = time.perf_counter() - started
 
     run = Run(
         model,
         preprocessing,
-        _run_config(config, splits, model, seconds, recorder.history, stopper),
+        _run_config(config, splits, model, seconds, recorder.history, stopper) | {"trainer": trainer},
         recorder.history,
         target_scaling=scaling,
     )
@@ -105,6 +105,47 @@ def train(
     if run_dir is not None:
         run.save(run_dir, overwrite, extra=lambda folder: _write_extras(folder, run, splits, predictions))
     return run
+
+
+def choose_trainer(trainer: str, model, splits) -> str:
+    """The way epochs run (`TrainConfig.trainer`) for `model` on `splits`: "auto" becomes
+    img2num's compiled loop ("scan" or "step", by `loop.choose_mode`) on the JAX backend with
+    the data in memory, else Keras' "fit".
+
+    Raises:
+        Img2NumError: "scan" or "step" asked for on another backend or for data on disk.
+    """
+    if trainer == "fit":
+        return trainer
+    backend = keras.backend.backend()
+    streamed = any(isinstance(split, ImageFiles) for split in splits.values())
+    if backend != "jax" or streamed:
+        if trainer == "auto":
+            return "fit"
+        why = f"the {backend} backend" if backend != "jax" else "data streamed from disk"
+        raise Img2NumError(f"trainer {trainer!r} needs the JAX backend and data in memory, not {why}; use --trainer auto or fit")
+    return choose_mode(model) if trainer == "auto" else trainer
+
+
+def _fit(model, trainer: str, train_split, val_split, preprocessing, config: TrainConfig, callbacks) -> None:
+    """Run the epochs: img2num's loop, or `model.fit` with the batches in the same order."""
+    if trainer == "fit":
+        model.fit(
+            **fit_arguments(train_split, val_split, preprocessing, config.batch_size, config.seed),
+            epochs=config.epochs,
+            verbose=0,
+            callbacks=callbacks,
+        )
+        return
+    JaxLoop(model, trainer).fit(
+        preprocessing.apply(train_split.x, train_split.source),
+        train_split.y,
+        (preprocessing.apply(val_split.x, val_split.source), val_split.y),
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        callbacks=callbacks,
+        rng=batch_order_rng(config.seed),
+    )
 
 
 def _write_extras(folder: Path, run: Run, splits: dict, predictions: dict) -> None:

@@ -1,4 +1,5 @@
-"""Feeding Keras: arrays as they are, image files on disk as batches decoded by worker processes.
+"""Feeding training: the seeded batch order, and batches for Keras' `fit` (image files on disk
+decoded by worker processes).
 
 Imports Keras, so only training loads it.
 """
@@ -19,37 +20,50 @@ from img2num.data.images import decode_chunk, process_pool
 _AHEAD_PER_WORKER = 2
 
 
+def batch_order_rng(seed: int) -> np.random.Generator:
+    """The generator of the training batches' order, the same for every way of training."""
+    return np.random.default_rng(seed)
+
+
+def epoch_order(rng: np.random.Generator | None, samples: int) -> np.ndarray:
+    """Sample indices of one epoch: a permutation drawn from `rng`, or in order when None.
+
+    It orders the batches of `ImageBatches` and of img2num's own loop (`img2num.loop`), so both
+    see the same batches for a given seed.
+    """
+    return np.arange(samples) if rng is None else rng.permutation(samples)
+
+
+def batch_indices(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """`order` cut into batches of `batch_size`, the last one shorter; each batch sorted, which
+    reads files in order and does not change a batch's gradient."""
+    return [np.sort(order[start : start + batch_size]) for start in range(0, len(order), batch_size)]
+
+
 def fit_arguments(train, val, preprocessing, batch_size: int, seed: int) -> dict:
     """The data arguments of `model.fit` for a training and a validation split.
 
-    In-memory data (`Dataset`) goes in as scaled arrays, shuffled by Keras. Data on disk
-    (`ImageFiles`) goes in as `ImageBatches`, shuffled by a generator seeded with `seed`
-    (Keras would shuffle a `PyDataset` with Python's global random state).
+    Both go in as `ImageBatches`, the training batches shuffled by `batch_order_rng(seed)`
+    exactly as img2num's own loop (`img2num.loop`) orders them, so every backend and trainer
+    sees the same batches (Keras would shuffle with NumPy's global random state). Data on disk
+    (`ImageFiles`) is decoded batch by batch.
 
     Args:
         train: The training split; its labels are the targets (see `with_labels`).
         val: The validation split.
         preprocessing: Turns decoded images into model input.
         batch_size: Samples per step.
-        seed: Seed of the batch order of data on disk.
+        seed: Seed of the batch order.
 
     Returns:
         `x`, `y`, `batch_size`, `shuffle` and `validation_data` for `model.fit`.
     """
-    if isinstance(train, ImageFiles) or isinstance(val, ImageFiles):
-        return {
-            "x": ImageBatches(train, preprocessing, batch_size, shuffle=True, seed=seed),
-            "y": None,
-            "batch_size": None,
-            "shuffle": False,
-            "validation_data": ImageBatches(val, preprocessing, batch_size),
-        }
     return {
-        "x": preprocessing.apply(train.x, train.source),
-        "y": train.y,
-        "batch_size": batch_size,
-        "shuffle": True,
-        "validation_data": (preprocessing.apply(val.x, val.source), val.y),
+        "x": ImageBatches(train, preprocessing, batch_size, shuffle=True, seed=seed),
+        "y": None,
+        "batch_size": None,
+        "shuffle": False,
+        "validation_data": ImageBatches(val, preprocessing, batch_size),
     }
 
 
@@ -66,11 +80,11 @@ class ImageBatches(keras.utils.PyDataset):
         self.data = data
         self.preprocessing = preprocessing
         self.batch_size = batch_size
-        self.rng = np.random.default_rng(seed) if shuffle else None
+        self.rng = batch_order_rng(seed) if shuffle else None
         self._processes = getattr(data, "workers", None) or os.cpu_count() or 1
         self._pending: dict[int, object] = {}
         self._pool = None
-        self._order = self._new_order()
+        self._new_order()
         weakref.finalize(self, _shutdown, self.__dict__)
 
     def __len__(self) -> int:
@@ -94,10 +108,10 @@ class ImageBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         _shutdown(self.__dict__)
-        self._order = self._new_order()
+        self._new_order()
 
     def _indices(self, index: int) -> np.ndarray:
-        return np.sort(self._order[index * self.batch_size : (index + 1) * self.batch_size])
+        return self._batches[index]
 
     def _submit(self, index: int) -> None:
         if index in self._pending:
@@ -111,10 +125,8 @@ class ImageBatches(keras.utils.PyDataset):
             decode_chunk, paths, self.data.spec, True, False, Image.MAX_IMAGE_PIXELS
         )
 
-    def _new_order(self) -> np.ndarray:
-        if self.rng is None:
-            return np.arange(len(self.data))
-        return self.rng.permutation(len(self.data))
+    def _new_order(self) -> None:
+        self._batches = batch_indices(epoch_order(self.rng, len(self.data)), self.batch_size)
 
 
 def _shutdown(state: dict) -> None:
