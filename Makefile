@@ -12,10 +12,15 @@ DEMO_OUT ?= results/demo
 
 setup: $(STAMP)
 
+# PyTorch's CPU build: a bare `pip install torch` on Linux brings the CUDA build (several GB).
+# The pin matches the CPU wheel this project's machines carry; any torch>=2.4 works.
+TORCH ?= torch==2.13.0
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "img2num needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
 	@touch $(STAMP)
 

@@ -166,9 +166,11 @@ def test_streaming_batches_are_seeded_and_complete(photo_csv):
     again = ImageBatches(disk, pre, batch_size=10, shuffle=True, seed=5)
     assert np.array_equal(again[0][1], seen[0][1])
     assert np.array_equal(again[0][0], seen[0][0])
-    # Each epoch has a new order, the same one for the same seed.
+    # Each epoch (Keras calls on_epoch_begin) has a new order, the same one for the same seed.
+    batches.on_epoch_begin()
     second_epoch = [batches[i][1] for i in range(len(batches))]
     again.on_epoch_end()
+    again.on_epoch_begin()
     assert all(np.array_equal(again[i][1], second_epoch[i]) for i in range(len(again)))
     assert not np.array_equal(np.concatenate(second_epoch), labels)
     batches.on_epoch_end()

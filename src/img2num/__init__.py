@@ -7,6 +7,8 @@ import importlib
 import os
 
 # JAX is the measured default for the small models here; a user's KERAS_BACKEND wins.
+# The user's own choice, kept apart from the default set here (see img2num.backends).
+_USER_KERAS_BACKEND = os.environ.get("KERAS_BACKEND") or None
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 __version__ = "0.1.0"

@@ -229,7 +229,14 @@ class Run:
             Img2NumError: The images do not have the shape the model was trained on.
         """
         inputs = self.preprocessing.apply(x, source)
-        output = self.model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+        import keras
+
+        if keras.backend.backend() == "jax":
+            from img2num.loop import predict
+
+            output = predict(self.model, inputs, PREDICT_BATCH_SIZE)
+        else:
+            output = self.model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
         return self.target_scaling.restore(output).reshape(-1)
 
     def predict_data(self, data) -> np.ndarray:

@@ -12,17 +12,24 @@ from pathlib import Path
 
 from img2num import __version__
 from img2num.config import (
+    BACKENDS,
     CACHE_MB,
     PLAIN_SETTINGS,
     RECIPE_EPOCHS,
     RECIPE_MODELS,
     RESIZE_MODES,
+    TRAINERS,
     DataConfig,
     DustConfig,
     PointsConfig,
     TrainConfig,
 )
 from img2num.errors import Img2NumError
+
+BACKEND_HELP = (
+    "Keras backend: auto (KERAS_BACKEND when set, else the faster one for the model and image size), "
+    "jax, torch or tensorflow (default %(default)s)"
+)
 
 # Kept here rather than imported from img2num.data, which loads numpy; `--help` stays instant.
 TASK_CHOICES = ("points", "dust")
@@ -123,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--augment", action=argparse.BooleanOptionalAction, help="random flips and 90-degree rotations (square images) of training images, for numbers that do not depend on orientation (default: off)")
     command.add_argument("--val-fraction", type=_fraction, default=train_defaults.val_fraction, help="share held out for validation when no validation set is given (default %(default)s)")
     command.add_argument("--seed", type=_count, default=train_defaults.seed, help="seed of weights, shuffling and augmentation (default %(default)s)")
+    command.add_argument("--backend", choices=BACKENDS, default=train_defaults.backend, help=BACKEND_HELP)
+    command.add_argument("--trainer", choices=TRAINERS, default=train_defaults.trainer, help="how epochs run: auto (img2num's compiled loop on JAX with data in memory, else Keras' fit), scan, step or fit; all give the same numbers (default %(default)s)")
     command.add_argument("--run", type=Path, help="run folder (default: runs/MODEL, or runs/MODEL-2, ... if taken)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing run folder once the new run is complete")
     command.add_argument("--quiet", action="store_true", help="print no progress")
@@ -171,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--seed", type=_count, default=0, help="first training seed, also the seed of held-out shares (default %(default)s)")
     command.add_argument("--val-fraction", type=_fraction, default=train_defaults.val_fraction, help="share held out for validation when none is given (default %(default)s)")
     command.add_argument("--reference-mse", type=_positive_float, help="best possible test MSE of the task (default: from the data folder's task.json)")
+    command.add_argument("--backend", choices=BACKENDS, default=train_defaults.backend, help=BACKEND_HELP)
     command.add_argument("--no-runs", action="store_true", help="do not keep each trained run folder in OUT/runs")
     command.add_argument("--out", type=Path, default=Path("results/compare"), help="results folder (default %(default)s)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing results folder once the new one is complete")
@@ -367,6 +377,7 @@ def _compare(args) -> None:
         keep_runs=not args.no_runs,
         overwrite=args.overwrite,
         quiet=args.quiet,
+        backend=args.backend,
     )
     width = max(len(row["name"]) for row in summary["leaderboard"])
     for row in summary["leaderboard"]:
@@ -404,7 +415,7 @@ def _train_config(args) -> TrainConfig:
         name: getattr(args, name)
         for name in (
             "model", "epochs", "batch_size", "learning_rate", "seed", "val_fraction", "patience",
-            "restore_best", "lr_patience", "standardize_targets", "weight_decay", "augment",
+            "restore_best", "lr_patience", "standardize_targets", "weight_decay", "augment", "trainer", "backend",
         )
         if getattr(args, name) is not None
     }

@@ -13,6 +13,7 @@ from typing import TextIO
 
 import numpy as np
 
+from img2num.backends import choose_backend, select_backend
 from img2num.config import DataConfig, TrainConfig
 from img2num.data import Dataset, hold_out, read_task, reference_predictions, resolve_splits
 from img2num.errors import Img2NumError
@@ -49,6 +50,7 @@ def compare(
     overwrite: bool = False,
     quiet: bool = False,
     stream: TextIO | None = None,
+    backend: str = "auto",
 ) -> dict:
     """Train every named model and fit the baselines on the same splits, and report how they compare.
 
@@ -82,6 +84,8 @@ def compare(
         overwrite: Replace an existing results folder once the new one is complete.
         quiet: Print no progress.
         stream: Where progress goes (default: stderr).
+        backend: Keras backend for every model: "auto" (KERAS_BACKEND when set, else the
+            faster one for the models and image size, see `img2num.backends`) or a name.
 
     Returns:
         The content of `results.json` plus `folder`: data, settings, reference, every entry
@@ -96,16 +100,17 @@ def compare(
         raise Img2NumError(f"the number of seeds must be a whole number of at least 1, got {seeds!r}")
     if not 0.0 < test_fraction < 1.0:
         raise Img2NumError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    settings = {"backend": backend} if epochs is None else {"backend": backend, "epochs": epochs}
     configs = {
-        (name, s): TrainConfig(model=name, seed=s) if epochs is None else TrainConfig(model=name, epochs=epochs, seed=s)
-        for s in range(seed, seed + seeds)
-        for name in models
+        (name, s): TrainConfig(model=name, seed=s, **settings) for s in range(seed, seed + seeds) for name in models
     }
     task = read_task(data)
     reference_mse = _reference(task, reference_mse)
     check_replaceable(out_dir, overwrite)
     splits = _splits(data, val, test, val_fraction, test_fraction, seed, options)
     say = (lambda text: None) if quiet else _printer(stream or sys.stderr)
+    # One process runs on one backend: the faster one for the models, chosen before Keras loads.
+    select_backend(choose_backend(backend, models, splits["train"].image_shape))
 
     from img2num.training import train
 

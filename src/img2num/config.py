@@ -109,6 +109,8 @@ class DustConfig(_SyntheticSplits):
 
 # Ways to run the epochs (`TrainConfig.trainer`).
 TRAINERS = ("auto", "scan", "step", "fit")
+# Keras backends (`TrainConfig.backend`; see img2num.backends).
+BACKENDS = ("auto", "jax", "torch", "tensorflow")
 
 
 @dataclass(frozen=True)
@@ -143,6 +145,8 @@ class TrainConfig:
             data in memory, else Keras' `fit`), "scan" (whole epochs in one compiled call),
             "step" (one compiled call per batch) or "fit" (Keras' own `model.fit`). All give
             the same numbers; only the speed differs (see `img2num.loop`).
+        backend: Keras backend: "auto" (KERAS_BACKEND when set, else the faster one for the
+            model and image size, see `img2num.backends`), "jax", "torch" or "tensorflow".
     """
 
     model: str = DEFAULT_MODEL
@@ -158,6 +162,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     augment: bool = False
     trainer: str = "auto"
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -177,6 +182,7 @@ class TrainConfig:
             0.0 <= self.weight_decay < float("inf"),
             f"weight decay must be a non-negative number, got {self.weight_decay}",
         )
+        _require(self.backend in BACKENDS, f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
         _require(self.trainer in TRAINERS, f"unknown trainer {self.trainer!r}; known: {', '.join(TRAINERS)}")
 
     @classmethod

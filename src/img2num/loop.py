@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from img2num.data.stream import batch_indices, epoch_order
+from img2num.data.order import batch_indices, epoch_order
 
 SCAN = "scan"
 STEP = "step"
@@ -70,6 +70,7 @@ class JaxLoop:
         self._train_scan = None
         self._test_step = None
         self._test_scan = None
+        self._latest: tuple = ()
 
     def fit(
         self,
@@ -108,9 +109,12 @@ class JaxLoop:
             model.reset_metrics()
             callback_list.on_epoch_begin(epoch)
             batches = batch_indices(epoch_order(rng, len(x)), batch_size)
-            state = self._state(optimizer=True)
-            state, logs = self._train_epoch(state, x_device, y_device, batches)
-            self._sync(state, optimizer=True)
+            self._latest = self._state(optimizer=True)
+            try:
+                logs = self._train_epoch(x_device, y_device, batches)
+            finally:
+                # The steps reuse the variables' buffers: give the model the newest state.
+                self._sync(self._latest, optimizer=True)
             logs = {name: float(value) for name, value in logs.items()}
             if val is not None:
                 logs.update({f"val_{name}": value for name, value in self.evaluate(*val).items()})
@@ -140,24 +144,25 @@ class JaxLoop:
             state, logs = self._test_step(state, x, y, np.arange(full * size, len(x))[None], 0)
         return {name: float(value) for name, value in logs.items()}
 
-    def _train_epoch(self, state, x, y, batches: list[np.ndarray]):
+    def _train_epoch(self, x, y, batches: list[np.ndarray]) -> dict:
+        """One epoch from the state in `self._latest`, kept there after every compiled call."""
         import jax.numpy as jnp
 
         logs = {}
         if self.mode == SCAN:
             full = [batch for batch in batches if len(batch) == len(batches[0])]
             if self._train_scan is None:
-                self._train_scan = _compile_scan(self.model.train_step)
-            state, logs = self._train_scan(state, x, y, np.stack(full))
+                self._train_scan = _compile_scan(self.model.train_step, donate=True)
+            self._latest, logs = self._train_scan(self._latest, x, y, np.stack(full))
             batches = batches[len(full) :]
         if batches and self._train_step is None:
-            self._train_step = _compile_step(self.model.train_step)
+            self._train_step = _compile_step(self.model.train_step, donate=True)
         for group in _same_sizes(batches):
             # One transfer of the group's indices; each call picks its row on the device.
             rows = jnp.asarray(np.stack(group))
             for row in range(len(group)):
-                state, logs = self._train_step(state, x, y, rows, row)
-        return state, logs
+                self._latest, logs = self._train_step(self._latest, x, y, rows, row)
+        return logs
 
     def _state(self, optimizer: bool) -> tuple:
         model = self.model
@@ -189,9 +194,10 @@ def _same_sizes(batches: list[np.ndarray]) -> list[list[np.ndarray]]:
     return groups
 
 
-def _compile_step(step):
+def _compile_step(step, donate: bool = False):
     """One compiled call of Keras' stateless `step` on the batch of `x`, `y` whose sample
-    indices are row `row` of `rows`."""
+    indices are row `row` of `rows`; with `donate`, the state's buffers are reused for the new
+    state (as Keras' `fit` does)."""
     import jax
 
     def run(state, x, y, rows, row):
@@ -200,10 +206,10 @@ def _compile_step(step):
             logs, state = step(state, (x[indices], y[indices]))
         return state, logs
 
-    return jax.jit(run)
+    return jax.jit(run, donate_argnums=(0,) if donate else ())
 
 
-def _compile_scan(step):
+def _compile_scan(step, donate: bool = False):
     """One compiled call running Keras' stateless `step` on every row of `indices` in turn."""
     import jax
 
@@ -216,7 +222,7 @@ def _compile_scan(step):
         state, logs = jax.lax.scan(body, state, indices)
         return state, jax.tree_util.tree_map(lambda value: value[-1], logs)
 
-    return jax.jit(run)
+    return jax.jit(run, donate_argnums=(0,) if donate else ())
 
 
 def predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:

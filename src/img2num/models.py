@@ -15,23 +15,35 @@ from img2num.errors import Img2NumError
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered architecture: its name, a one-line description and its builder."""
+    """A registered architecture: its name, a one-line description and its builder.
+
+    `torch_from_pixels` is the image area (height x width) from which the model trains faster
+    on Keras' PyTorch backend than with img2num's loop on JAX, as `benchmarks/speed.py`
+    measured on CPUs; None when JAX was faster at every size measured (see `img2num.backends`).
+    """
 
     name: str
     description: str
     build: Callable
+    torch_from_pixels: int | None = None
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, description: str) -> Callable:
-    """Decorator that adds a builder `f(input_shape) -> keras.Model` to the registry."""
+def register_model(name: str, description: str, torch_from_pixels: int | None = None) -> Callable:
+    """Decorator that adds a builder `f(input_shape) -> keras.Model` to the registry.
+
+    Args:
+        name: The model's name.
+        description: One line for `img2num models`.
+        torch_from_pixels: Image area from which PyTorch trains it faster (see `ModelSpec`).
+    """
 
     def decorate(build: Callable) -> Callable:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, description, build)
+        _REGISTRY[name] = ModelSpec(name, description, build, torch_from_pixels)
         return build
 
     return decorate
@@ -157,6 +169,8 @@ def cnn_gap(input_shape: tuple[int, int, int]):
     "resnet",
     "small residual network with batch normalization: Conv2D stem, one residual block per "
     "16-32-64(-128) stage (stride 2 between stages), global average, Dense 256, one output",
+    # benchmarks/speed.py: JAX faster at 32x32, PyTorch at 64x64 (2 CPU cores).
+    torch_from_pixels=48 * 48,
 )
 def resnet(input_shape: tuple[int, int, int]):
     import keras

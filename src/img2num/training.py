@@ -8,18 +8,19 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-import keras
 import numpy as np
 
+from img2num.backends import choose_backend, select_backend
 from img2num.bundle import Preprocessing, Run, TargetScaling
 from img2num.config import LR_REDUCTION_FACTOR, MIN_LR_SHARE, DataConfig, TrainConfig
 from img2num.data import Dataset, ImageFiles, resolve_splits, split_records
-from img2num.data.stream import batch_order_rng, fit_arguments
+from img2num.data.order import batch_order_rng
 from img2num.errors import Img2NumError
 from img2num.evaluation import regression_metrics
 from img2num.io import check_replaceable
-from img2num.loop import JaxLoop, choose_mode
 from img2num.models import create_model, get_model_spec
+
+# Keras (and with it the backend) is imported only once `train` has chosen the backend.
 
 
 def train(
@@ -70,6 +71,10 @@ def train(
         data, val, test, val_fraction=config.val_fraction, seed=config.seed, options=data_options
     )
     shape = splits["train"].image_shape
+    select_backend(choose_backend(config.backend, [config.model], shape))
+    import keras
+
+    from img2num.callbacks import EpochRecorder, Progress
 
     keras.utils.set_random_seed(config.seed)
     preprocessing = Preprocessing.for_data(splits["train"])
@@ -115,6 +120,10 @@ def choose_trainer(trainer: str, model, splits) -> str:
     Raises:
         Img2NumError: "scan" or "step" asked for on another backend or for data on disk.
     """
+    import keras
+
+    from img2num.loop import choose_mode
+
     if trainer == "fit":
         return trainer
     backend = keras.backend.backend()
@@ -130,13 +139,22 @@ def choose_trainer(trainer: str, model, splits) -> str:
 def _fit(model, trainer: str, train_split, val_split, preprocessing, config: TrainConfig, callbacks) -> None:
     """Run the epochs: img2num's loop, or `model.fit` with the batches in the same order."""
     if trainer == "fit":
-        model.fit(
-            **fit_arguments(train_split, val_split, preprocessing, config.batch_size, config.seed),
+        from img2num.data.stream import fit_batches
+
+        fit_batches(
+            model,
+            train_split,
+            val_split,
+            preprocessing,
+            config.batch_size,
+            config.seed,
             epochs=config.epochs,
             verbose=0,
             callbacks=callbacks,
         )
         return
+    from img2num.loop import JaxLoop
+
     JaxLoop(model, trainer).fit(
         preprocessing.apply(train_split.x, train_split.source),
         train_split.y,
@@ -159,6 +177,8 @@ def _write_extras(folder: Path, run: Run, splits: dict, predictions: dict) -> No
 def build_model(config: TrainConfig, input_shape: tuple[int, int, int]):
     """The registered model of `config`, behind its augmentation when asked, compiled with MSE
     loss and Adam (AdamW with weight decay)."""
+    import keras
+
     model = create_model(config.model, input_shape)
     if config.augment:
         from img2num.layers import with_augmentation
@@ -172,7 +192,9 @@ def build_model(config: TrainConfig, input_shape: tuple[int, int, int]):
     return model
 
 
-def _early_stopping(config: TrainConfig) -> keras.callbacks.EarlyStopping | None:
+def _early_stopping(config: TrainConfig):
+    import keras
+
     if config.patience == 0:
         return None
     return keras.callbacks.EarlyStopping(
@@ -180,7 +202,9 @@ def _early_stopping(config: TrainConfig) -> keras.callbacks.EarlyStopping | None
     )
 
 
-def _lr_reduction(config: TrainConfig) -> keras.callbacks.ReduceLROnPlateau | None:
+def _lr_reduction(config: TrainConfig):
+    import keras
+
     if config.lr_patience == 0:
         return None
     return keras.callbacks.ReduceLROnPlateau(
@@ -213,103 +237,16 @@ def _draw_pictures(folder: Path, run: Run, splits: dict, predictions: dict) -> N
     )
 
 
-class EpochRecorder(keras.callbacks.Callback):
-    """Keras callback keeping `epoch`, `loss`, `val_loss`, wall seconds and the learning rate of
-    every epoch.
-
-    Args:
-        loss_factor: Factor turning the model's losses into the targets' original units (the
-            squared standard deviation when targets are standardized), so loss curves of models
-            trained either way compare directly.
-    """
-
-    def __init__(self, loss_factor: float = 1.0) -> None:
-        super().__init__()
-        self.loss_factor = loss_factor
-        self.history: list[dict] = []
-        self._started = 0.0
-        self._learning_rate = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self._started = time.perf_counter()
-        self._learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        logs = logs or {}
-        self.history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": float(logs["loss"]) * self.loss_factor,
-                "val_loss": float(logs["val_loss"]) * self.loss_factor,
-                "seconds": time.perf_counter() - self._started,
-                "learning_rate": self._learning_rate,
-            }
-        )
-
-
-class Progress(keras.callbacks.Callback):
-    """Keras callback printing the recorder's latest epoch: one updating line on a terminal,
-    else a line at the first epoch, every 10% and the last; and, when training stopped early,
-    the epoch whose weights were kept. It must come after the recorder."""
-
-    def __init__(
-        self,
-        recorder: EpochRecorder,
-        name: str,
-        epochs: int,
-        stream: TextIO,
-        stopper: keras.callbacks.EarlyStopping | None = None,
-    ) -> None:
-        super().__init__()
-        self.recorder = recorder
-        self.stopper = stopper
-        self.name = name
-        self.epochs = epochs
-        self.stream = stream
-        self.interactive = bool(getattr(stream, "isatty", lambda: False)())
-        self.every = max(1, epochs // 10)
-        self._printed = 0
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        row = self.recorder.history[-1]
-        done = row["epoch"]
-        if self.interactive:
-            self.stream.write("\r" + self._line(row) + ("\n" if done == self.epochs else ""))
-        elif done == 1 or done % self.every == 0 or done == self.epochs:
-            self.stream.write(self._line(row) + "\n")
-            self._printed = done
-        self.stream.flush()
-
-    def on_train_end(self, logs=None) -> None:
-        history = self.recorder.history
-        if self.stopper is None or not history:
-            return
-        last = history[-1]
-        if last["epoch"] < self.epochs:
-            if self.interactive:
-                self.stream.write("\n")
-            elif self._printed != last["epoch"]:
-                self.stream.write(self._line(last) + "\n")
-            self.stream.write(f"{self.name} stopped early: no lower val_loss for {self.stopper.patience} epochs\n")
-        kept = history[self.stopper.best_epoch] if self.stopper.restore_best_weights else last
-        self.stream.write(f"{self.name} kept the weights of epoch {kept['epoch']} (val_loss {kept['val_loss']:.4g})\n")
-        self.stream.flush()
-
-    def _line(self, row: dict) -> str:
-        return (
-            f"{self.name} epoch {row['epoch']}/{self.epochs}  loss {row['loss']:.4g}  "
-            f"val_loss {row['val_loss']:.4g}  {row['seconds']:.3f} s/epoch"
-        )
-
-
 def _run_config(
     config: TrainConfig,
     splits: dict,
     model,
     seconds: float,
     history: list[dict],
-    stopper: keras.callbacks.EarlyStopping | None,
+    stopper,
 ) -> dict:
+    import keras
+
     from img2num import __version__
 
     best_epoch = min(history, key=lambda row: row["val_loss"])["epoch"]

@@ -1,5 +1,4 @@
-"""Feeding training: the seeded batch order, and batches for Keras' `fit` (image files on disk
-decoded by worker processes).
+"""Batches for Keras' `fit`: arrays in memory, or image files on disk decoded by worker processes.
 
 Imports Keras, so only training loads it.
 """
@@ -15,56 +14,38 @@ import numpy as np
 
 from img2num.data.files import ImageFiles, stack_decoded
 from img2num.data.images import decode_chunk, process_pool
+from img2num.data.order import batch_indices, batch_order_rng, epoch_order
 
 # Batches decoded ahead of the one Keras asks for, per worker.
 _AHEAD_PER_WORKER = 2
 
 
-def batch_order_rng(seed: int) -> np.random.Generator:
-    """The generator of the training batches' order, the same for every way of training."""
-    return np.random.default_rng(seed)
+def fit_batches(model, train, val, preprocessing, batch_size: int, seed: int, **fit_options):
+    """Keras' `model.fit` on a training and a validation split, batch by batch.
 
-
-def epoch_order(rng: np.random.Generator | None, samples: int) -> np.ndarray:
-    """Sample indices of one epoch: a permutation drawn from `rng`, or in order when None.
-
-    It orders the batches of `ImageBatches` and of img2num's own loop (`img2num.loop`), so both
-    see the same batches for a given seed.
-    """
-    return np.arange(samples) if rng is None else rng.permutation(samples)
-
-
-def batch_indices(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """`order` cut into batches of `batch_size`, the last one shorter; each batch sorted, which
-    reads files in order and does not change a batch's gradient."""
-    return [np.sort(order[start : start + batch_size]) for start in range(0, len(order), batch_size)]
-
-
-def fit_arguments(train, val, preprocessing, batch_size: int, seed: int) -> dict:
-    """The data arguments of `model.fit` for a training and a validation split.
-
-    Both go in as `ImageBatches`, the training batches shuffled by `batch_order_rng(seed)`
-    exactly as img2num's own loop (`img2num.loop`) orders them, so every backend and trainer
-    sees the same batches (Keras would shuffle with NumPy's global random state). Data on disk
-    (`ImageFiles`) is decoded batch by batch.
+    Both go in as `ImageBatches`, the training batches in the order `batch_order_rng(seed)`
+    draws, exactly as img2num's own loop (`img2num.loop`) orders them, so every backend and
+    trainer sees the same batches (Keras would shuffle with NumPy's global random state). Data
+    on disk (`ImageFiles`) is decoded batch by batch.
 
     Args:
+        model: A compiled Keras model.
         train: The training split; its labels are the targets (see `with_labels`).
         val: The validation split.
         preprocessing: Turns decoded images into model input.
         batch_size: Samples per step.
         seed: Seed of the batch order.
+        **fit_options: More arguments of `model.fit` (epochs, callbacks, verbose).
 
     Returns:
-        `x`, `y`, `batch_size`, `shuffle` and `validation_data` for `model.fit`.
+        The `History` that `model.fit` returns.
     """
-    return {
-        "x": ImageBatches(train, preprocessing, batch_size, shuffle=True, seed=seed),
-        "y": None,
-        "batch_size": None,
-        "shuffle": False,
-        "validation_data": ImageBatches(val, preprocessing, batch_size),
-    }
+    batches = ImageBatches(train, preprocessing, batch_size, shuffle=True, seed=seed)
+    val_batches = ImageBatches(val, preprocessing, batch_size)
+    # Built from a validation batch: Keras would build from a training batch and so draw an
+    # extra epoch order before the first epoch.
+    model._symbolic_build(data_batch=val_batches[0])
+    return model.fit(batches, validation_data=val_batches, shuffle=False, **fit_options)
 
 
 class ImageBatches(keras.utils.PyDataset):
@@ -84,7 +65,7 @@ class ImageBatches(keras.utils.PyDataset):
         self._processes = getattr(data, "workers", None) or os.cpu_count() or 1
         self._pending: dict[int, object] = {}
         self._pool = None
-        self._new_order()
+        self._batches: list[np.ndarray] | None = None
         weakref.finalize(self, _shutdown, self.__dict__)
 
     def __len__(self) -> int:
@@ -106,11 +87,15 @@ class ImageBatches(keras.utils.PyDataset):
         inputs = self.preprocessing.apply(x, self.data.source)
         return (inputs,) if y is None else (inputs, y)
 
-    def on_epoch_end(self) -> None:
-        _shutdown(self.__dict__)
+    def on_epoch_begin(self) -> None:
         self._new_order()
 
+    def on_epoch_end(self) -> None:
+        _shutdown(self.__dict__)
+
     def _indices(self, index: int) -> np.ndarray:
+        if self._batches is None:
+            self._new_order()
         return self._batches[index]
 
     def _submit(self, index: int) -> None:

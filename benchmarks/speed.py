@@ -1,0 +1,253 @@
+"""Training and prediction speed: img2num's trainer beside plain Keras `model.fit`, per backend.
+
+For each workload (model, image shape, samples) and each installed Keras backend, one worker
+process trains fresh copies of the model with plain `model.fit(x, y, batch_size=32,
+shuffle=True, validation_data=...)` and with img2num's trainer (on JAX its compiled loop,
+`img2num.loop`; elsewhere `fit` fed by img2num's batches), in alternating order, round after
+round; then it times prediction with Keras' `model.predict` and with img2num's (`Run.predict`'s
+path). It prints seconds per epoch (median over the epochs after each run's first, which
+compiles), the per-pair ratio, images per second, the worker's peak memory, and which backend
+`--backend auto` picks beside the fastest one measured.
+
+    .venv/bin/python benchmarks/speed.py                  # JAX and PyTorch
+    .venv/bin/python benchmarks/speed.py --quick          # fewer rounds and epochs
+    .venv/bin/python benchmarks/speed.py --only mlp16,cnn16 --rounds 5
+    # TensorFlow, the tutorial's own stack, joins when installed: pip install -e '.[bench]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    model: str
+    shape: tuple[int, int, int]
+    train: int
+    val: int
+    epochs: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {'x'.join(map(str, self.shape))}, {self.train} images"
+
+
+WORKLOADS = [
+    # The tutorial's two models on its data size.
+    Workload("mlp16", "mlp", (16, 16, 1), 1500, 300, 8),
+    Workload("cnn16", "cnn", (16, 16, 1), 1500, 300, 6),
+    # The default model and the convolutional ones on photo-like RGB images.
+    Workload("pixel_gap64", "pixel_gap", (64, 64, 3), 512, 128, 4),
+    Workload("cnn_gap64", "cnn_gap", (64, 64, 3), 512, 128, 3),
+    Workload("resnet32", "resnet", (32, 32, 1), 1200, 240, 3),
+    Workload("resnet64", "resnet", (64, 64, 3), 512, 128, 3),
+]
+BACKENDS = ("jax", "torch", "tensorflow")
+BATCH_SIZE = 32
+PREDICT_IMAGES = 2048
+
+
+def worker(key: str, rounds: int, epochs_scale: float) -> dict:
+    """Runs in a process whose KERAS_BACKEND is set: the A/B pairs of one workload."""
+    import resource
+
+    import keras
+    import numpy as np
+
+    from img2num.bundle import Preprocessing
+    from img2num.config import PREDICT_BATCH_SIZE, TrainConfig
+    from img2num.data import Dataset
+    from img2num.data.order import batch_order_rng
+    from img2num.data.stream import fit_batches
+    from img2num.training import build_model, choose_trainer
+
+    workload = next(w for w in WORKLOADS if w.key == key)
+    epochs = max(2, round(workload.epochs * epochs_scale))
+    rng = np.random.default_rng(0)
+
+    def images(count):
+        x = rng.integers(0, 256, (count, *workload.shape), dtype=np.uint8)
+        return Dataset(x, x.reshape(count, -1).mean(axis=1).astype(np.float32), "random")
+
+    train, val = images(workload.train), images(workload.val)
+    preprocessing = Preprocessing.for_data(train)
+    x, vx = preprocessing.apply(train.x), preprocessing.apply(val.x)
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._started)
+
+    def fresh():
+        keras.utils.set_random_seed(0)
+        return build_model(TrainConfig(model=workload.model), workload.shape)
+
+    trainer = choose_trainer("auto", fresh(), {"train": train})
+
+    def run(kind):
+        model, timer = fresh(), EpochTimer()
+        if kind == "fit":
+            model.fit(
+                x, train.y, batch_size=BATCH_SIZE, epochs=epochs, shuffle=True,
+                validation_data=(vx, val.y), verbose=0, callbacks=[timer],
+            )
+        elif trainer == "fit":
+            fit_batches(model, train, val, preprocessing, BATCH_SIZE, 0, epochs=epochs, verbose=0, callbacks=[timer])
+        else:
+            from img2num.loop import JaxLoop
+
+            JaxLoop(model, trainer).fit(
+                x, train.y, (vx, val.y), batch_size=BATCH_SIZE, epochs=epochs, callbacks=[timer], rng=batch_order_rng(0)
+            )
+        return model, timer.seconds
+
+    seconds = {"fit": [], "img2num": []}
+    first = {"fit": [], "img2num": []}
+    for number in range(rounds):
+        for kind in ("fit", "img2num") if number % 2 == 0 else ("img2num", "fit"):
+            model, times = run(kind)
+            first[kind].append(times[0])
+            seconds[kind].extend(times[1:])
+
+    probe = rng.random((PREDICT_IMAGES, *workload.shape)).astype(np.float32)
+    if keras.backend.backend() == "jax":
+        from img2num.loop import predict
+
+        ours = lambda: predict(model, probe, PREDICT_BATCH_SIZE)  # noqa: E731
+    else:
+        ours = lambda: model.predict(probe, batch_size=PREDICT_BATCH_SIZE, verbose=0)  # noqa: E731
+    theirs = lambda: model.predict(probe, batch_size=PREDICT_BATCH_SIZE, verbose=0)  # noqa: E731
+    rates = {"fit": [], "img2num": []}
+    for function in (ours, theirs):
+        function()
+    for _ in range(3):
+        for kind, function in (("fit", theirs), ("img2num", ours)):
+            started = time.perf_counter()
+            function()
+            rates[kind].append(PREDICT_IMAGES / (time.perf_counter() - started))
+    return {
+        "trainer": trainer,
+        "epoch_seconds": {kind: statistics.median(values) for kind, values in seconds.items()},
+        "first_epoch_seconds": {kind: statistics.median(values) for kind, values in first.items()},
+        "epochs_timed": {kind: len(values) for kind, values in seconds.items()},
+        "images_per_second": {kind: statistics.median(values) for kind, values in rates.items()},
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def measure(backend: str, key: str, rounds: int, epochs_scale: float) -> dict:
+    """One worker process on `backend`; its result, or {"error": ...}."""
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    command = [sys.executable, __file__, "--worker", key, "--rounds", str(rounds), "--epochs-scale", str(epochs_scale)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="A/B rounds per workload (default %(default)s)")
+    parser.add_argument("--quick", action="store_true", help="one round, fewer epochs")
+    parser.add_argument("--only", help="comma-separated workload keys: " + ", ".join(w.key for w in WORKLOADS))
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="backends to try when installed (default %(default)s)")
+    parser.add_argument("--json", help="also write every figure to this JSON file")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.rounds, args.epochs_scale)))
+        return
+
+    from importlib.metadata import version
+
+    from img2num.backends import preferred_backend
+
+    rounds, scale = (1, 0.6) if args.quick else (args.rounds, 1.0)
+    keys = args.only.split(",") if args.only else [w.key for w in WORKLOADS]
+    workloads = [w for w in WORKLOADS if w.key in keys]
+    backends = [b for b in args.backends.split(",") if importlib.util.find_spec(b) is not None]
+    missing = [b for b in args.backends.split(",") if b not in backends]
+    installed = ", ".join(f"{name} {version(name)}" for name in ("keras", "jax", "torch") if importlib.util.find_spec(name))
+    print(f"{installed}, {os.cpu_count()} CPUs, batch {BATCH_SIZE}, {rounds} A/B rounds")
+    if missing:
+        print(f"not installed, left out: {', '.join(missing)} (pip install -e '.[bench]' adds tensorflow)")
+
+    results: dict = {}
+    for workload in workloads:
+        for backend in backends:
+            results[(workload.key, backend)] = measure(backend, workload.key, rounds, scale)
+            print(f"  measured {workload.key} on {backend}", file=sys.stderr, flush=True)
+
+    print("\ntraining, seconds per epoch (median of the epochs after each run's first) and peak memory")
+    header = f"{'workload':<34} {'backend':<10} {'plain fit':>10} {'img2num':>10} {'trainer':>8} {'ratio':>7} {'peak MB':>8}"
+    print(header)
+    for workload in workloads:
+        for backend in backends:
+            result = results[(workload.key, backend)]
+            if "error" in result:
+                print(f"{workload.label:<34} {backend:<10} failed: {result['error']}")
+                continue
+            fit, ours = result["epoch_seconds"]["fit"], result["epoch_seconds"]["img2num"]
+            print(
+                f"{workload.label:<34} {backend:<10} {fit:>10.4f} {ours:>10.4f} {result['trainer']:>8} "
+                f"{fit / ours:>6.2f}x {result['peak_mb']:>8.0f}"
+            )
+
+    print("\nprediction, images per second (batches of 256, 2048 images)")
+    print(f"{'workload':<34} {'backend':<10} {'keras':>10} {'img2num':>10} {'ratio':>7}")
+    for workload in workloads:
+        for backend in backends:
+            result = results[(workload.key, backend)]
+            if "error" not in result:
+                theirs, ours = result["images_per_second"]["fit"], result["images_per_second"]["img2num"]
+                print(f"{workload.label:<34} {backend:<10} {theirs:>10,.0f} {ours:>10,.0f} {ours / theirs:>6.2f}x")
+
+    print("\nfastest per workload: img2num on each backend, against the fastest plain fit, and the auto rule")
+    print(f"{'workload':<34} {'fastest':<22} {'vs best plain fit':>18} {'auto picks':>11}")
+    for workload in workloads:
+        ours = {b: results[(workload.key, b)]["epoch_seconds"]["img2num"] for b in backends if "error" not in results[(workload.key, b)]}
+        plain = {b: results[(workload.key, b)]["epoch_seconds"]["fit"] for b in backends if "error" not in results[(workload.key, b)]}
+        if not ours:
+            continue
+        best = min(ours, key=ours.get)
+        best_plain = min(plain, key=plain.get)
+        auto = preferred_backend([workload.model], workload.shape)
+        print(
+            f"{workload.label:<34} {best + f' {ours[best]:.4f} s':<22} "
+            f"{plain[best_plain] / ours[best]:>8.2f}x ({best_plain}) {auto:>11}"
+            + ("" if auto == best else f"  (auto: {ours.get(auto, float('nan')):.4f} s)")
+        )
+    tutorial = [w for w in workloads if w.key in ("mlp16", "cnn16")]
+    if tutorial and "jax" in backends:
+        print("\ntargets on the tutorial's models, img2num on JAX against plain fit:")
+        for workload in tutorial:
+            ours = results[(workload.key, "jax")]["epoch_seconds"]["img2num"]
+            line = f"  {workload.model}: {ours:.4f} s/epoch"
+            for backend in backends:
+                plain = results[(workload.key, backend)]["epoch_seconds"]["fit"]
+                line += f", {plain / ours:.2f}x faster than fit on {backend}"
+            print(line)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump({f"{key}/{backend}": value for (key, backend), value in results.items()}, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Which Keras backend trains: the user's choice, or the faster one for the model and images.
+
+Keras reads its backend once, when it is first imported, so the choice is made before that
+(`select_backend`). The rule for "auto" comes from `benchmarks/speed.py` on CPUs: img2num's
+compiled loop on JAX is fastest for small models and images (it removes the per-step overhead
+that dominates them), and Keras on PyTorch, whose oneDNN convolutions are about twice as fast
+as XLA's on the CPU, for convolutional models with enough work per image; each registered
+model states from which image area that holds (`ModelSpec.torch_from_pixels`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+
+from img2num.config import BACKENDS
+from img2num.errors import Img2NumError
+from img2num.models import get_model_spec
+
+# The backend when nothing else decides.
+DEFAULT_BACKEND = "jax"
+# The Python package each backend needs.
+_PACKAGES = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}
+
+
+def user_backend() -> str | None:
+    """The backend the user named in KERAS_BACKEND before img2num set its default, if any."""
+    import img2num
+
+    return img2num._USER_KERAS_BACKEND
+
+
+def loaded_backend() -> str | None:
+    """The backend Keras runs on, or None while Keras is not imported yet."""
+    if "keras" not in sys.modules:
+        return None
+    return sys.modules["keras"].backend.backend()
+
+
+def preferred_backend(models: Sequence[str], image_shape: Sequence[int]) -> str:
+    """The faster backend by the rule of the module docstring: "torch" when any of `models`
+    trains faster there on images of `image_shape` (and PyTorch is installed), else "jax"."""
+    pixels = int(image_shape[0]) * int(image_shape[1])
+    for name in models:
+        threshold = get_model_spec(name).torch_from_pixels
+        if threshold is not None and pixels >= threshold and _installed("torch"):
+            return "torch"
+    return DEFAULT_BACKEND
+
+
+def choose_backend(requested: str, models: Sequence[str], image_shape: Sequence[int]) -> str:
+    """The backend to train on: an explicit request; for "auto", KERAS_BACKEND when the user set
+    it, Keras' backend when Keras is already imported, else `preferred_backend`.
+
+    Raises:
+        Img2NumError: The name is unknown.
+    """
+    if requested not in BACKENDS:
+        raise Img2NumError(f"unknown backend {requested!r}; known: {', '.join(BACKENDS)}")
+    if requested != "auto":
+        return requested
+    return user_backend() or loaded_backend() or preferred_backend(models, image_shape)
+
+
+def select_backend(name: str) -> None:
+    """Make Keras run on `name`: set KERAS_BACKEND before Keras is imported.
+
+    Raises:
+        Img2NumError: The backend's package is not installed, or Keras already runs on another
+            backend in this process.
+    """
+    if name not in _PACKAGES:
+        raise Img2NumError(f"unknown backend {name!r}; known: {', '.join(_PACKAGES)}")
+    if not _installed(_PACKAGES[name]):
+        extra = " (pip install 'img2num[bench]')" if name == "tensorflow" else ""
+        raise Img2NumError(f"the {name} backend is not installed: no Python package {_PACKAGES[name]!r}{extra}")
+    loaded = loaded_backend()
+    if loaded is not None and loaded != name:
+        raise Img2NumError(
+            f"Keras already runs on {loaded} in this process; set KERAS_BACKEND={name} before importing Keras"
+        )
+    os.environ["KERAS_BACKEND"] = name
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None

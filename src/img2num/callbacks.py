@@ -1,0 +1,97 @@
+"""Keras callbacks of img2num's training: the per-epoch record and the progress lines."""
+
+from __future__ import annotations
+
+import time
+from typing import TextIO
+
+import keras
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Keras callback keeping `epoch`, `loss`, `val_loss`, wall seconds and the learning rate of
+    every epoch.
+
+    Args:
+        loss_factor: Factor turning the model's losses into the targets' original units (the
+            squared standard deviation when targets are standardized), so loss curves of models
+            trained either way compare directly.
+    """
+
+    def __init__(self, loss_factor: float = 1.0) -> None:
+        super().__init__()
+        self.loss_factor = loss_factor
+        self.history: list[dict] = []
+        self._started = 0.0
+        self._learning_rate = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._started = time.perf_counter()
+        self._learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        self.history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(logs["loss"]) * self.loss_factor,
+                "val_loss": float(logs["val_loss"]) * self.loss_factor,
+                "seconds": time.perf_counter() - self._started,
+                "learning_rate": self._learning_rate,
+            }
+        )
+
+
+class Progress(keras.callbacks.Callback):
+    """Keras callback printing the recorder's latest epoch: one updating line on a terminal,
+    else a line at the first epoch, every 10% and the last; and, when training stopped early,
+    the epoch whose weights were kept. It must come after the recorder."""
+
+    def __init__(
+        self,
+        recorder: EpochRecorder,
+        name: str,
+        epochs: int,
+        stream: TextIO,
+        stopper: keras.callbacks.EarlyStopping | None = None,
+    ) -> None:
+        super().__init__()
+        self.recorder = recorder
+        self.stopper = stopper
+        self.name = name
+        self.epochs = epochs
+        self.stream = stream
+        self.interactive = bool(getattr(stream, "isatty", lambda: False)())
+        self.every = max(1, epochs // 10)
+        self._printed = 0
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        row = self.recorder.history[-1]
+        done = row["epoch"]
+        if self.interactive:
+            self.stream.write("\r" + self._line(row) + ("\n" if done == self.epochs else ""))
+        elif done == 1 or done % self.every == 0 or done == self.epochs:
+            self.stream.write(self._line(row) + "\n")
+            self._printed = done
+        self.stream.flush()
+
+    def on_train_end(self, logs=None) -> None:
+        history = self.recorder.history
+        if self.stopper is None or not history:
+            return
+        last = history[-1]
+        if last["epoch"] < self.epochs:
+            if self.interactive:
+                self.stream.write("\n")
+            elif self._printed != last["epoch"]:
+                self.stream.write(self._line(last) + "\n")
+            self.stream.write(f"{self.name} stopped early: no lower val_loss for {self.stopper.patience} epochs\n")
+        kept = history[self.stopper.best_epoch] if self.stopper.restore_best_weights else last
+        self.stream.write(f"{self.name} kept the weights of epoch {kept['epoch']} (val_loss {kept['val_loss']:.4g})\n")
+        self.stream.flush()
+
+    def _line(self, row: dict) -> str:
+        return (
+            f"{self.name} epoch {row['epoch']}/{self.epochs}  loss {row['loss']:.4g}  "
+            f"val_loss {row['val_loss']:.4g}  {row['seconds']:.3f} s/epoch"
+        )

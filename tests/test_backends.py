@@ -1,0 +1,154 @@
+"""Backends: the auto rule, the one-line errors, and models that train and predict alike on JAX
+and PyTorch."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import one_line_error, run_cli
+from img2num import backends
+from img2num.backends import choose_backend, preferred_backend, select_backend
+from img2num.bundle import load_run
+from img2num.data import load_dataset
+from img2num.errors import Img2NumError
+from img2num.models import list_models
+
+torch_installed = pytest.mark.skipif(not backends._installed("torch"), reason="PyTorch is not installed")
+
+
+def run_python(code: str, backend: str, cwd) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh Python whose Keras runs on `backend`; fail the test on an error."""
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@torch_installed
+def test_auto_rule_picks_torch_only_where_the_registry_says():
+    assert preferred_backend(["resnet"], (64, 64, 3)) == "torch"
+    assert preferred_backend(["resnet"], (48, 48, 1)) == "torch"
+    assert preferred_backend(["resnet"], (32, 32, 3)) == "jax"
+    assert preferred_backend(["mlp", "cnn", "cnn_gap", "pixel_gap"], (128, 128, 3)) == "jax"
+    # One model that prefers PyTorch decides for a process that trains several.
+    assert preferred_backend(["pixel_gap", "resnet"], (64, 64, 3)) == "torch"
+    assert [spec.name for spec in list_models() if spec.torch_from_pixels] == ["resnet"]
+
+
+def test_auto_respects_the_user_and_a_loaded_keras(monkeypatch):
+    assert choose_backend("torch", ["mlp"], (16, 16, 1)) == "torch"
+    monkeypatch.setattr("img2num._USER_KERAS_BACKEND", "tensorflow")
+    assert choose_backend("auto", ["resnet"], (64, 64, 3)) == "tensorflow"
+    monkeypatch.setattr("img2num._USER_KERAS_BACKEND", None)
+    # The tests run Keras on JAX, loaded already: auto keeps it.
+    import keras  # noqa: F401
+
+    assert choose_backend("auto", ["resnet"], (64, 64, 3)) == "jax"
+    with pytest.raises(Img2NumError, match="unknown backend 'theano'; known: auto, jax, torch, tensorflow"):
+        choose_backend("theano", ["mlp"], (16, 16, 1))
+
+
+@torch_installed
+def test_switching_a_loaded_keras_is_refused():
+    import keras  # noqa: F401
+
+    select_backend("jax")
+    with pytest.raises(Img2NumError, match="Keras already runs on jax in this process; set KERAS_BACKEND=torch"):
+        select_backend("torch")
+
+
+def test_a_missing_backend_is_one_line(tiny_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(backends, "_installed", lambda package: package != "tensorflow")
+    status, _, err = run_cli(capsys, "train", tiny_folder, "--backend", "tensorflow", "--run", tmp_path / "run")
+    assert status == 1
+    assert one_line_error(err) == (
+        "img2num: error: the tensorflow backend is not installed: no Python package 'tensorflow' "
+        "(pip install 'img2num[bench]')"
+    )
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_trainer_that_cannot_run_is_one_line(photo_csv, tmp_path, capsys):
+    status, _, err = run_cli(
+        capsys, "train", photo_csv, "--trainer", "scan", "--cache-mb", "0", "--epochs", "1", "--run", tmp_path / "run"
+    )
+    assert status == 1
+    assert one_line_error(err) == (
+        "img2num: error: trainer 'scan' needs the JAX backend and data in memory, not data streamed from disk; "
+        "use --trainer auto or fit"
+    )
+
+
+@torch_installed
+def test_every_model_trains_alike_on_jax_and_torch(tmp_path):
+    """From the same initial weights and batches, one epoch on PyTorch (Keras' fit) and on JAX
+    (img2num's loop) end at the same predictions."""
+    code = """
+        import sys
+        import keras
+        import numpy as np
+        from img2num.bundle import Preprocessing
+        from img2num.config import TrainConfig
+        from img2num.data import Dataset
+        from img2num.data.order import batch_order_rng
+        from img2num.data.stream import fit_batches
+        from img2num.models import list_models
+        from img2num.training import build_model
+
+        rng = np.random.default_rng(0)
+        x = (rng.random((64, 8, 8, 1)) < 0.4).astype(np.uint8)
+        train = Dataset(x, x.reshape(64, -1).sum(axis=1).astype(np.float32) / 4, "tiny")
+        probe = rng.random((10, 8, 8, 1)).astype(np.float32)
+        preprocessing = Preprocessing.for_data(train)
+        for spec in list_models():
+            keras.utils.set_random_seed(0)
+            model = build_model(TrainConfig(model=spec.name, learning_rate=0.01), (8, 8, 1))
+            if sys.argv[0] == "-c" and keras.backend.backend() == "jax":
+                model.save(f"{spec.name}.keras")
+                from img2num.loop import JaxLoop
+
+                JaxLoop(model).fit(preprocessing.apply(train.x), train.y, epochs=1, rng=batch_order_rng(3))
+            else:
+                model.set_weights(keras.saving.load_model(f"{spec.name}.keras", compile=False).get_weights())
+                fit_batches(model, train, train, preprocessing, 32, 3, epochs=1, verbose=0)
+            np.save(f"{spec.name}-{keras.backend.backend()}.npy", keras.ops.convert_to_numpy(model(probe, training=False)))
+    """
+    run_python(code, "jax", tmp_path)
+    run_python(code, "torch", tmp_path)
+    for spec in list_models():
+        on_jax, on_torch = np.load(tmp_path / f"{spec.name}-jax.npy"), np.load(tmp_path / f"{spec.name}-torch.npy")
+        assert np.allclose(on_jax, on_torch, rtol=1e-4, atol=1e-4 * np.abs(on_jax).max()), spec.name
+
+
+@torch_installed
+def test_a_bundle_predicts_the_same_on_the_other_backend(trained_run, tiny_folder, tmp_path, capsys):
+    test = load_dataset(tiny_folder / "test.npz")
+    code = f"""
+        import json
+        from img2num.bundle import load_run
+        from img2num.data import load_dataset
+        run = load_run({str(trained_run.path)!r})
+        print(json.dumps(run.predict(load_dataset({str(tiny_folder / 'test.npz')!r}).x).tolist()))
+    """
+    on_torch = json.loads(run_python(code, "torch", tmp_path).stdout.splitlines()[-1])
+    assert np.allclose(on_torch, trained_run.predict(test.x), rtol=1e-5, atol=1e-4)
+
+    # And back: trained on PyTorch, predicting on JAX.
+    torch_run = tmp_path / "torch-run"
+    train = f"from img2num.cli import main; main(['train', {str(tiny_folder)!r}, '--model', 'cnn', '--epochs', '2', '--run', {str(torch_run)!r}, '--quiet'])"
+    run_python(train, "torch", tmp_path)
+    config = json.loads((torch_run / "config.json").read_text())
+    assert config["backend"] == "torch" and config["trainer"] == "fit"
+    status, out, _ = run_cli(capsys, "evaluate", torch_run, tiny_folder / "test.npz", "--output", tmp_path / "eval.json")
+    assert status == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["mse"] == pytest.approx(
+        json.loads((torch_run / "metrics.json").read_text())["test"]["mse"], rel=1e-5
+    )
+    assert load_run(torch_run).predict(test.x).shape == (30,)
