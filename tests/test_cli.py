@@ -19,15 +19,17 @@ from img2num.data import load_dataset
 TINY_DATA = ["--height", "8", "--width", "8", "--train-size", "64", "--val-size", "16", "--test-size", "25"]
 
 
-def test_help_and_models_do_not_import_keras():
+def test_help_models_and_generate_do_not_import_keras(tmp_path):
     code = (
         "import sys; from img2num.cli import main\n"
         "assert main(['models']) == 0\n"
-        "print('heavy:', sorted(m for m in ('keras', 'jax', 'matplotlib') if m in sys.modules))"
+        f"assert main(['generate', {str(tmp_path / 'd')!r}, '--train-size', '5', '--val-size', '2', '--test-size', '2']) == 0\n"
+        "print('heavy:', sorted(m for m in ('keras', 'jax', 'torch', 'tensorflow', 'matplotlib') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.splitlines()[0].startswith("mlp ")
     assert result.stdout.splitlines()[1].startswith("cnn ")
+    assert (tmp_path / "d" / "train.npz").exists()
     assert result.stdout.splitlines()[-1] == "heavy: []"
 
 

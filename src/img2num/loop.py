@@ -67,7 +67,7 @@ class JaxLoop:
         self.mode = mode or choose_mode(model)
         self.eval_batch_size = eval_batch_size
         self._train_step = None
-        self._train_scan = None
+        self._epoch = None
         self._test_step = None
         self._test_scan = None
         self._latest: tuple = ()
@@ -110,14 +110,19 @@ class JaxLoop:
             callback_list.on_epoch_begin(epoch)
             batches = batch_indices(epoch_order(rng, len(x)), batch_size)
             self._latest = self._state(optimizer=True)
+            val_logs = None
             try:
-                logs = self._train_epoch(x_device, y_device, batches)
+                if self.mode == SCAN:
+                    logs, val_logs = self._scan_epoch(x_device, y_device, batches, val)
+                else:
+                    logs = self._step_epoch(x_device, y_device, batches)
             finally:
                 # The steps reuse the variables' buffers: give the model the newest state.
                 self._sync(self._latest, optimizer=True)
             logs = {name: float(value) for name, value in logs.items()}
             if val is not None:
-                logs.update({f"val_{name}": value for name, value in self.evaluate(*val).items()})
+                val_logs = self.evaluate(*val) if val_logs is None else val_logs
+                logs.update({f"val_{name}": float(value) for name, value in val_logs.items()})
             callback_list.on_epoch_end(epoch, logs)
             if model.stop_training:
                 break
@@ -130,32 +135,43 @@ class JaxLoop:
         """Keras' test metrics (`loss`) of the model on device arrays, batch by batch."""
         self.model.reset_metrics()
         state = self._state(optimizer=False)
-        size = min(self.eval_batch_size, len(x))
-        full = len(x) // size
-        logs = {}
-        if full:
-            if self._test_scan is None:
-                self._test_scan = _compile_scan(self.model.test_step)
-            indices = np.arange(full * size).reshape(full, size)
-            state, logs = self._test_scan(state, x, y, indices)
-        if full * size < len(x):
+        full, tail = self._validation_rows(len(x))
+        if self._test_scan is None:
+            self._test_scan = _compile_scan(self.model.test_step)
+        state, logs = self._test_scan(state, x, y, full)
+        if tail is not None:
             if self._test_step is None:
                 self._test_step = _compile_step(self.model.test_step)
-            state, logs = self._test_step(state, x, y, np.arange(full * size, len(x))[None], 0)
+            state, logs = self._test_step(state, x, y, tail, 0)
         return {name: float(value) for name, value in logs.items()}
 
-    def _train_epoch(self, x, y, batches: list[np.ndarray]) -> dict:
+    def _validation_rows(self, samples: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Validation sample indices: full batches of `eval_batch_size` as rows, and the rest
+        (as one row, or None)."""
+        size = min(self.eval_batch_size, samples)
+        full = samples // size
+        rest = np.arange(full * size, samples)[None]
+        return np.arange(full * size).reshape(full, size), rest if rest.size else None
+
+    def _scan_epoch(self, x, y, batches: list[np.ndarray], val) -> tuple[dict, dict | None]:
+        """One epoch and the validation after it, in one compiled call (every shape is the same
+        from epoch to epoch, so it compiles once)."""
+        if self._epoch is None:
+            self.model.reset_metrics()
+            metrics_start = [v.value for v in self.model.metrics_variables]
+            self._epoch = functools.partial(_compile_epoch(self.model.train_step, self.model.test_step), metrics_start=metrics_start)
+        full = np.stack([batch for batch in batches if len(batch) == len(batches[0])])
+        tail = batches[-1][None] if len(batches[-1]) != len(batches[0]) else None
+        val_parts = None if val is None else (*val, *self._validation_rows(len(val[0])))
+        self._latest, logs, val_logs = self._epoch(self._latest, x, y, full, tail, val_parts)
+        return logs, val_logs
+
+    def _step_epoch(self, x, y, batches: list[np.ndarray]) -> dict:
         """One epoch from the state in `self._latest`, kept there after every compiled call."""
         import jax.numpy as jnp
 
         logs = {}
-        if self.mode == SCAN:
-            full = [batch for batch in batches if len(batch) == len(batches[0])]
-            if self._train_scan is None:
-                self._train_scan = _compile_scan(self.model.train_step, donate=True)
-            self._latest, logs = self._train_scan(self._latest, x, y, np.stack(full))
-            batches = batches[len(full) :]
-        if batches and self._train_step is None:
+        if self._train_step is None:
             self._train_step = _compile_step(self.model.train_step, donate=True)
         for group in _same_sizes(batches):
             # One transfer of the group's indices; each call picks its row on the device.
@@ -209,20 +225,50 @@ def _compile_step(step, donate: bool = False):
     return jax.jit(run, donate_argnums=(0,) if donate else ())
 
 
-def _compile_scan(step, donate: bool = False):
-    """One compiled call running Keras' stateless `step` on every row of `indices` in turn."""
+def _scan_steps(step, state, x, y, rows):
+    """Keras' stateless `step` on the batch of every row of `rows` in turn; the last logs."""
     import jax
 
-    def run(state, x, y, indices):
-        def body(state, batch):
-            with lowered_pooling():
-                logs, state = step(state, (x[batch], y[batch]))
-            return state, logs
+    def body(state, batch):
+        logs, state = step(state, (x[batch], y[batch]))
+        return state, logs
 
-        state, logs = jax.lax.scan(body, state, indices)
-        return state, jax.tree_util.tree_map(lambda value: value[-1], logs)
+    state, logs = jax.lax.scan(body, state, rows)
+    return state, jax.tree_util.tree_map(lambda value: value[-1], logs)
 
-    return jax.jit(run, donate_argnums=(0,) if donate else ())
+
+def _compile_scan(step):
+    """One compiled call of `_scan_steps`."""
+    import jax
+
+    def run(state, x, y, rows):
+        with lowered_pooling():  # runs while tracing only
+            return _scan_steps(step, state, x, y, rows)
+
+    return jax.jit(run)
+
+
+def _compile_epoch(train_step, test_step):
+    """One compiled call for a whole epoch: the training batches (full ones in a scan, then the
+    shorter last one), then validation from `metrics_start` (the metrics' reset values)."""
+    import jax
+
+    def steps(step, state, x, y, full, tail):
+        state, logs = _scan_steps(step, state, x, y, full)
+        if tail is not None:
+            logs, state = step(state, (x[tail[0]], y[tail[0]]))
+        return state, logs
+
+    def run(state, x, y, full, tail, val, metrics_start):
+        with lowered_pooling():
+            state, logs = steps(train_step, state, x, y, full, tail)
+            val_logs = None
+            if val is not None:
+                trainable, non_trainable = state[0], state[1]
+                _, val_logs = steps(test_step, (trainable, non_trainable, metrics_start), *val)
+        return state, logs, val_logs
+
+    return jax.jit(run, donate_argnums=(0,))
 
 
 def predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
