@@ -91,6 +91,7 @@ def test_train_options(capsys, tmp_path, tiny_folder):
     assert parse() == TrainConfig()
     assert parse("--model", "mlp", "--plain") == TrainConfig.plain(model="mlp")
     assert parse("--plain", "--epochs", "3", "--augment") == TrainConfig.plain(epochs=3, augment=True)
+    assert parse("--restore-best") == TrainConfig(restore_best=True)
     assert parse("--no-restore-best") == TrainConfig(restore_best=False)
 
     run_dir = tmp_path / "tuned"

@@ -92,6 +92,14 @@ def test_convolutional_models_pool_globally_and_take_photos(name):
     assert model.output.shape[1:] == (1,)
 
 
+def test_pixel_model_has_a_two_layer_head():
+    model = create_model("pixel_gap", (6, 10, 3))
+    kinds = [type(layer).__name__ for layer in model.layers]
+    head = model.layers[kinds.index("GlobalAveragePooling2D") + 1 :]
+    assert [layer.units for layer in head] == [256, 256, 1]
+    assert [layer.get_config()["activation"] for layer in head] == ["relu", "relu", "linear"]
+
+
 def test_pixel_model_ignores_where_pixels_are():
     model = create_model("pixel_gap", (6, 10, 3))
     x = np.random.default_rng(0).random((3, 6, 10, 3), dtype=np.float32)

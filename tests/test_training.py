@@ -149,7 +149,7 @@ def test_run_trained_in_memory_saves_and_loads(tiny_folder, tmp_path):
 
 def test_early_stopping_restores_the_best_epoch(tiny_folder):
     # A learning rate this high makes the validation loss jump about, so it stops early.
-    config = TrainConfig(model="mlp", epochs=40, patience=3, lr_patience=0, learning_rate=0.1, seed=0)
+    config = TrainConfig(model="mlp", epochs=40, patience=3, restore_best=True, lr_patience=0, learning_rate=0.1, seed=0)
     stream = io.StringIO()
     run = train(tiny_folder, config, stream=stream)
     val_losses = [row["val_loss"] for row in run.history]
@@ -165,8 +165,10 @@ def test_early_stopping_restores_the_best_epoch(tiny_folder):
     assert abs(val_losses[-1] - val_losses[best - 1]) > 1e-3 * val_losses[best - 1]
 
 
-def test_early_stopping_can_keep_the_last_epoch(tiny_folder):
-    config = TrainConfig(model="mlp", epochs=40, patience=3, restore_best=False, lr_patience=0, learning_rate=0.1, seed=0)
+@pytest.mark.parametrize("restore_best", [False, None])
+def test_early_stopping_can_keep_the_last_epoch(tiny_folder, restore_best):
+    # None, the default, keeps the last epoch's weights when early stopping ends training.
+    config = TrainConfig(model="mlp", epochs=40, patience=3, restore_best=restore_best, lr_patience=0, learning_rate=0.1, seed=0)
     stream = io.StringIO()
     run = train(tiny_folder, config, stream=stream)
     last = run.history[-1]
@@ -174,6 +176,17 @@ def test_early_stopping_can_keep_the_last_epoch(tiny_folder):
     assert run.config["best_epoch"] < last["epoch"]
     assert stream.getvalue().splitlines()[-1] == f"mlp kept the weights of epoch {last['epoch']} (val_loss {last['val_loss']:.4g})"
     assert run.metrics["val"]["mse"] == pytest.approx(last["val_loss"], rel=1e-4)
+
+
+def test_by_default_the_epoch_limit_restores_the_best_epoch(tiny_folder):
+    config = TrainConfig(model="mlp", epochs=5, patience=10, lr_patience=0, learning_rate=0.1, seed=0)
+    assert TrainConfig().restore_best is None
+    run = train(tiny_folder, config, quiet=True)
+    val_losses = [row["val_loss"] for row in run.history]
+    best = int(np.argmin(val_losses)) + 1
+    assert len(run.history) == 5 and best < 5
+    assert run.config["best_epoch"] == run.config["weights_epoch"] == best
+    assert run.metrics["val"]["mse"] == pytest.approx(val_losses[best - 1], rel=1e-4)
 
 
 def test_plain_settings_train_every_epoch_on_raw_targets(tiny_folder):

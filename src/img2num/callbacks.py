@@ -42,6 +42,33 @@ class EpochRecorder(keras.callbacks.Callback):
         )
 
 
+class EarlyStop(keras.callbacks.EarlyStopping):
+    """Keras' `EarlyStopping` on `val_loss`, which can also restore the best epoch's weights
+    only when the epoch limit, not early stopping, ends training.
+
+    Args:
+        patience: Epochs without a lower validation loss before training stops.
+        restore_best: True restores the best epoch's weights, False keeps the last epoch's,
+            None restores only when training was not stopped early (see
+            `TrainConfig.restore_best`). After training, `restore_best_weights` says which
+            happened.
+    """
+
+    def __init__(self, patience: int, restore_best: bool | None) -> None:
+        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=restore_best is not False)
+        self.restore_at_limit_only = restore_best is None
+
+    def on_train_begin(self, logs=None) -> None:
+        super().on_train_begin(logs)
+        if self.restore_at_limit_only:
+            self.restore_best_weights = True
+
+    def on_train_end(self, logs=None) -> None:
+        if self.restore_at_limit_only and self.stopped_epoch > 0:
+            self.restore_best_weights = False
+        super().on_train_end(logs)
+
+
 class Progress(keras.callbacks.Callback):
     """Keras callback printing the recorder's latest epoch: one updating line on a terminal,
     else a line at the first epoch, every 10% and the last; and, when training stopped early,
@@ -53,7 +80,7 @@ class Progress(keras.callbacks.Callback):
         name: str,
         epochs: int,
         stream: TextIO,
-        stopper: keras.callbacks.EarlyStopping | None = None,
+        stopper: EarlyStop | None = None,
     ) -> None:
         super().__init__()
         self.recorder = recorder

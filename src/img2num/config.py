@@ -117,9 +117,9 @@ BACKENDS = ("auto", "jax", "torch", "tensorflow")
 class TrainConfig:
     """How one model is trained.
 
-    The defaults generalize: training stops when the validation loss has not improved for
-    `patience` epochs and keeps the best epoch's weights, the learning rate halves on a plateau,
-    and the model learns standardized targets. `TrainConfig.plain()` gives the tutorial's plain
+    The defaults generalize: the learning rate halves on a plateau of the validation loss,
+    training stops when that loss has not improved for `patience` epochs, and the model learns
+    standardized targets. `TrainConfig.plain()` gives the tutorial's plain
     settings instead (a fixed number of epochs with plain Adam on raw targets).
 
     Attributes:
@@ -130,10 +130,14 @@ class TrainConfig:
         seed: Seed for weight initialisation, batch shuffling and augmentation.
         val_fraction: Share of the training data held out for validation when no validation
             set is given.
-        patience: Early stopping: stop after this many epochs without a lower validation loss
-            and restore the weights of the best epoch; 0 trains every epoch and keeps the last.
-        restore_best: With early stopping, restore the best epoch's weights; False keeps the
-            last epoch's, which have seen the learning rate fall further.
+        patience: Early stopping: stop after this many epochs without a lower validation loss;
+            0 trains every epoch.
+        restore_best: Which weights training ends with, when `patience` is set: True restores
+            the epoch with the lowest validation loss, False keeps the last epoch's. None (the
+            default) keeps the last when early stopping ends training, since by then the
+            learning rate has fallen several times and the weights have settled (the lowest
+            loss on a small validation set is often a lucky epoch; see the README's accuracy
+            notes), and restores the best when the epoch limit ends it first.
         lr_patience: Halve the learning rate after this many epochs without a lower validation
             loss (down to 1/100 of the initial rate); 0 keeps it constant.
         standardize_targets: Train on targets standardized with the training split's mean and
@@ -156,8 +160,8 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.2
     patience: int = 40
-    restore_best: bool = True
-    lr_patience: int = 5
+    restore_best: bool | None = None
+    lr_patience: int = 10
     standardize_targets: bool = True
     weight_decay: float = 0.0
     augment: bool = False

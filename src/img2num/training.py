@@ -193,13 +193,9 @@ def build_model(config: TrainConfig, input_shape: tuple[int, int, int]):
 
 
 def _early_stopping(config: TrainConfig):
-    import keras
+    from img2num.callbacks import EarlyStop
 
-    if config.patience == 0:
-        return None
-    return keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=config.patience, restore_best_weights=config.restore_best
-    )
+    return None if config.patience == 0 else EarlyStop(config.patience, config.restore_best)
 
 
 def _lr_reduction(config: TrainConfig):
