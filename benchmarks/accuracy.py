@@ -5,7 +5,8 @@ images), trains the default model with the default settings, and the tutorial's 
 with its plain settings (`TrainConfig.plain()`: 1000 epochs of Adam, no early stopping), then
 prints each one's MSE on 10,000 fresh test images, its ratio to the exact Bayes reference
 (`img2num.bayes.points_bayes_reference`), its training wall seconds, the epochs it ran and its
-median seconds per epoch. With several seeds it prints the median and the range of each figure.
+median seconds per epoch. With several seeds it prints the median and the range of each figure,
+and each seed's test MSE.
 
     .venv/bin/python benchmarks/accuracy.py                      # the README table
     .venv/bin/python benchmarks/accuracy.py --plain-epochs 200   # shorter tutorial models
@@ -28,14 +29,17 @@ from img2num.training import train
 
 
 def parse_option(text: str) -> tuple[str, object]:
-    """KEY=VALUE for a TrainConfig field, the value parsed as the field's type."""
+    """KEY=VALUE for a TrainConfig field, the value parsed as the field's type ("none" for None)."""
     key, _, value = text.partition("=")
     fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
     if key not in fields:
         raise argparse.ArgumentTypeError(f"unknown TrainConfig field {key!r}; known: {', '.join(fields)}")
-    kind = type(getattr(TrainConfig(), key))
-    if kind is bool:
+    default = getattr(TrainConfig(), key)
+    if value.lower() == "none":
+        return key, None
+    if default is None or isinstance(default, bool):  # restore_best is True, False or None
         return key, value.lower() in ("1", "true", "yes")
+    kind = type(default)
     return key, kind(value)
 
 
@@ -102,13 +106,14 @@ def main() -> None:
         for name in args.tutorial_models
     ]
     print()
-    print("| model | settings | test MSE | x Bayes | train seconds | epochs run (best) | s/epoch | parameters | load |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | settings | test MSE | per seed | x Bayes | train seconds | epochs run (best) | s/epoch | parameters | load |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for name, settings, config in jobs:
         results = [measure(dataclasses.replace(config, seed=seed), splits, bayes) for seed in args.seeds]
         column = lambda key: [result[key] for result in results]  # noqa: E731
         print(
-            f"| {name} | {settings} | {summary(column('mse'), 2)} | {summary(column('ratio'), 3)} "
+            f"| {name} | {settings} | {summary(column('mse'), 2)} | {' / '.join(f'{v:.2f}' for v in column('mse'))} "
+            f"| {summary(column('ratio'), 3)} "
             f"| {summary(column('train_seconds'), 1)} | {summary(column('epochs_run'), 0)} "
             f"({summary(column('best_epoch'), 0)}) | {summary(column('seconds_per_epoch'), 3)} "
             f"| {results[0]['parameters']:,} | {os.getloadavg()[0]:.2f} |",

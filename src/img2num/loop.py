@@ -10,9 +10,10 @@ calls the usual Keras callbacks once per epoch. Two ways to run an epoch:
   scan several times slower than in separate calls, so convolutional models run this way
   (`choose_mode`; `benchmarks/speed.py` measures both).
 
-Inside its compiled calls, pooling over non-overlapping windows is computed from strided
-slices instead of XLA's `reduce_window`, whose gradient on the CPU cost more than the rest of
-the tutorial CNN's step (`lowered_pooling`); the numbers are the same. Prediction
+Inside its compiled calls, pooling over non-overlapping windows is differentiated through
+strided slices instead of XLA's `reduce_window`, whose gradient on the CPU cost more than the
+rest of the tutorial CNN's step, and average pooling is computed that way too
+(`lowered_pooling`); the numbers are the same. Prediction
 (`predict`) runs one compiled call per batch, with batches padded to a few fixed sizes, so a
 model compiles once per input shape however many images each call brings.
 """
@@ -315,8 +316,9 @@ def _predict_function(model):
 
 @contextlib.contextmanager
 def lowered_pooling() -> Iterator[None]:
-    """While tracing, compute max and average pooling over non-overlapping windows from
-    strided slices (see the module docstring); other pooling goes to Keras as before."""
+    """While tracing, compute average pooling over non-overlapping windows from strided slices,
+    and the gradient of such max pooling (its forward pass stays XLA's, which is faster); other
+    pooling goes to Keras as before (see the module docstring)."""
     from keras.src.backend.jax import nn
 
     originals = nn.max_pool, nn.average_pool
@@ -329,7 +331,6 @@ def lowered_pooling() -> Iterator[None]:
 
 
 def _pool_by_slices(kind, fallback, inputs, pool_size, strides=None, padding="valid", data_format=None):
-    import jax.numpy as jnp
     import keras
 
     rank = inputs.ndim - 2
@@ -340,6 +341,38 @@ def _pool_by_slices(kind, fallback, inputs, pool_size, strides=None, padding="va
     fits = all(dim % window == 0 for dim, window in zip(spatial, size))
     if rank != 2 or size != stride or (padding == "same" and not fits):
         return fallback(inputs, pool_size, strides, padding, data_format)
+    if kind == "max":
+        # XLA's own forward pass is the faster one; only the gradient comes from the slices.
+        return _with_gradient_of(
+            lambda x: fallback(x, pool_size, strides, padding, data_format),
+            lambda x: _sliced_pool(kind, x, size, data_format),
+            inputs,
+        )
+    return _sliced_pool(kind, inputs, size, data_format)
+
+
+def _with_gradient_of(forward, differentiated, inputs):
+    """`forward(inputs)`, differentiated as `differentiated` (the same function, computed
+    another way)."""
+    import jax
+
+    @jax.custom_vjp
+    def function(x):
+        return forward(x)
+
+    def function_forward(x):
+        return forward(x), x
+
+    def function_backward(x, gradient):
+        return jax.vjp(differentiated, x)[1](gradient)
+
+    function.defvjp(function_forward, function_backward)
+    return function(inputs)
+
+
+def _sliced_pool(kind, inputs, size, data_format):
+    import jax.numpy as jnp
+
     axes = (1, 2) if data_format == "channels_last" else (2, 3)
     # Valid padding drops the rows and columns that do not fill a window.
     limits = [slice(None)] * inputs.ndim
