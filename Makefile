@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The tutorial trained 1000 epochs (`img2num recipe` alone does); the demo stops at 200 to
-# finish in about 70 seconds on 2 CPU cores.
+# finish in about 60 seconds on 2 CPU cores.
 DEMO_EPOCHS ?= 200
 DEMO_OUT ?= results/demo
 

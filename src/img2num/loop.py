@@ -4,8 +4,9 @@ The loop runs Keras' own stateless `train_step` and `test_step` (the same loss, 
 metrics as `model.fit`) on batches drawn in a seeded order from arrays held on the device, and
 calls the usual Keras callbacks once per epoch. Two ways to run an epoch:
 
-- "scan": every full batch of the epoch in one compiled `lax.scan`, gathering each batch from
-  the device-held arrays inside the compiled call. No Python runs between steps.
+- "scan": the whole epoch and its validation in one compiled call (the full batches in a
+  `lax.scan`, then the shorter last one), each batch gathered from the device-held arrays
+  inside the call. No Python runs between steps.
 - "step": one compiled call per batch. On the CPU, XLA differentiates convolutions inside a
   scan several times slower than in separate calls, so convolutional models run this way
   (`choose_mode`; `benchmarks/speed.py` measures both).
@@ -13,9 +14,9 @@ calls the usual Keras callbacks once per epoch. Two ways to run an epoch:
 Inside its compiled calls, pooling over non-overlapping windows is differentiated through
 strided slices instead of XLA's `reduce_window`, whose gradient on the CPU cost more than the
 rest of the tutorial CNN's step, and average pooling is computed that way too
-(`lowered_pooling`); the numbers are the same. Prediction
-(`predict`) runs one compiled call per batch, with batches padded to a few fixed sizes, so a
-model compiles once per input shape however many images each call brings.
+(`lowered_pooling`); the numbers are the same. Prediction (`predict`) runs one compiled call
+per batch, with batches padded to a few fixed sizes, so a model compiles once per input shape
+however many images each call brings.
 """
 
 from __future__ import annotations

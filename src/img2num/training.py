@@ -1,4 +1,4 @@
-"""Training one model: the loop's configuration, its callbacks, and the run folder it writes."""
+"""Training one model: its backend, how its epochs run, its callbacks and the run folder it writes."""
 
 from __future__ import annotations
 
