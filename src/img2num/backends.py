@@ -21,8 +21,8 @@ from img2num.models import get_model_spec
 
 # The backend when nothing else decides.
 DEFAULT_BACKEND = "jax"
-# The Python package each backend needs.
-_PACKAGES = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}
+# The backends a process can run on; each needs the Python package of its name.
+_RUNNABLE = tuple(name for name in BACKENDS if name != "auto")
 
 
 def user_backend() -> str | None:
@@ -71,11 +71,11 @@ def select_backend(name: str) -> None:
         Img2NumError: The backend's package is not installed, or Keras already runs on another
             backend in this process.
     """
-    if name not in _PACKAGES:
-        raise Img2NumError(f"unknown backend {name!r}; known: {', '.join(_PACKAGES)}")
-    if not _installed(_PACKAGES[name]):
+    if name not in _RUNNABLE:
+        raise Img2NumError(f"unknown backend {name!r}; known: {', '.join(_RUNNABLE)}")
+    if not _installed(name):
         extra = " (pip install 'img2num[bench]')" if name == "tensorflow" else ""
-        raise Img2NumError(f"the {name} backend is not installed: no Python package {_PACKAGES[name]!r}{extra}")
+        raise Img2NumError(f"the {name} backend is not installed: no Python package {name!r}{extra}")
     loaded = loaded_backend()
     if loaded is not None and loaded != name:
         raise Img2NumError(

@@ -104,9 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser(
         "train", help="train one model and save a run folder",
         description="Train a model with MSE loss, validating after every epoch, and save the run "
-        "(model, configuration, history, metrics, pictures) in one folder. By default training stops "
-        "when the validation loss stops falling and keeps the best epoch's weights, halves the "
-        "learning rate on plateaus and learns standardized targets; --plain trains as the tutorial did.",
+        "(model, configuration, history, metrics, pictures) in one folder. By default training halves "
+        "the learning rate on plateaus, stops when the validation loss stops falling (keeping the last "
+        "epoch's weights, or the best epoch's when --epochs ends it first) and learns standardized "
+        "targets; --plain trains as the tutorial did.",
     )
     command.add_argument("data", type=Path, help="training data: a label CSV naming image files (or a folder holding one), an .npz file, or a folder from `img2num generate`")
     command.add_argument("--val", type=Path, help="validation data, .npz or label CSV (default: the folder's val.npz or the CSV's val rows, else a held-out share)")
