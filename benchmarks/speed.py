@@ -3,7 +3,8 @@
 For each workload (model, image shape, samples) and each installed Keras backend, one worker
 process trains fresh copies of the model with plain `model.fit(x, y, batch_size=32,
 shuffle=True, validation_data=...)` and with img2num's trainer (on JAX its compiled loop,
-`img2num.loop`; elsewhere `fit` fed by img2num's batches), in alternating order, round after
+`img2num.loop`; on PyTorch `fit` on a channels-first copy of convolutional models,
+`img2num.layout`; else `fit` fed by img2num's batches), in alternating order, round after
 round; then it times prediction with Keras' `model.predict` and with img2num's (`Run.predict`'s
 path). It prints seconds per epoch (median over the epochs after each run's first, which
 compiles), the per-pair ratio, images per second, the worker's peak memory, and which backend
@@ -51,6 +52,7 @@ WORKLOADS = [
     Workload("cnn16", "cnn", (16, 16, 1), 1500, 300, 6, rounds=8),
     # The default model and the convolutional ones on photo-like RGB images.
     Workload("pixel_gap64", "pixel_gap", (64, 64, 3), 512, 128, 4),
+    Workload("cnn_gap32", "cnn_gap", (32, 32, 1), 1200, 240, 3),
     Workload("cnn_gap64", "cnn_gap", (64, 64, 3), 512, 128, 3),
     Workload("resnet32", "resnet", (32, 32, 1), 1200, 240, 3),
     Workload("resnet64", "resnet", (64, 64, 3), 512, 128, 3),
@@ -70,9 +72,7 @@ def worker(key: str, rounds: int, epochs_scale: float) -> dict:
     from img2num.bundle import Preprocessing
     from img2num.config import PREDICT_BATCH_SIZE, TrainConfig
     from img2num.data import Dataset
-    from img2num.data.order import batch_order_rng
-    from img2num.data.stream import fit_batches
-    from img2num.training import build_model, choose_trainer
+    from img2num.training import build_model, choose_trainer, fit_model
 
     workload = next(w for w in WORKLOADS if w.key == key)
     epochs = max(2, round(workload.epochs * epochs_scale))
@@ -110,14 +110,8 @@ def worker(key: str, rounds: int, epochs_scale: float) -> dict:
                 x, train.y, batch_size=BATCH_SIZE, epochs=epochs, shuffle=True,
                 validation_data=(vx, val.y), verbose=0, callbacks=[timer],
             )
-        elif trainer == "fit":
-            fit_batches(model, train, val, preprocessing, BATCH_SIZE, 0, epochs=epochs, verbose=0, callbacks=[timer])
         else:
-            from img2num.loop import JaxLoop
-
-            JaxLoop(model, trainer).fit(
-                x, train.y, (vx, val.y), batch_size=BATCH_SIZE, epochs=epochs, callbacks=[timer], rng=batch_order_rng(0)
-            )
+            fit_model(model, trainer, train, val, preprocessing, batch_size=BATCH_SIZE, epochs=epochs, seed=0, callbacks=[timer])
         return model, timer.seconds
 
     seconds = {"fit": [], "img2num": []}
@@ -199,7 +193,7 @@ def main() -> None:
             print(f"  measured {workload.key} on {backend}", file=sys.stderr, flush=True)
 
     print("\ntraining, seconds per epoch (median of the epochs after each run's first) and peak memory")
-    header = f"{'workload':<34} {'backend':<10} {'plain fit':>10} {'img2num':>10} {'trainer':>8} {'ratio':>7} {'peak MB':>8}"
+    header = f"{'workload':<34} {'backend':<10} {'plain fit':>10} {'img2num':>10} {'trainer':>18} {'ratio':>7} {'peak MB':>8}"
     print(header)
     for workload in workloads:
         for backend in backends:
@@ -209,7 +203,7 @@ def main() -> None:
                 continue
             fit, ours = result["epoch_seconds"]["fit"], result["epoch_seconds"]["img2num"]
             print(
-                f"{workload.label:<34} {backend:<10} {fit:>10.4f} {ours:>10.4f} {result['trainer']:>8} "
+                f"{workload.label:<34} {backend:<10} {fit:>10.4f} {ours:>10.4f} {result['trainer']:>18} "
                 f"{fit / ours:>6.2f}x {result['peak_mb']:>8.0f}"
             )
 

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import pytest  # noqa: E402
 
+from img2num import backends  # noqa: E402
 from img2num.config import PointsConfig, TrainConfig  # noqa: E402
 
 TINY = PointsConfig(height=8, width=8, train=160, val=40, test=30, seed=3)
+
+torch_installed = pytest.mark.skipif(not backends._installed("torch"), reason="PyTorch is not installed")
+
+
+def run_python(code: str, backend: str, cwd) -> subprocess.CompletedProcess:
+    """Run `code` in a fresh Python whose Keras runs on `backend`; fail the test on an error."""
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 @pytest.fixture(scope="session")

@@ -2,33 +2,17 @@
 and PyTorch."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 
-from conftest import one_line_error, run_cli
+from conftest import one_line_error, run_cli, run_python, torch_installed
 from img2num import backends
 from img2num.backends import choose_backend, preferred_backend, select_backend
 from img2num.bundle import load_run
 from img2num.data import load_dataset
 from img2num.errors import Img2NumError
 from img2num.models import list_models
-
-torch_installed = pytest.mark.skipif(not backends._installed("torch"), reason="PyTorch is not installed")
-
-
-def run_python(code: str, backend: str, cwd) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh Python whose Keras runs on `backend`; fail the test on an error."""
-    env = {**os.environ, "KERAS_BACKEND": backend}
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 @torch_installed
@@ -88,8 +72,9 @@ def test_a_trainer_that_cannot_run_is_one_line(photo_csv, tmp_path, capsys):
 
 @torch_installed
 def test_every_model_trains_alike_on_jax_and_torch(tmp_path):
-    """From the same initial weights and batches, one epoch on PyTorch (Keras' fit) and on JAX
-    (img2num's loop) end at the same predictions."""
+    """From the same initial weights and batches, one epoch on PyTorch (Keras' fit, on the
+    channels-first twin where auto picks it) and on JAX (img2num's loop) end at the same
+    predictions."""
     code = """
         import sys
         import keras
@@ -98,9 +83,8 @@ def test_every_model_trains_alike_on_jax_and_torch(tmp_path):
         from img2num.config import TrainConfig
         from img2num.data import Dataset
         from img2num.data.order import batch_order_rng
-        from img2num.data.stream import fit_batches
         from img2num.models import list_models
-        from img2num.training import build_model
+        from img2num.training import build_model, choose_trainer, fit_model
 
         rng = np.random.default_rng(0)
         x = (rng.random((64, 8, 8, 1)) < 0.4).astype(np.uint8)
@@ -117,7 +101,9 @@ def test_every_model_trains_alike_on_jax_and_torch(tmp_path):
                 JaxLoop(model).fit(preprocessing.apply(train.x), train.y, epochs=1, rng=batch_order_rng(3))
             else:
                 model.set_weights(keras.saving.load_model(f"{spec.name}.keras", compile=False).get_weights())
-                fit_batches(model, train, train, preprocessing, 32, 3, epochs=1, verbose=0)
+                trainer = choose_trainer("auto", model, {"train": train})
+                assert trainer == ("fit_channels_first" if spec.name in ("cnn_gap", "resnet") else "fit"), trainer
+                fit_model(model, trainer, train, train, preprocessing, batch_size=32, epochs=1, seed=3, callbacks=[])
             np.save(f"{spec.name}-{keras.backend.backend()}.npy", keras.ops.convert_to_numpy(model(probe, training=False)))
     """
     run_python(code, "jax", tmp_path)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from img2num import layout
 from img2num.config import PREDICT_BATCH_SIZE
 from img2num.data import shape_text
 from img2num.errors import Img2NumError
@@ -235,6 +236,8 @@ class Run:
             from img2num.loop import predict
 
             output = predict(self.model, inputs, PREDICT_BATCH_SIZE)
+        elif keras.backend.backend() == "torch" and layout.convertible(self.model):
+            output = layout.predict_channels_first(self.model, inputs, PREDICT_BATCH_SIZE)
         else:
             output = self.model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
         return self.target_scaling.restore(output).reshape(-1)

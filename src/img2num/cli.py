@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--val-fraction", type=_fraction, default=train_defaults.val_fraction, help="share held out for validation when no validation set is given (default %(default)s)")
     command.add_argument("--seed", type=_count, default=train_defaults.seed, help="seed of weights, shuffling and augmentation (default %(default)s)")
     command.add_argument("--backend", choices=BACKENDS, default=train_defaults.backend, help=BACKEND_HELP)
-    command.add_argument("--trainer", choices=TRAINERS, default=train_defaults.trainer, help="how epochs run: auto (img2num's compiled loop on JAX with data in memory, else Keras' fit), scan, step or fit; all give the same numbers (default %(default)s)")
+    command.add_argument("--trainer", choices=TRAINERS, default=train_defaults.trainer, help="how epochs run: auto (img2num's compiled loop on JAX with data in memory; on PyTorch, Keras' fit on a channels-first copy of a convolutional model; else Keras' fit), scan, step, fit or fit_channels_first; all give the same numbers (default %(default)s)")
     command.add_argument("--run", type=Path, help="run folder (default: runs/MODEL, or runs/MODEL-2, ... if taken)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing run folder once the new run is complete")
     command.add_argument("--quiet", action="store_true", help="print no progress")

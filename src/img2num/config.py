@@ -108,7 +108,7 @@ class DustConfig(_SyntheticSplits):
 
 
 # Ways to run the epochs (`TrainConfig.trainer`).
-TRAINERS = ("auto", "scan", "step", "fit")
+TRAINERS = ("auto", "scan", "step", "fit", "fit_channels_first")
 # Keras backends (`TrainConfig.backend`; see img2num.backends).
 BACKENDS = ("auto", "jax", "torch", "tensorflow")
 
@@ -146,9 +146,11 @@ class TrainConfig:
         augment: Random label-preserving flips (and 90-degree rotations of square images) of
             the training images; for tasks whose number does not depend on orientation.
         trainer: How epochs run: "auto" (img2num's compiled loop on the JAX backend with the
-            data in memory, else Keras' `fit`), "scan" (whole epochs in one compiled call),
-            "step" (one compiled call per batch) or "fit" (Keras' own `model.fit`). All give
-            the same numbers; only the speed differs (see `img2num.loop`).
+            data in memory; Keras' `fit` on a channels-first copy on PyTorch when the model
+            converts; else Keras' `fit`), "scan" (whole epochs in one compiled call), "step"
+            (one compiled call per batch), "fit" (Keras' own `model.fit`) or
+            "fit_channels_first". All give the same numbers; only the speed differs (see
+            `img2num.loop` and `img2num.layout`).
         backend: Keras backend: "auto" (KERAS_BACKEND when set, else the faster one for the
             model and image size, see `img2num.backends`), "jax", "torch" or "tensorflow".
     """

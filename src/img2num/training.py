@@ -87,14 +87,16 @@ def train(
         callbacks.append(Progress(recorder, config.model, config.epochs, stream or sys.stderr, stopper))
     trainer = choose_trainer(config.trainer, model, splits)
     started = time.perf_counter()
-    _fit(
+    fit_model(
         model,
         trainer,
         splits["train"].with_labels(scaling.scale(splits["train"].y)),
         splits["val"].with_labels(scaling.scale(splits["val"].y)),
         preprocessing,
-        config,
-        callbacks,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        seed=config.seed,
+        callbacks=callbacks,
     )
     seconds = time.perf_counter() - started
 
@@ -113,20 +115,34 @@ def train(
 
 
 def choose_trainer(trainer: str, model, splits) -> str:
-    """The way epochs run (`TrainConfig.trainer`) for `model` on `splits`: "auto" becomes
-    img2num's compiled loop ("scan" or "step", by `loop.choose_mode`) on the JAX backend with
-    the data in memory, else Keras' "fit".
+    """The way epochs run (`TrainConfig.trainer`) for `model` on `splits`.
+
+    "auto" becomes img2num's compiled loop ("scan" or "step", by `loop.choose_mode`) on the JAX
+    backend with the data in memory; on PyTorch, Keras' `fit` on a channels-first copy of the
+    model ("fit_channels_first", see `img2num.layout`) when the model converts; else Keras'
+    "fit".
 
     Raises:
-        Img2NumError: "scan" or "step" asked for on another backend or for data on disk.
+        Img2NumError: A trainer asked for that cannot run this backend, data or model.
     """
     import keras
 
+    from img2num.layout import convertible
     from img2num.loop import choose_mode
 
     if trainer == "fit":
         return trainer
     backend = keras.backend.backend()
+    if trainer == "fit_channels_first" or (trainer == "auto" and backend == "torch"):
+        if backend == "torch" and convertible(model):
+            return "fit_channels_first"
+        if trainer == "auto":
+            return "fit"
+        why = f"the {backend} backend" if backend != "torch" else f"model {model.name!r}, whose layers depend on the layout"
+        raise Img2NumError(
+            f"trainer 'fit_channels_first' needs the PyTorch backend and a model made of convolutions, "
+            f"pooling and layers that act per channel, not {why}; use --trainer auto or fit"
+        )
     streamed = any(isinstance(split, ImageFiles) for split in splits.values())
     if backend != "jax" or streamed:
         if trainer == "auto":
@@ -136,22 +152,51 @@ def choose_trainer(trainer: str, model, splits) -> str:
     return choose_mode(model) if trainer == "auto" else trainer
 
 
-def _fit(model, trainer: str, train_split, val_split, preprocessing, config: TrainConfig, callbacks) -> None:
-    """Run the epochs: img2num's loop, or `model.fit` with the batches in the same order."""
-    if trainer == "fit":
-        from img2num.data.stream import fit_batches
+def fit_model(
+    model, trainer: str, train_split, val_split, preprocessing, *, batch_size: int, epochs: int, seed: int, callbacks
+) -> None:
+    """Run the epochs of a compiled model, in place, the way `trainer` (from `choose_trainer`)
+    says: img2num's loop, or `model.fit` (on the model or its channels-first twin) with the
+    batches in the same seeded order. Every trainer gives the same numbers to float rounding.
 
-        fit_batches(
-            model,
-            train_split,
-            val_split,
-            preprocessing,
-            config.batch_size,
-            config.seed,
-            epochs=config.epochs,
-            verbose=0,
-            callbacks=callbacks,
-        )
+    Args:
+        model: A compiled Keras model; it ends holding the trained weights.
+        trainer: "scan", "step", "fit" or "fit_channels_first".
+        train_split: The training split, labelled with the targets the model learns.
+        val_split: The validation split, labelled the same way.
+        preprocessing: Turns the splits' images into model input.
+        batch_size: Samples per step.
+        epochs: Most epochs (callbacks may stop sooner).
+        seed: Seed of the batch order.
+        callbacks: Keras callbacks, called per epoch.
+    """
+    if trainer in ("fit", "fit_channels_first"):
+        from img2num.data.stream import fit_batches
+        from img2num.layout import channels_first_twin, copy_state
+
+        trained = model
+        if trainer == "fit_channels_first":
+            import keras
+
+            trained = channels_first_twin(model)
+            trained.compile(optimizer=keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer)), loss=model.loss)
+            trained.set_weights(model.get_weights())
+        try:
+            fit_batches(
+                trained,
+                train_split,
+                val_split,
+                preprocessing,
+                batch_size,
+                seed,
+                channels_first=trained is not model,
+                epochs=epochs,
+                verbose=0,
+                callbacks=callbacks,
+            )
+        finally:
+            if trained is not model:
+                copy_state(trained, model)
         return
     from img2num.loop import JaxLoop
 
@@ -159,10 +204,10 @@ def _fit(model, trainer: str, train_split, val_split, preprocessing, config: Tra
         preprocessing.apply(train_split.x, train_split.source),
         train_split.y,
         (preprocessing.apply(val_split.x, val_split.source), val_split.y),
-        batch_size=config.batch_size,
-        epochs=config.epochs,
+        batch_size=batch_size,
+        epochs=epochs,
         callbacks=callbacks,
-        rng=batch_order_rng(config.seed),
+        rng=batch_order_rng(seed),
     )
 
 

@@ -20,7 +20,7 @@ from img2num.data.order import batch_indices, batch_order_rng, epoch_order
 _AHEAD_PER_WORKER = 2
 
 
-def fit_batches(model, train, val, preprocessing, batch_size: int, seed: int, **fit_options):
+def fit_batches(model, train, val, preprocessing, batch_size: int, seed: int, channels_first: bool = False, **fit_options):
     """Keras' `model.fit` on a training and a validation split, batch by batch.
 
     Both go in as `ImageBatches`, the training batches in the order `batch_order_rng(seed)`
@@ -35,13 +35,15 @@ def fit_batches(model, train, val, preprocessing, batch_size: int, seed: int, **
         preprocessing: Turns decoded images into model input.
         batch_size: Samples per step.
         seed: Seed of the batch order.
+        channels_first: Give the model its images as (channels, height, width), for a model
+            built channels first (`img2num.layout`).
         **fit_options: More arguments of `model.fit` (epochs, callbacks, verbose).
 
     Returns:
         The `History` that `model.fit` returns.
     """
-    batches = ImageBatches(train, preprocessing, batch_size, shuffle=True, seed=seed)
-    val_batches = ImageBatches(val, preprocessing, batch_size)
+    batches = ImageBatches(train, preprocessing, batch_size, shuffle=True, seed=seed, channels_first=channels_first)
+    val_batches = ImageBatches(val, preprocessing, batch_size, channels_first=channels_first)
     # Built from a validation batch: Keras would build from a training batch and so draw an
     # extra epoch order before the first epoch.
     model._symbolic_build(data_batch=val_batches[0])
@@ -55,13 +57,16 @@ class ImageBatches(keras.utils.PyDataset):
     for; the pool lives for one epoch. In-memory data (`Dataset`) is batched without decoding.
     """
 
-    def __init__(self, data, preprocessing, batch_size: int, shuffle: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self, data, preprocessing, batch_size: int, shuffle: bool = False, seed: int = 0, channels_first: bool = False
+    ) -> None:
         # Keras' own workers are threads or forked Keras state; our pool decodes instead.
         super().__init__(workers=1, use_multiprocessing=False)
         self.data = data
         self.preprocessing = preprocessing
         self.batch_size = batch_size
         self.rng = batch_order_rng(seed) if shuffle else None
+        self.channels_first = channels_first
         self._processes = getattr(data, "workers", None) or os.cpu_count() or 1
         self._pending: dict[int, object] = {}
         self._pool = None
@@ -85,6 +90,8 @@ class ImageBatches(keras.utils.PyDataset):
             x = stack_decoded([self.data.paths[i] for i in indices], results, self.data.spec)
         y = None if self.data.y is None else self.data.y[indices]
         inputs = self.preprocessing.apply(x, self.data.source)
+        if self.channels_first:
+            inputs = np.ascontiguousarray(inputs.transpose(0, 3, 1, 2))
         return (inputs,) if y is None else (inputs, y)
 
     def on_epoch_begin(self) -> None:
