@@ -69,7 +69,7 @@ def worker(key: str, rounds: int, epochs_scale: float) -> dict:
     import keras
     import numpy as np
 
-    from img2num.bundle import Preprocessing
+    from img2num.bundle import Preprocessing, predict_inputs
     from img2num.config import PREDICT_BATCH_SIZE, TrainConfig
     from img2num.data import Dataset
     from img2num.training import build_model, choose_trainer, fit_model
@@ -123,12 +123,7 @@ def worker(key: str, rounds: int, epochs_scale: float) -> dict:
             seconds[kind].extend(times[1:])
 
     probe = rng.random((PREDICT_IMAGES, *workload.shape)).astype(np.float32)
-    if keras.backend.backend() == "jax":
-        from img2num.loop import predict
-
-        ours = lambda: predict(model, probe, PREDICT_BATCH_SIZE)  # noqa: E731
-    else:
-        ours = lambda: model.predict(probe, batch_size=PREDICT_BATCH_SIZE, verbose=0)  # noqa: E731
+    ours = lambda: predict_inputs(model, probe)  # noqa: E731
     theirs = lambda: model.predict(probe, batch_size=PREDICT_BATCH_SIZE, verbose=0)  # noqa: E731
     rates = {"fit": [], "img2num": []}
     for function in (ours, theirs):
@@ -138,13 +133,115 @@ def worker(key: str, rounds: int, epochs_scale: float) -> dict:
             started = time.perf_counter()
             function()
             rates[kind].append(PREDICT_IMAGES / (time.perf_counter() - started))
-    return {
+    bare = {}
+    if keras.backend.backend() == "jax" and workload.model in ("mlp", "cnn"):
+        bare["bare_jax_epoch_seconds"] = bare_jax_epoch_seconds(workload.model, x, train.y, 2 * epochs)
+        if workload.model == "mlp":
+            bare["gemm_gflops"] = gemm_gflops()
+    return bare | {
         "trainer": trainer,
         "epoch_seconds": {kind: statistics.median(values) for kind, values in seconds.items()},
         "first_epoch_seconds": {kind: statistics.median(values) for kind, values in first.items()},
         "epochs_timed": {kind: len(values) for kind, values in seconds.items()},
         "images_per_second": {kind: statistics.median(values) for kind, values in rates.items()},
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def bare_jax_epoch_seconds(model: str, x, y, epochs: int) -> float:
+    """Seconds per epoch (median after the first) of a hand-written JAX loop on the tutorial
+    model's layer shapes: plain SGD, no Keras, no metrics, no validation. It is the matrix
+    products and convolutions of an epoch and little else, run the way img2num's loop runs them
+    (the MLP's epoch as one compiled scan, the CNN one compiled call per batch): the floor that
+    XLA on this CPU sets for the loop."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    keys = iter(jax.random.split(jax.random.PRNGKey(0), 4))
+
+    def dense(inputs, outputs):
+        return jax.random.normal(next(keys), (inputs, outputs)) * (2 / inputs) ** 0.5, jnp.zeros(outputs)
+
+    def pool(h):
+        n, height, width, c = h.shape
+        return h[:, : height // 2 * 2, : width // 2 * 2].reshape(n, height // 2, 2, width // 2, 2, c).max(axis=(2, 4))
+
+    if model == "mlp":
+        params = [dense(x[0].size, 256), dense(256, 256), dense(256, 256), dense(256, 1)]
+
+        def forward(params, images):
+            h = images.reshape(len(images), -1)
+            for index, (w, b) in enumerate(params):
+                h = h @ w + b
+                h = jax.nn.relu(h) if index < 2 else h
+            return h[:, 0]
+    else:
+        convs = [(jax.random.normal(next(keys), (3, 3, c, 32)) * (2 / (9 * c)) ** 0.5, jnp.zeros(32)) for c in (1, 32)]
+        params = convs + [dense(2 * 2 * 32, 256), dense(256, 1)]
+
+        def forward(params, images):
+            h = images
+            for w, b in params[:2]:
+                h = jax.lax.conv_general_dilated(h, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                h = pool(jax.nn.relu(h + b))
+            (w1, b1), (w2, b2) = params[2:]
+            return (jax.nn.relu(h.reshape(len(h), -1) @ w1 + b1) @ w2 + b2)[:, 0]
+
+    def step(params, images, labels, batch):
+        loss = lambda p: jnp.mean((forward(p, images[batch]) - labels[batch]) ** 2)  # noqa: E731
+        return jax.tree.map(lambda p, g: p - 1e-5 * g, params, jax.grad(loss)(params))
+
+    x, y = jax.device_put(x), jax.device_put(y)
+    one_step = jax.jit(step, donate_argnums=0)
+    scan_epoch = jax.jit(
+        lambda params, images, labels, batches: jax.lax.scan(
+            lambda p, batch: (step(p, images, labels, batch), None), params, batches
+        )[0],
+        donate_argnums=0,
+    )
+    rng, full = np.random.default_rng(0), len(x) // BATCH_SIZE * BATCH_SIZE
+    seconds = []
+    for _ in range(epochs):
+        order = rng.permutation(len(x))
+        started = time.perf_counter()
+        if model == "mlp":
+            params = scan_epoch(params, x, y, order[:full].reshape(-1, BATCH_SIZE))
+        else:
+            for start in range(0, full, BATCH_SIZE):
+                params = one_step(params, x, y, order[start : start + BATCH_SIZE])
+        params = one_step(params, x, y, order[full:])
+        jax.block_until_ready(params)
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds[1:])
+
+
+def gemm_gflops() -> dict:
+    """Throughput of the MLP's matrix product (32x256 by 256x256), in GFLOP/s: by XLA in a
+    compiled loop, and by NumPy's BLAS; and of a large product by NumPy, near the CPU's peak."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((32, 256), dtype=np.float32), rng.random((256, 256), dtype=np.float32)
+    big = rng.random((1024, 1024), dtype=np.float32)
+    repeats, flop = 2000, 2 * 32 * 256 * 256
+    chain = jax.jit(lambda a, b: jax.lax.fori_loop(0, repeats, lambda i, c: c + (a + c[:1] * 1e-9) @ b, jnp.zeros_like(a)))
+    chain(a, b).block_until_ready()
+
+    def rate(function, flops):
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - started)
+        return flops / statistics.median(times) / 1e9
+
+    return {
+        "xla": rate(lambda: chain(a, b).block_until_ready(), repeats * flop),
+        "numpy": rate(lambda: [a @ b for _ in range(repeats)], repeats * flop),
+        "numpy_1024": rate(lambda: [big @ big for _ in range(8)], 8 * 2 * 1024**3),
     }
 
 
@@ -241,6 +338,17 @@ def main() -> None:
                 plain = results[(workload.key, backend)]["epoch_seconds"]["fit"]
                 line += f", {plain / ours:.2f}x faster than fit on {backend}"
             print(line)
+            bare = results[(workload.key, "jax")]["bare_jax_epoch_seconds"]
+            print(
+                f"    floor: a hand-written JAX loop (plain SGD, no Keras, no validation) {bare:.4f} s/epoch; "
+                f"img2num takes {ours / bare:.2f}x of it"
+            )
+            gemm = results[(workload.key, "jax")].get("gemm_gflops")
+            if gemm:
+                print(
+                    f"    matrix product 32x256 by 256x256: XLA {gemm['xla']:.0f} GFLOP/s, NumPy {gemm['numpy']:.0f}; "
+                    f"NumPy 1024x1024: {gemm['numpy_1024']:.0f}"
+                )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({f"{key}/{backend}": value for (key, backend), value in results.items()}, handle, indent=1)

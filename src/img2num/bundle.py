@@ -190,6 +190,22 @@ class TargetScaling:
         return scaling
 
 
+def predict_inputs(model, inputs: np.ndarray) -> np.ndarray:
+    """The model's output (N, 1) on preprocessed `inputs`, by the fastest path for the backend:
+    a compiled call per batch shape on JAX (`loop.predict`), the channels-first twin of a
+    convolutional model on PyTorch (`layout`), else Keras' `predict`; batches of
+    `PREDICT_BATCH_SIZE`."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        from img2num.loop import predict
+
+        return predict(model, inputs, PREDICT_BATCH_SIZE)
+    if keras.backend.backend() == "torch" and layout.convertible(model):
+        return layout.predict_channels_first(model, inputs, PREDICT_BATCH_SIZE)
+    return model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+
+
 @dataclass
 class Run:
     """A trained model, its preprocessing and its records.
@@ -229,17 +245,7 @@ class Run:
         Raises:
             Img2NumError: The images do not have the shape the model was trained on.
         """
-        inputs = self.preprocessing.apply(x, source)
-        import keras
-
-        if keras.backend.backend() == "jax":
-            from img2num.loop import predict
-
-            output = predict(self.model, inputs, PREDICT_BATCH_SIZE)
-        elif keras.backend.backend() == "torch" and layout.convertible(self.model):
-            output = layout.predict_channels_first(self.model, inputs, PREDICT_BATCH_SIZE)
-        else:
-            output = self.model.predict(inputs, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+        output = predict_inputs(self.model, self.preprocessing.apply(x, source))
         return self.target_scaling.restore(output).reshape(-1)
 
     def predict_data(self, data) -> np.ndarray:

@@ -152,6 +152,8 @@ def _regression_head(features, hidden_layers: int = 1):
     "cnn_gap",
     "CNN with global average pooling: Conv2D 16-32-64(-128) stages with 2x2 average pooling, "
     "global average, Dense 256, one output",
+    # benchmarks/speed.py: JAX faster at 32x32, PyTorch (channels first) at 64x64 (2 CPU cores).
+    torch_from_pixels=48 * 48,
 )
 def cnn_gap(input_shape: tuple[int, int, int]):
     import keras
