@@ -1,14 +1,15 @@
 """Training and prediction speed: img2num's trainer beside plain Keras `model.fit`, per backend.
 
-For each workload (model, image shape, samples) and each installed Keras backend, one worker
-process trains fresh copies of the model with plain `model.fit(x, y, batch_size=32,
-shuffle=True, validation_data=...)` and with img2num's trainer (on JAX its compiled loop,
-`img2num.loop`; on PyTorch `fit` on a channels-first copy of convolutional models,
-`img2num.layout`; else `fit` fed by img2num's batches), in alternating order, round after
-round; then it times prediction with Keras' `model.predict` and with img2num's (`Run.predict`'s
-path). It prints seconds per epoch (median over the epochs after each run's first, which
-compiles), the per-pair ratio, images per second, the worker's peak memory, and which backend
-`--backend auto` picks beside the fastest one measured.
+For each workload (model, image shape, samples), round after round, and in each round for each
+installed Keras backend in turn, one worker process trains fresh copies of the model with plain
+`model.fit(x, y, batch_size=32, shuffle=True, validation_data=...)` and with img2num's trainer
+(on JAX its compiled loop, `img2num.loop`; on PyTorch `fit` on a channels-first copy of
+convolutional models, `img2num.layout`; else `fit` fed by img2num's batches), the pair's order
+alternating with the round. The last round's worker also times prediction, Keras'
+`model.predict` against img2num's (`Run.predict`'s path), and on the tutorial's models a
+hand-written JAX loop, the floor. It prints seconds per epoch (median over the epochs after each
+run's first, which compiles), the per-pair ratio, images per second, peak memory, and which
+backend `--backend auto` picks beside the fastest one measured.
 
     .venv/bin/python benchmarks/speed.py                  # JAX and PyTorch
     .venv/bin/python benchmarks/speed.py --quick          # fewer rounds and epochs
@@ -62,8 +63,10 @@ BATCH_SIZE = 32
 PREDICT_IMAGES = 2048
 
 
-def worker(key: str, rounds: int, epochs_scale: float) -> dict:
-    """Runs in a process whose KERAS_BACKEND is set: the A/B pairs of one workload."""
+def worker(key: str, number: int, epochs_scale: float, last: bool) -> dict:
+    """Runs in a process whose KERAS_BACKEND is set: A/B round `number` of one workload (the
+    order of the pair alternates with the round), and after the last round prediction and
+    the floors. Returns the raw times; `main` pools the rounds."""
     import resource
 
     import keras
@@ -114,13 +117,13 @@ def worker(key: str, rounds: int, epochs_scale: float) -> dict:
             fit_model(model, trainer, train, val, preprocessing, batch_size=BATCH_SIZE, epochs=epochs, seed=0, callbacks=[timer])
         return model, timer.seconds
 
-    seconds = {"fit": [], "img2num": []}
-    first = {"fit": [], "img2num": []}
-    for number in range(rounds):
-        for kind in ("fit", "img2num") if number % 2 == 0 else ("img2num", "fit"):
-            model, times = run(kind)
-            first[kind].append(times[0])
-            seconds[kind].extend(times[1:])
+    seconds, first = {}, {}
+    for kind in ("fit", "img2num") if number % 2 == 0 else ("img2num", "fit"):
+        model, times = run(kind)
+        first[kind], seconds[kind] = times[:1], times[1:]
+    result = {"trainer": trainer, "epoch_seconds": seconds, "first_epoch_seconds": first}
+    if not last:
+        return result
 
     probe = rng.random((PREDICT_IMAGES, *workload.shape)).astype(np.float32)
     ours = lambda: predict_inputs(model, probe)  # noqa: E731
@@ -133,16 +136,11 @@ def worker(key: str, rounds: int, epochs_scale: float) -> dict:
             started = time.perf_counter()
             function()
             rates[kind].append(PREDICT_IMAGES / (time.perf_counter() - started))
-    bare = {}
     if keras.backend.backend() == "jax" and workload.model in ("mlp", "cnn"):
-        bare["bare_jax_epoch_seconds"] = bare_jax_epoch_seconds(workload.model, x, train.y, 2 * epochs)
+        result["bare_jax_epoch_seconds"] = bare_jax_epoch_seconds(workload.model, x, train.y, 2 * epochs)
         if workload.model == "mlp":
-            bare["gemm_gflops"] = gemm_gflops()
-    return bare | {
-        "trainer": trainer,
-        "epoch_seconds": {kind: statistics.median(values) for kind, values in seconds.items()},
-        "first_epoch_seconds": {kind: statistics.median(values) for kind, values in first.items()},
-        "epochs_timed": {kind: len(values) for kind, values in seconds.items()},
+            result["gemm_gflops"] = gemm_gflops()
+    return result | {
         "images_per_second": {kind: statistics.median(values) for kind, values in rates.items()},
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -245,14 +243,29 @@ def gemm_gflops() -> dict:
     }
 
 
-def measure(backend: str, key: str, rounds: int, epochs_scale: float) -> dict:
-    """One worker process on `backend`; its result, or {"error": ...}."""
+def measure(backend: str, key: str, number: int, epochs_scale: float, last: bool) -> dict:
+    """One worker process on `backend` for round `number`; its result, or {"error": ...}."""
     env = {**os.environ, "KERAS_BACKEND": backend}
-    command = [sys.executable, __file__, "--worker", key, "--rounds", str(rounds), "--epochs-scale", str(epochs_scale)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    command = [sys.executable, __file__, "--worker", key, "--round", str(number), "--epochs-scale", str(epochs_scale)]
+    done = subprocess.run(command + (["--last"] if last else []), env=env, capture_output=True, text=True)
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def pooled(rounds: list[dict]) -> dict:
+    """One result from a workload's rounds on one backend: median seconds per epoch over every
+    round's timed epochs, and the last round's prediction and floors."""
+    failed = [r for r in rounds if "error" in r]
+    if failed:
+        return failed[0]
+    result = dict(rounds[-1])
+    for field in ("epoch_seconds", "first_epoch_seconds"):
+        result[field] = {
+            kind: statistics.median([t for r in rounds for t in r[field][kind]]) for kind in ("fit", "img2num")
+        }
+    result["epochs_timed"] = {kind: sum(len(r["epoch_seconds"][kind]) for r in rounds) for kind in ("fit", "img2num")}
+    return result
 
 
 def main() -> None:
@@ -263,10 +276,12 @@ def main() -> None:
     parser.add_argument("--backends", default=",".join(BACKENDS), help="backends to try when installed (default %(default)s)")
     parser.add_argument("--json", help="also write every figure to this JSON file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--last", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--epochs-scale", type=float, default=1.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.rounds or 1, args.epochs_scale)))
+        print(json.dumps(worker(args.worker, args.round, args.epochs_scale, args.last)))
         return
 
     from importlib.metadata import version
@@ -285,9 +300,16 @@ def main() -> None:
 
     results: dict = {}
     for workload in workloads:
+        # Round after round, each backend in turn: the machine's drift over minutes then moves
+        # every backend alike, so the backends compare as the A/B pairs do.
+        count = rounds or workload.rounds
+        raw: dict = {backend: [] for backend in backends}
+        for number in range(count):
+            for backend in backends[number % len(backends) :] + backends[: number % len(backends)]:
+                raw[backend].append(measure(backend, workload.key, number, scale, last=number == count - 1))
+                print(f"  measured {workload.key} on {backend}, round {number + 1} of {count}", file=sys.stderr, flush=True)
         for backend in backends:
-            results[(workload.key, backend)] = measure(backend, workload.key, rounds or workload.rounds, scale)
-            print(f"  measured {workload.key} on {backend}", file=sys.stderr, flush=True)
+            results[(workload.key, backend)] = pooled(raw[backend])
 
     print("\ntraining, seconds per epoch (median of the epochs after each run's first) and peak memory")
     header = f"{'workload':<34} {'backend':<10} {'plain fit':>10} {'img2num':>10} {'trainer':>18} {'ratio':>7} {'peak MB':>8}"

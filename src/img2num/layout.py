@@ -1,21 +1,5 @@
-"""Channels-first copies of convolutional models, for training on Keras' PyTorch backend.
-
-img2num's models take images channels last (height, width, channels), as every Keras backend
-does by default. On PyTorch, Keras then transposes the input and the kernel of every
-convolution to PyTorch's channels-first layout and the output back, on every call.
-`benchmarks/speed.py` measured a channels-first copy of `cnn_gap` training about 1.3x faster
-per epoch on 64x64 RGB images (README, speed).
-
-`channels_first_twin(model)` builds such a copy, each layer the model's own set to channels
-first; its batches are transposed once each, on the host (`stream.fit_batches`). (A Permute
-layer inside the copy instead left the tensors strided channels last, which made `resnet` about
-10% slower.) A convolution kernel, a batch normalization's statistics and a dense layer's matrix have the
-same shapes in both layouts, so the twin holds exactly the model's weights and computes the same
-function; training copies the weights in, trains the twin, and copies them back, so the saved
-model is the usual channels-last one and predicts on any backend. Models with a layer whose
-meaning depends on the layout (Flatten, a Dense on feature maps, or any layer not listed here)
-are not `convertible`.
-"""
+"""Channels-first copies of convolutional models, which train faster on Keras' PyTorch backend
+and hold the same weights as the channels-last model that is saved."""
 
 from __future__ import annotations
 
@@ -34,7 +18,20 @@ _FORMATTED = {
     "GlobalMaxPooling2D",
 }
 # Layers that act element by element on tensors of one shape, whatever the layout.
-_ELEMENTWISE = {"InputLayer", "Activation", "ReLU", "LeakyReLU", "ELU", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Identity"}
+_ELEMENTWISE = {
+    "InputLayer",
+    "Activation",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Identity",
+}
 _CHANNELS_LAST_AXES = (-1, 3, [-1], [3])
 # Each model's twin for prediction; not an attribute, which Keras would track as a sublayer.
 _TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -42,6 +39,15 @@ _TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def channels_first_twin(model):
     """A channels-first copy of `model`: it takes images as (channels, height, width).
+
+    On PyTorch, Keras transposes the input and kernel of every convolution of a channels-last
+    model to channels first, and the output back, at every call; the copy avoids that
+    (`benchmarks/speed.py`: 1.1-1.6x faster per epoch for `cnn_gap` and `resnet` on 64x64 RGB).
+    Its batches are transposed once each, on the host (`stream.fit_batches`); a Permute layer
+    inside the copy instead left the tensors strided channels last, and `resnet` slower. A
+    convolution kernel, a batch normalization's statistics and a dense layer's matrix have the
+    same shapes in both layouts, so the copy holds the model's weights in the same order and
+    computes the same function; training copies the weights in and back (`copy_state`).
 
     Args:
         model: A Keras model on images of shape (height, width, channels).
