@@ -5,9 +5,9 @@ installed Keras backend in turn, one worker process trains fresh copies of the m
 `model.fit(x, y, batch_size=32, shuffle=True, validation_data=...)` and with img2num's trainer
 (on JAX its compiled loop, `img2num.loop`; on PyTorch `fit` on a channels-first copy of
 convolutional models, `img2num.layout`; else `fit` fed by img2num's batches), the pair's order
-alternating with the round. The last round's worker also times prediction, Keras'
-`model.predict` against img2num's (`Run.predict`'s path), and on the tutorial's models a
-hand-written JAX loop, the floor. It prints seconds per epoch (median over the epochs after each
+alternating with the round, and on the tutorial's models on JAX a hand-written JAX loop, the
+floor. The last round's worker also times prediction, Keras' `model.predict` against img2num's
+(`Run.predict`'s path). It prints seconds per epoch (median over the epochs after each
 run's first, which compiles), the per-pair ratio, images per second, peak memory, and which
 backend `--backend auto` picks beside the fastest one measured.
 
@@ -122,6 +122,9 @@ def worker(key: str, number: int, epochs_scale: float, last: bool) -> dict:
         model, times = run(kind)
         first[kind], seconds[kind] = times[:1], times[1:]
     result = {"trainer": trainer, "epoch_seconds": seconds, "first_epoch_seconds": first}
+    if keras.backend.backend() == "jax" and workload.model in ("mlp", "cnn"):
+        # Every round, beside the pair, so that the floor drifts with them.
+        result["bare_jax_epoch_seconds"] = bare_jax_epoch_seconds(workload.model, x, train.y, 2 * epochs)
     if not last:
         return result
 
@@ -136,10 +139,8 @@ def worker(key: str, number: int, epochs_scale: float, last: bool) -> dict:
             started = time.perf_counter()
             function()
             rates[kind].append(PREDICT_IMAGES / (time.perf_counter() - started))
-    if keras.backend.backend() == "jax" and workload.model in ("mlp", "cnn"):
-        result["bare_jax_epoch_seconds"] = bare_jax_epoch_seconds(workload.model, x, train.y, 2 * epochs)
-        if workload.model == "mlp":
-            result["gemm_gflops"] = gemm_gflops()
+    if keras.backend.backend() == "jax" and workload.model == "mlp":
+        result["gemm_gflops"] = gemm_gflops()
     return result | {
         "images_per_second": {kind: statistics.median(values) for kind, values in rates.items()},
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -265,6 +266,8 @@ def pooled(rounds: list[dict]) -> dict:
             kind: statistics.median([t for r in rounds for t in r[field][kind]]) for kind in ("fit", "img2num")
         }
     result["epochs_timed"] = {kind: sum(len(r["epoch_seconds"][kind]) for r in rounds) for kind in ("fit", "img2num")}
+    if "bare_jax_epoch_seconds" in result:
+        result["bare_jax_epoch_seconds"] = statistics.median(r["bare_jax_epoch_seconds"] for r in rounds)
     return result
 
 
