@@ -65,8 +65,8 @@ PREDICT_IMAGES = 2048
 
 def worker(key: str, number: int, epochs_scale: float, last: bool) -> dict:
     """Runs in a process whose KERAS_BACKEND is set: A/B round `number` of one workload (the
-    order of the pair alternates with the round), and after the last round prediction and
-    the floors. Returns the raw times; `main` pools the rounds."""
+    order of the pair alternates with the round) and the floor, and after the last round the
+    prediction and matrix-product speeds. Returns the raw times; `main` pools the rounds."""
     import resource
 
     import keras
