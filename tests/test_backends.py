@@ -42,6 +42,20 @@ def test_auto_respects_the_user_and_a_loaded_keras(monkeypatch):
 
 
 @torch_installed
+def test_a_selected_backend_holds_for_later_auto_choices(tmp_path):
+    """`compare` selects one backend for all its models; each model's own "auto" then keeps it
+    (pixel_gap alone would prefer JAX)."""
+    code = """
+        from img2num.backends import choose_backend, select_backend
+        assert choose_backend("auto", ["pixel_gap"], (64, 64, 3)) == "jax"
+        select_backend(choose_backend("auto", ["pixel_gap", "cnn_gap"], (64, 64, 3)))
+        print(choose_backend("auto", ["pixel_gap"], (64, 64, 3)))
+    """
+    env_free = run_python(code, "", tmp_path)
+    assert env_free.stdout.split() == ["torch"]
+
+
+@torch_installed
 def test_switching_a_loaded_keras_is_refused():
     import keras  # noqa: F401
 

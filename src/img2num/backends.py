@@ -65,7 +65,7 @@ def choose_backend(requested: str, models: Sequence[str], image_shape: Sequence[
 
 
 def select_backend(name: str) -> None:
-    """Make Keras run on `name`: set KERAS_BACKEND before Keras is imported.
+    """Make Keras run on `name`: set KERAS_BACKEND and import Keras.
 
     Raises:
         Img2NumError: The backend's package is not installed, or Keras already runs on another
@@ -82,6 +82,9 @@ def select_backend(name: str) -> None:
             f"Keras already runs on {loaded} in this process; set KERAS_BACKEND={name} before importing Keras"
         )
     os.environ["KERAS_BACKEND"] = name
+    # Keras reads KERAS_BACKEND once, when imported: importing it now fixes the choice, so that
+    # a later "auto" in this process (each model `compare` trains) keeps it.
+    import keras  # noqa: F401
 
 
 def _installed(package: str) -> bool:
