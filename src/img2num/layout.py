@@ -42,7 +42,7 @@ def channels_first_twin(model):
 
     On PyTorch, Keras transposes the input and kernel of every convolution of a channels-last
     model to channels first, and the output back, at every call; the copy avoids that
-    (`benchmarks/speed.py`: 1.1-1.6x faster per epoch for `cnn_gap` and `resnet` on 64x64 RGB).
+    (`benchmarks/speed.py`: 1.10-1.16x faster per epoch for `cnn_gap` and `resnet` on 64x64 RGB).
     Its batches are transposed once each, on the host (`stream.fit_batches`); a Permute layer
     inside the copy instead left the tensors strided channels last, and `resnet` slower. A
     convolution kernel, a batch normalization's statistics and a dense layer's matrix have the
