@@ -1,0 +1,494 @@
+"""Serving a trained run over HTTP: a FastAPI app whose requests are micro-batched into one model
+call, the web page at `/`, limits on what clients send, and a uvicorn server on the loopback
+address unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+
+from img2num import __version__
+from img2num.bundle import Run, as_run
+from img2num.config import LOOPBACK, ServeConfig
+from img2num.errors import Img2NumError
+
+# Names a client may give an image are echoed back, never used as paths; cut to this length.
+_NAME_CHARS = 200
+
+
+class QueueFull(Exception):
+    """The batcher holds as many images as it may; the request is refused, not queued."""
+
+
+class MicroBatcher:
+    """Gathers the images of concurrent requests into one model call, on one thread.
+
+    A request's images wait in a bounded queue. The thread takes the first waiting request, lets
+    others join it for up to `wait_s` or until `max_batch` images, predicts them in one call and
+    hands each request its share. Requests that arrive while the model runs form the next batch.
+
+    Args:
+        predict: Images (N, H, W, C) to N predictions.
+        max_batch: Most images per call (a larger single request is still one call).
+        wait_s: Longest wait for more images once one is waiting.
+        capacity: Most images waiting; `submit` refuses more with `QueueFull`.
+    """
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], max_batch: int, wait_s: float, capacity: int) -> None:
+        self.predict, self.max_batch, self.wait_s, self.capacity = predict, max_batch, wait_s, capacity
+        self._pending: collections.deque[tuple[np.ndarray, Future]] = collections.deque()
+        self._waiting = 0  # images in _pending
+        self._condition = threading.Condition()
+        self._closed = False
+        self.calls = 0
+        self.images = 0
+        self._thread = threading.Thread(target=self._loop, name="img2num-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def waiting(self) -> int:
+        """Images waiting for the model."""
+        return self._waiting
+
+    def submit(self, images: np.ndarray) -> Future:
+        """Queue one request's images (N, H, W, C).
+
+        Returns:
+            A future of their N predictions.
+
+        Raises:
+            QueueFull: Queueing them would pass `capacity`.
+        """
+        future: Future = Future()
+        with self._condition:
+            if self._closed:
+                raise QueueFull("the server is shutting down")
+            if self._waiting + len(images) > self.capacity:
+                raise QueueFull(
+                    f"server busy: {self._waiting} images are waiting for the model "
+                    f"(queue size {self.capacity}); try again shortly"
+                )
+            self._pending.append((images, future))
+            self._waiting += len(images)
+            self._condition.notify()
+        return future
+
+    def close(self) -> None:
+        """Answer what is queued, then stop the thread."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            try:
+                images = batch[0][0] if len(batch) == 1 else np.concatenate([images for images, _ in batch])
+                predictions = self.predict(images)
+            except Exception as error:  # handed to every waiting request; the thread goes on
+                for _, future in batch:
+                    future.set_exception(error)
+                continue
+            self.calls += 1
+            self.images += len(images)
+            start = 0
+            for images, future in batch:
+                future.set_result(predictions[start : start + len(images)])
+                start += len(images)
+
+    def _next_batch(self) -> list[tuple[np.ndarray, Future]] | None:
+        with self._condition:
+            while not self._pending and not self._closed:
+                self._condition.wait()
+            if not self._pending:
+                return None
+            deadline = time.monotonic() + self.wait_s
+            while self._waiting < self.max_batch and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._condition.wait(left)
+            batch, count = [], 0
+            while self._pending and (not batch or count + len(self._pending[0][0]) <= self.max_batch):
+                images, future = self._pending.popleft()
+                batch.append((images, future))
+                count += len(images)
+            self._waiting -= count
+            return batch
+
+
+class Predictor:
+    """A run ready to serve: decoding as `img2num predict` decodes, a warmed model and its batcher.
+
+    Args:
+        run: The trained run.
+        config: Limits and batching.
+    """
+
+    def __init__(self, run: Run, config: ServeConfig) -> None:
+        self.run, self.config = run, config
+        self.spec = run.preprocessing.image_spec()
+        self.warm_up()
+        self.batcher = MicroBatcher(run.predict, config.max_batch, config.batch_wait_ms / 1000, config.queue_size)
+
+    def warm_up(self) -> None:
+        """Compile the model for every batch shape a micro-batch can take (powers of two up to
+        `max_batch`, as `Run.predict` pads them), so no request waits for a compilation."""
+        size = 1
+        while True:
+            self.run.predict(np.zeros((size, *self.spec.shape), self.spec.dtype))
+            if size >= self.config.max_batch:
+                break
+            size = min(2 * size, self.config.max_batch)
+
+    def decode(self, uploads: list[tuple[str, bytes]]) -> list[np.ndarray | str]:
+        """Each upload as the model's input image, or the reason it cannot be used."""
+        from img2num.data.images import BadImage, conform, read_image_bytes
+
+        out: list[np.ndarray | str] = []
+        for _, data in uploads:
+            try:
+                out.append(conform(read_image_bytes(data, self.config.max_pixels), self.spec))
+            except BadImage as error:
+                # The pixel limit is the server's option here, not Pillow's setting.
+                message = str(error).replace("over Pillow's limit", "over the limit")
+                out.append(message.replace("(PIL.Image.MAX_IMAGE_PIXELS)", "(option --max-pixels)"))
+        return out
+
+    def info(self) -> dict:
+        """What `/info` answers: the run, its input, training metrics, versions and limits."""
+        import keras
+
+        run, (height, width, channels) = self.run, self.run.preprocessing.input_shape
+        return {
+            "run": run_name(run),
+            "model": run.model_name,
+            "units": run_units(run, self.config),
+            "input": {
+                "height": height,
+                "width": width,
+                "channels": channels,
+                "dtype": run.preprocessing.input_dtype,
+                "resize": run.preprocessing.resize,
+            },
+            "metrics": run.metrics,
+            "epochs": len(run.history),
+            "versions": {"img2num": __version__, "keras": keras.__version__, "backend": keras.backend.backend()},
+            "trained_with": {key: run.config.get(f"{key}_version") for key in ("img2num", "keras")}
+            | {"backend": run.config.get("backend")},
+            "limits": asdict(self.config),
+        }
+
+    def close(self) -> None:
+        self.batcher.close()
+
+
+def run_name(run: Run) -> str:
+    """The name a run is known by: its folder's name, else its model's."""
+    return run.path.name if run.path is not None else run.model_name
+
+
+def run_units(run: Run, config: ServeConfig | None = None) -> str | None:
+    """What the predicted number is measured in: `--units` when given, else the run's own
+    `units` entry when its configuration has one, else None."""
+    if config is not None and config.units:
+        return config.units
+    units = run.config.get("units")
+    return units if isinstance(units, str) else None
+
+
+def create_app(run: Run | str | Path, config: ServeConfig | None = None):
+    """The FastAPI application serving a run; the model is loaded and compiled here, once.
+
+    Endpoints: `POST /predict` (multipart image files, or one image as the raw body), `GET
+    /health`, `GET /info`, the web page at `/`, and FastAPI's `/docs` and `/openapi.json`.
+
+    Args:
+        run: A `Run` or the path of a run folder.
+        config: Limits and batching (the host and port are not used here).
+
+    Returns:
+        A `fastapi.FastAPI` application, for uvicorn or any ASGI server.
+
+    Raises:
+        Img2NumError: The run cannot be read.
+    """
+    config = config or ServeConfig()
+    run = as_run(run)
+    predictor = Predictor(run, config)
+    page = resources.files("img2num").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        predictor.close()
+
+    app = FastAPI(
+        title=f"img2num: {run_name(run)}",
+        version=__version__,
+        description=f"Predict a number from an image with the run {run_name(run)} (model {run.model_name}).",
+        lifespan=lifespan,
+    )
+    app.state.predictor = predictor
+    app.add_middleware(_BodyLimit, limit=config.max_upload_bytes)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, error: HTTPException):
+        return JSONResponse({"error": str(error.detail)}, error.status_code, headers=getattr(error, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, error: RequestValidationError):
+        return JSONResponse({"error": "; ".join(str(item.get("msg")) for item in error.errors())}, 422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request, error: Exception):
+        # The traceback goes to the server's log, never into the answer.
+        return JSONResponse({"error": f"internal error ({type(error).__name__}); see the server's log"}, 500)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index():
+        return HTMLResponse(page, headers={"Content-Security-Policy": _PAGE_POLICY})
+
+    @app.get("/health", summary="Is the server up, and how busy")
+    async def health() -> dict:
+        batcher = predictor.batcher
+        return {"status": "ok", "waiting": batcher.waiting, "model_calls": batcher.calls, "images": batcher.images}
+
+    @app.get("/info", summary="The run: model, input, training metrics, versions, limits")
+    async def info() -> dict:
+        return predictor.info()
+
+    @app.post("/predict", summary="Predict one number per image", openapi_extra=_PREDICT_BODY_DOC)
+    async def predict(request: Request):
+        uploads = await _read_uploads(request, config)
+        decoded = await run_in_threadpool(predictor.decode, uploads)
+        good = [item for item in decoded if not isinstance(item, str)]
+        values: list[float] = []
+        if good:
+            try:
+                future = predictor.batcher.submit(np.stack(good))
+            except QueueFull as error:
+                raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None
+            values = [float(value) for value in await asyncio.wrap_future(future)]
+        results, next_value = [], iter(values)
+        for (name, _), item in zip(uploads, decoded):
+            if isinstance(item, str):
+                results.append({"file": name, "error": item})
+            else:
+                results.append({"file": name, "prediction": next(next_value)})
+        answer = {"run": run_name(run), "model": run.model_name, "units": run_units(run, config), "results": results}
+        if good:
+            return answer
+        first = results[0]
+        summary = f"{first['file']}: {first['error']}" if len(results) == 1 else f"none of the {len(results)} images could be used"
+        return JSONResponse({"error": summary, **answer}, 422)
+
+    return app
+
+
+async def _read_uploads(request: Request, config: ServeConfig) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each image in a request: every file part of a multipart form, or the
+    raw body as one image named by the `name` query parameter."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        form = await request.form(max_files=config.max_images, max_fields=config.max_images)
+        try:
+            uploads = [
+                ((item.filename or key)[:_NAME_CHARS], await item.read())
+                for key, item in form.multi_items()
+                if isinstance(item, UploadFile)
+            ]
+        finally:
+            await form.close()
+        if not uploads:
+            raise HTTPException(422, "no image file in the form: send each image as a file part (curl -F file=@photo.png)")
+        return uploads
+    body = await request.body()
+    if not body:
+        raise HTTPException(
+            422,
+            "empty request: send image files as a multipart form (curl -F file=@photo.png) "
+            "or one image as the body (curl --data-binary @photo.png)",
+        )
+    return [(request.query_params.get("name", "image")[:_NAME_CHARS], body)]
+
+
+class _BodyLimit:
+    """ASGI middleware answering 413 to a body over `limit` bytes: at once when Content-Length
+    says so, else as soon as the streamed body passes it (nothing past it is kept)."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = f"request body over the upload limit of {self.limit} bytes (option --max-upload-mb)"
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await JSONResponse({"error": too_large}, 413, headers={"Connection": "close"})(scope, receive, send)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # Raised inside the route, so FastAPI's handler answers it as JSON.
+                    raise HTTPException(413, too_large)
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+# The page loads nothing from elsewhere: scripts, styles and images come from this server or
+# from the files the user chose (blob: URLs).
+_PAGE_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' blob: data:; connect-src 'self'"
+)
+
+_PREDICT_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "description": "Image files as a multipart form (any field name, one file part per image), "
+        "or one image as the raw body (any content type; `?name=` names it in the answer).",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    "responses": {
+        "200": {"description": "One result per image, in order: `prediction` or `error`."},
+        "413": {"description": "Body over the upload limit, or too many images."},
+        "422": {"description": "No image could be used; `results` says why for each."},
+        "503": {"description": "The queue is full; try again."},
+    },
+}
+
+
+def _uvicorn_server(app, config: ServeConfig):
+    import uvicorn
+
+    settings = uvicorn.Config(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level="warning",
+        access_log=False,
+        limit_concurrency=config.max_connections,
+        timeout_keep_alive=5,
+    )
+    try:
+        sock = settings.bind_socket()
+    except (OSError, SystemExit) as error:  # uvicorn exits when it cannot bind
+        raise Img2NumError(f"cannot listen on {config.host}:{config.port} ({error})") from None
+    # Listening now queues the connections that arrive before uvicorn starts accepting them.
+    sock.listen(settings.backlog)
+    return uvicorn.Server(settings), sock
+
+
+def _url(sock) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def serve(run: Run | str | Path, config: ServeConfig | None = None) -> None:
+    """Serve a run over HTTP until interrupted (Ctrl-C), printing where at start.
+
+    Args:
+        run: A `Run` or the path of a run folder.
+        config: Address, limits and batching; the default listens on 127.0.0.1:8000.
+
+    Raises:
+        Img2NumError: The run cannot be read, or the address cannot be bound.
+    """
+    config = config or ServeConfig()
+    run = as_run(run)
+    app = create_app(run, config)
+    server, sock = _uvicorn_server(app, config)
+    height, width, channels = run.preprocessing.input_shape
+    print(f"img2num: serving run {run_name(run)} ({run.model_name}, {height}x{width}x{channels}) at {_url(sock)}/", flush=True)
+    if config.host in (LOOPBACK, "localhost", "::1"):
+        print("img2num: listening on the loopback address: only this machine can connect (--host 0.0.0.0 to open it)", flush=True)
+    else:
+        print(f"img2num: listening on {config.host}: other machines can connect; the API has no authentication", flush=True)
+    print("img2num: the page is at /, the API documentation at /docs; Ctrl-C stops", flush=True)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn has finished the open requests and raises Ctrl-C again: a normal stop
+    print("img2num: stopped", flush=True)
+
+
+@contextmanager
+def serving(run: Run | str | Path, config: ServeConfig | None = None) -> Iterator[str]:
+    """Serve a run from a background thread for the duration of a `with` block.
+
+    Args:
+        run: A `Run` or the path of a run folder.
+        config: Address, limits and batching; use port 0 for a free port.
+
+    Yields:
+        The server's base URL, such as `http://127.0.0.1:8000`.
+    """
+    config = config or ServeConfig()
+    server, sock = _uvicorn_server(create_app(run, config), config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="img2num-server", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise Img2NumError(f"the server at {_url(sock)} did not start")
+            time.sleep(0.01)
+        yield _url(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def multipart_body(files: list[tuple[str, bytes]], field: str = "file") -> tuple[bytes, str]:
+    """Encode image files as a multipart form, for clients with only the standard library.
+
+    Returns:
+        The body and its Content-Type header.
+    """
+    boundary = f"img2num-{secrets.token_hex(16)}"
+    parts = []
+    for name, data in files:
+        safe = name.replace('"', "_").replace("\r", "_").replace("\n", "_")
+        header = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{safe}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        )
+        parts += [header.encode(), data, b"\r\n"]
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
