@@ -26,7 +26,7 @@ from img2num.errors import Img2NumError
 from img2num.serve import MicroBatcher, QueueFull, multipart_body, serving
 
 # Small limits, so that each can be passed with small requests.
-LIMITS = ServeConfig(port=0, max_upload_mb=0.05, max_pixels=10_000, max_images=8, max_batch=8, queue_size=16)
+LIMITS = ServeConfig(port=0, max_upload_mb=0.05, max_pixels=10_000, max_images=8, max_batch=8, queue_size=16, units="tenths")
 TIMEOUT = 20
 
 
@@ -74,7 +74,7 @@ def server(image_run):
 def test_predictions_equal_img2num_predict(server, image_run, photos, capsys):
     expected = cli_predictions(capsys, image_run, photos[:5])
     status, answer, _ = post_files(server, [(path.name, path.read_bytes()) for path in photos[:5]])
-    assert status == 200 and answer["run"] == "mlp" and answer["model"] == "mlp"
+    assert status == 200 and (answer["run"], answer["model"], answer["units"]) == ("mlp", "mlp", "tenths")
     assert {item["file"]: item["prediction"] for item in answer["results"]} == expected
     # One image as the raw body, named by ?name=.
     status, answer, _ = call(server + "/predict?name=one.png", photos[2].read_bytes(), "image/png")
@@ -121,7 +121,7 @@ def test_every_bad_request_is_a_json_4xx_and_the_server_goes_on(server, photos):
 
 def test_info_health_page_and_api_documentation(server):
     status, info, _ = call(server + "/info")
-    assert status == 200 and info["model"] == "mlp" and info["run"] == "mlp"
+    assert status == 200 and (info["model"], info["run"], info["units"]) == ("mlp", "mlp", "tenths")
     assert info["input"] == {"height": 12, "width": 12, "channels": 3, "dtype": "uint8", "resize": "none"}
     assert set(info["metrics"]) >= {"train", "val"} and info["versions"]["img2num"] == "0.1.0"
     assert info["limits"]["max_images"] == 8 and info["limits"]["host"] == "127.0.0.1"

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 
 from img2num import __version__
 from img2num.bundle import Run, as_run
-from img2num.config import LOOPBACK, ServeConfig
+from img2num.config import LOOPBACK, PREDICT_BATCH_SIZE, ServeConfig
 from img2num.errors import Img2NumError
 
 # Names a client may give an image are echoed back, never used as paths; cut to this length.
@@ -157,14 +157,16 @@ class Predictor:
         self.batcher = MicroBatcher(run.predict, config.max_batch, config.batch_wait_ms / 1000, config.queue_size)
 
     def warm_up(self) -> None:
-        """Compile the model for every batch shape a micro-batch can take (powers of two up to
-        `max_batch`, as `Run.predict` pads them), so no request waits for a compilation."""
+        """Compile the model for every batch shape a call can take: powers of two up to the
+        largest batch (`max_batch`, or one request's `max_images`), as `Run.predict` pads them
+        up to `PREDICT_BATCH_SIZE`; so no request waits for a compilation."""
+        largest = min(max(self.config.max_batch, self.config.max_images), PREDICT_BATCH_SIZE)
         size = 1
         while True:
             self.run.predict(np.zeros((size, *self.spec.shape), self.spec.dtype))
-            if size >= self.config.max_batch:
+            if size >= largest:
                 break
-            size = min(2 * size, self.config.max_batch)
+            size = min(2 * size, largest)
 
     def decode(self, uploads: list[tuple[str, bytes]]) -> list[np.ndarray | str]:
         """Each upload as the model's input image, or the reason it cannot be used."""
