@@ -4,9 +4,11 @@ input, a bounded load, the command, and the web page in headless Chromium."""
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import io
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -113,6 +115,14 @@ def test_every_bad_request_is_a_json_4xx_and_the_server_goes_on(server, photos):
         status, answer, _ = call(server + "/predict", body, content_type)
         assert status == expected_status and message in answer["error"], (message, status, answer)
         assert call(server + "/health")[1]["status"] == "ok"
+    # A chunked body states no length: it is cut off as soon as it passes the limit.
+    host, port = server.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+    connection.request("POST", "/predict", (too_large[i : i + 8192] for i in range(0, len(too_large), 8192)),
+                       {"Content-Type": "image/png"}, encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 413 and "over the upload limit" in json.loads(response.read())["error"]
+    connection.close()
     assert call(server + "/predict", method="GET")[0] == 405
     assert call(server + "/nowhere")[:2] == (404, {"error": "Not Found"})
     status, answer, _ = post_files(server, [("good.png", good)])
@@ -212,6 +222,12 @@ def test_bad_serve_options_are_one_line_errors(capsys, image_run, tmp_path):
     assert status == 1 and "no such run folder" in one_line_error(err)
     status, _, err = run_cli(capsys, "serve", image_run.path, "--max-images", "5000")
     assert status == 1 and "must not exceed queue_size" in one_line_error(err)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, _, err = run_cli(capsys, "serve", image_run.path, "--port", port)
+        assert status == 1 and f"cannot listen on 127.0.0.1:{port} (" in one_line_error(err)
 
 
 def test_serve_command_says_where_and_stops_on_ctrl_c(image_run):

@@ -395,11 +395,35 @@ _PREDICT_BODY_DOC = {
     },
     "responses": {
         "200": {"description": "One result per image, in order: `prediction` or `error`."},
-        "413": {"description": "Body over the upload limit, or too many images."},
+        "400": {"description": "A malformed form, or more files than the limit."},
+        "413": {"description": "Body over the upload limit."},
         "422": {"description": "No image could be used; `results` says why for each."},
         "503": {"description": "The queue is full; try again."},
     },
 }
+
+
+def _listen(config: ServeConfig) -> socket.socket:
+    """A TCP socket bound to the configured address and listening, so that connections that
+    arrive before the server runs wait in the backlog rather than being refused."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            config.host, config.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as error:
+        raise Img2NumError(f"cannot listen on {config.host}:{config.port} ({error})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it: without it, Nagle's algorithm holds the answer's body
+        # back until the client's delayed ACK, some 40 ms per request.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as error:
+        sock.close()
+        raise Img2NumError(f"cannot listen on {config.host}:{config.port} ({error})") from None
+    return sock
 
 
 def _uvicorn_server(app, config: ServeConfig):
@@ -414,17 +438,7 @@ def _uvicorn_server(app, config: ServeConfig):
         limit_concurrency=config.max_connections,
         timeout_keep_alive=5,
     )
-    try:
-        sock = settings.bind_socket()
-    except (OSError, SystemExit) as error:  # uvicorn exits when it cannot bind
-        raise Img2NumError(f"cannot listen on {config.host}:{config.port} ({error})") from None
-    # Accepted connections inherit TCP_NODELAY. asyncio sets it only on sockets created for TCP
-    # by name, which uvicorn's bound socket is not: without it, Nagle's algorithm holds back the
-    # answer's body until the client's delayed ACK, some 40 ms per request.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    # Listening now queues the connections that arrive before uvicorn starts accepting them.
-    sock.listen(settings.backlog)
-    return uvicorn.Server(settings), sock
+    return uvicorn.Server(settings)
 
 
 def _url(sock) -> str:
@@ -443,9 +457,13 @@ def serve(run: Run | str | Path, config: ServeConfig | None = None) -> None:
         Img2NumError: The run cannot be read, or the address cannot be bound.
     """
     config = config or ServeConfig()
-    run = as_run(run)
-    app = create_app(run, config)
-    server, sock = _uvicorn_server(app, config)
+    sock = _listen(config)  # before loading the run: a taken port fails at once
+    try:
+        run = as_run(run)
+        server = _uvicorn_server(create_app(run, config), config)
+    except BaseException:
+        sock.close()
+        raise
     height, width, channels = run.preprocessing.input_shape
     print(f"img2num: serving run {run_name(run)} ({run.model_name}, {height}x{width}x{channels}) at {_url(sock)}/", flush=True)
     if config.host in (LOOPBACK, "localhost", "::1"):
@@ -472,7 +490,12 @@ def serving(run: Run | str | Path, config: ServeConfig | None = None) -> Iterato
         The server's base URL, such as `http://127.0.0.1:8000`.
     """
     config = config or ServeConfig()
-    server, sock = _uvicorn_server(create_app(run, config), config)
+    sock = _listen(config)
+    try:
+        server = _uvicorn_server(create_app(run, config), config)
+    except BaseException:
+        sock.close()
+        raise
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="img2num-server", daemon=True)
     thread.start()
     try:
