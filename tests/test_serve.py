@@ -1,5 +1,6 @@
-"""Serving a run over HTTP: the API through a real client on a loopback port, its limits and bad
-input, a bounded load, the command, and the web page in headless Chromium."""
+"""Serving a run over HTTP (img2num.serve, img2num.batching): the API through a real client on a
+loopback port, its limits and bad input, a bounded load, the command, and the web page in
+headless Chromium."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from PIL import Image
 from conftest import one_line_error, run_cli
 from img2num.config import ServeConfig
 from img2num.errors import Img2NumError
-from img2num.serve import MicroBatcher, QueueFull, multipart_body, serving
+from img2num.batching import MicroBatcher, QueueFull
+from img2num.serve import multipart_body, serving
 
 # Small limits, so that each can be passed with small requests.
 LIMITS = ServeConfig(port=0, max_upload_mb=0.05, max_pixels=10_000, max_images=8, max_batch=8, queue_size=16, units="tenths")
