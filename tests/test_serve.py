@@ -273,6 +273,7 @@ def test_web_page_in_headless_chromium(server, image_run, photos, capsys, tmp_pa
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions"):
         options.add_argument(flag)
+    # With the driver's path given, Selenium Manager (which would look for one online) never runs.
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
     try:
         driver.set_page_load_timeout(TIMEOUT)
