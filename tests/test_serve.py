@@ -217,6 +217,15 @@ def test_batcher_gathers_concurrent_requests_into_one_call():
         batcher.close()
 
 
+def test_non_finite_numbers_are_answered_as_null(image_run, photos):
+    run = dataclasses.replace(image_run, metrics={"test": {"mse": 1.0, "r2": float("nan")}})
+    run.predict = lambda x, source="images": np.full(len(x), np.inf, np.float32)
+    with serving(run, dataclasses.replace(LIMITS, max_batch=1, max_images=1)) as url:
+        assert call(url + "/info")[1]["metrics"] == {"test": {"mse": 1.0, "r2": None}}
+        status, answer, _ = post_files(url, [("a.png", photos[0].read_bytes())])
+        assert status == 200 and answer["results"] == [{"file": "a.png", "prediction": None}]
+
+
 def test_bad_serve_options_are_one_line_errors(capsys, image_run, tmp_path):
     with pytest.raises(Img2NumError, match="max_images \\(20\\) must not exceed queue_size \\(10\\)"):
         ServeConfig(max_images=20, queue_size=10)

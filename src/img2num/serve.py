@@ -6,6 +6,7 @@ address unless told otherwise.
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import socket
 import threading
@@ -93,7 +94,7 @@ class Predictor:
                 "dtype": run.preprocessing.input_dtype,
                 "resize": run.preprocessing.resize,
             },
-            "metrics": run.metrics,
+            "metrics": _finite(run.metrics),
             "epochs": len(run.history),
             "versions": {"img2num": __version__, "keras": keras.__version__, "backend": keras.backend.backend()},
             "trained_with": {key: run.config.get(f"{key}_version") for key in ("img2num", "keras")}
@@ -117,6 +118,18 @@ def run_units(run: Run, config: ServeConfig | None = None) -> str | None:
         return config.units
     units = run.config.get("units")
     return units if isinstance(units, str) else None
+
+
+def _finite(value):
+    """`value` with NaN and infinities as None: JSON has no such numbers (a diverged model
+    predicts them; R^2 is NaN on constant labels)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def create_app(run: Run | str | Path, config: ServeConfig | None = None):
@@ -194,7 +207,7 @@ def create_app(run: Run | str | Path, config: ServeConfig | None = None):
                 future = predictor.batcher.submit(np.stack(good))
             except QueueFull as error:
                 raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None
-            values = [float(value) for value in await asyncio.wrap_future(future)]
+            values = _finite([float(value) for value in await asyncio.wrap_future(future)])
         results, next_value = [], iter(values)
         for (name, _), item in zip(uploads, decoded):
             if isinstance(item, str):
