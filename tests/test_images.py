@@ -161,3 +161,26 @@ def test_worker_processes_decode_as_this_process_does(tmp_path, monkeypatch):
     probed = probe_files(paths, workers=2)
     assert probed[0][0] == probe(paths[0]) and probed[0][1] is None
     assert probed[5][0] is None and "not an image file" in probed[5][1]
+
+
+def test_bytes_decode_as_files_do(tmp_path):
+    from img2num.data.images import read_image_bytes
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(RGB).save(tmp_path / "o.jpg", exif=exif.tobytes(), quality=95)
+    Image.fromarray(RGB).save(tmp_path / "a.png")
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((6, 5, 5), np.uint16) + 7, photometric="minisblack", planarconfig="contig")
+    tifffile.imwrite(tmp_path / "o.tif", RGB, photometric="rgb", extratags=[(274, "H", 1, 8, True)])
+    for name in ("o.jpg", "a.png", "b.tif", "o.tif"):
+        from_file, from_bytes = read_image(tmp_path / name), read_image_bytes((tmp_path / name).read_bytes())
+        assert from_bytes.dtype == from_file.dtype and np.array_equal(from_bytes, from_file), name
+    assert read_image_bytes((tmp_path / "b.tif").read_bytes()).shape == (6, 5, 5)
+    for content, message in [(b"", "empty file"), (b"not an image", "not an image file"),
+                             ((tmp_path / "a.png").read_bytes()[:60], "truncated")]:
+        with pytest.raises(BadImage, match=message):
+            read_image_bytes(content)
+    with pytest.raises(BadImage, match="over Pillow's limit of 50"):
+        read_image_bytes((tmp_path / "a.png").read_bytes(), max_pixels=50)
+    with pytest.raises(BadImage, match="over Pillow's limit of 20"):
+        read_image_bytes((tmp_path / "b.tif").read_bytes(), max_pixels=20)

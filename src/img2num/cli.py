@@ -22,6 +22,7 @@ from img2num.config import (
     DataConfig,
     DustConfig,
     PointsConfig,
+    ServeConfig,
     TrainConfig,
 )
 from img2num.errors import Img2NumError
@@ -164,6 +165,26 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_data_options(command, training=False, skip_bad=False)
     command.set_defaults(command=_predict)
+
+    serve = ServeConfig()
+    command = commands.add_parser(
+        "serve", help="serve a run over HTTP: a JSON API and a web page",
+        description="Serve a run over HTTP until Ctrl-C: POST /predict (image files as a multipart form, or one "
+        "image as the body) answers one prediction per image, as `img2num predict` would; GET /info, GET /health, "
+        "the web page at / and the API documentation at /docs. Concurrent requests are batched into one model call.",
+    )
+    command.add_argument("run", type=Path, help="run folder")
+    command.add_argument("--host", default=serve.host, help="address to listen on; 0.0.0.0 opens it to other machines (default %(default)s: this machine only)")
+    command.add_argument("--port", type=_count, default=serve.port, help="TCP port; 0 takes a free one (default %(default)s)")
+    command.add_argument("--max-upload-mb", metavar="MB", type=_positive_float, default=serve.max_upload_mb, help="largest request body in MB, answered 413 beyond (default %(default)s)")
+    command.add_argument("--max-pixels", metavar="N", type=_positive_int, default=serve.max_pixels, help="largest image in pixels (height x width) decoded (default %(default)s)")
+    command.add_argument("--max-images", metavar="N", type=_positive_int, default=serve.max_images, help="most images in one request (default %(default)s)")
+    command.add_argument("--max-batch", metavar="N", type=_positive_int, default=serve.max_batch, help="most images in one model call (default %(default)s)")
+    command.add_argument("--batch-wait-ms", metavar="MS", type=_non_negative_float, default=serve.batch_wait_ms, help="how long an image waits for others to share its model call (default %(default)s)")
+    command.add_argument("--queue-size", metavar="N", type=_positive_int, default=serve.queue_size, help="most images waiting for the model; requests beyond are answered 503 (default %(default)s)")
+    command.add_argument("--max-connections", metavar="N", type=_positive_int, default=serve.max_connections, help="most connections served at once; more are answered 503 (default %(default)s)")
+    command.add_argument("--units", metavar="TEXT", help="what the number is measured in, given in every answer, such as 'ug/m3' (default: none)")
+    command.set_defaults(command=_serve)
 
     command = commands.add_parser(
         "compare", help="train several models and the baselines on the same splits; leaderboard and HTML report",
@@ -357,6 +378,16 @@ def _predict(args) -> int:
         return _fail(f"{len(bad)} of {len(bad) + len(predictions)} images could not be used; "
                      f"{len(predictions)} predictions {'written' if len(predictions) else 'made'}")
     return 0
+
+
+def _serve(args) -> None:
+    from img2num.serve import serve
+
+    names = (
+        "host", "port", "max_upload_mb", "max_pixels", "max_images", "max_batch", "batch_wait_ms", "queue_size",
+        "max_connections", "units",
+    )
+    serve(args.run, ServeConfig(**{name: getattr(args, name) for name in names}))
 
 
 def _compare(args) -> None:

@@ -7,6 +7,7 @@ file's name and CSV row and decide whether to fail or skip.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import signal
@@ -24,6 +25,9 @@ IMAGE_EXTENSIONS = frozenset(
      ".ppm", ".pgm", ".pbm", ".pnm"}
 )
 TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
+# How a TIFF file starts (little- and big-endian, classic and BigTIFF): images read from bytes
+# have no file name to tell.
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Resize modes stored in a run: "none" (images must already have the size), "scale" (only
 # resizing that keeps the aspect ratio), "stretch" and "crop" (centre crop, then resize).
 STORED_RESIZE_MODES = ("none", "scale", "stretch", "crop")
@@ -117,7 +121,28 @@ def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
         array = _read_tiff(path, max_pixels)
         if array is not None:
             return array
-    with _open(path, max_pixels) as image:
+    return _read_pillow(path, max_pixels)
+
+
+def read_image_bytes(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image held in memory (an upload) exactly as `read_image` decodes a file;
+    TIFF is recognized by its first bytes instead of the file name.
+
+    Raises:
+        BadImage: The bytes are empty, not an image, truncated, unreadable or over the limit.
+    """
+    max_pixels = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if not data:
+        raise BadImage("empty file")
+    if data[:4] in _TIFF_SIGNATURES:
+        array = _read_tiff(data, max_pixels)
+        if array is not None:
+            return array
+    return _read_pillow(data, max_pixels)
+
+
+def _read_pillow(source: Path | bytes, max_pixels: int | None) -> np.ndarray:
+    with _open(source, max_pixels) as image:
         try:
             image.load()
             if image.getexif().get(0x0112, 1) != 1:  # transposing copies: only when needed
@@ -298,7 +323,7 @@ class _open:
         # Pillow's own check warns or raises by type; one check below gives one clear message.
         Image.MAX_IMAGE_PIXELS = None
         try:
-            self.image = Image.open(self.path)
+            self.image = Image.open(_stream(self.path))
         except UnidentifiedImageError:
             raise BadImage("not an image file (Pillow cannot identify it)") from None
         except (OSError, ValueError, SyntaxError) as error:
@@ -321,7 +346,7 @@ def _probe_tiff(path: Path) -> ImageInfo | None:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(_stream(path)) as tif:
             series = tif.series[0]
             shape, axes, dtype = series.shape, series.axes, series.dtype
             orientation = _tiff_orientation(tif.pages.first)
@@ -347,7 +372,7 @@ def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray | None:
         return None
     _check_pixels(info.height, info.width, max_pixels)
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(_stream(path)) as tif:
             series = tif.series[0]
             array, axes = series.asarray(), series.axes
             orientation = _tiff_orientation(tif.pages.first)
@@ -372,6 +397,11 @@ def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray | None:
     else:
         array = array.astype(np.uint8)
     return _orient(array, orientation)
+
+
+def _stream(source: Path | bytes):
+    """What Pillow and tifffile open: a path, or a fresh stream over bytes held in memory."""
+    return io.BytesIO(source) if isinstance(source, bytes) else source
 
 
 def _tiff_layout(shape, axes: str) -> tuple[int, int, int] | None:
