@@ -17,9 +17,9 @@ from img2num.data.images import (
     ImageInfo,
     ImageSpec,
     decode_files,
+    fit_problem,
     is_image_file,
     probe_files,
-    resize_problem,
 )
 from img2num.data.table import BadRow, read_label_table
 from img2num.errors import Img2NumError
@@ -274,7 +274,7 @@ def _check_files(paths, wheres, options: DataConfig, spec: ImageSpec | None):
         info = infos.get(path)
         if info is None:
             continue
-        problem = _fit_problem(info, spec)
+        problem = fit_problem(info, spec)
         if problem:
             problems.append(BadRow(wheres[path], path, problem))
         else:
@@ -321,12 +321,6 @@ def derive_spec(infos: dict[str, ImageInfo], options: DataConfig) -> ImageSpec:
                 "(and --resize stretch or --resize crop to change the aspect ratio)"
             )
     return ImageSpec((first.height, first.width), channels, dtype, "none")
-
-
-def _fit_problem(info: ImageInfo, spec: ImageSpec) -> str | None:
-    if info.bands != spec.channels and (info.bands > 3 or spec.channels > 3):
-        return f"has {info.bands} bands; this data takes {spec.channels}"
-    return resize_problem(info.height, info.width, spec.size, spec.resize)
 
 
 def _row_number(where: str) -> int:
