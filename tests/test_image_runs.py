@@ -135,6 +135,9 @@ def test_skip_bad_trains_on_the_good_rows(capsys, tmp_path):
         ("img/000.png,many", "labels.csv row 8: img/000.png: label 'many' is not a number"),
         ("img/000.png,-inf", "labels.csv row 8: img/000.png: label '-inf' is not a finite number"),
         ("img/001.png,3", "labels.csv row 8: img/001.png: duplicate of row 3"),
+        ("img/000.png,1e300", "labels.csv row 8: img/000.png: label '1e300' is too large for a 32-bit float"),
+        ("img/000.png,1_000", "labels.csv row 8: img/000.png: label '1_000' is not a number; write digits without separators"),
+        ("img/000.png,\"1,234\"", "labels.csv row 8: img/000.png: label '1,234' is not a number; write digits without separators"),
     ],
 )
 def test_bad_rows_on_the_command_line(capsys, tmp_path, row, message):
@@ -262,3 +265,20 @@ def test_multi_band_tiff_run_predicts_from_its_files(tmp_path):
     labels = np.array([float(r.split(",")[1]) for r in rows[1:]], np.float32)
     assert evaluate(loaded, tmp_path / "labels.csv") == regression_metrics(labels, predictions)
 
+
+
+def test_a_label_too_large_for_float32_is_a_bad_row(capsys, image_run, tmp_path):
+    csv_path = write_photos(tmp_path / "p", count=12, size=(12, 12))
+    rows = csv_path.read_text().splitlines()
+    rows[5] = rows[5].rsplit(",", 1)[0] + ",1e300"
+    csv_path.write_text("\n".join(rows) + "\n")
+    status, out, err = run_cli(capsys, "train", csv_path, "--epochs", "1", "--run", tmp_path / "r", "--quiet", "--skip-bad")
+    assert status == 0, err
+    assert err.strip() == f"img2num: skipped 1 of 12 rows; listed in {tmp_path / 'r' / 'skipped.csv'}"
+    status, out, err = run_cli(capsys, "predict", image_run.path, csv_path, "--output", tmp_path / "p.csv")
+    assert status == 1
+    assert err.strip().splitlines() == [
+        f"img2num: error: {csv_path} row 6: img/004.png: label '1e300' is too large for a 32-bit float (at most ±3.4e38)",
+        "img2num: error: 1 of 12 images could not be used; 11 predictions written",
+    ]
+    assert len(list(csv.DictReader(open(tmp_path / "p.csv")))) == 11
