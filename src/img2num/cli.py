@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from img2num import __version__
+from img2num import __version__, interrupts
 from img2num.config import (
     BACKENDS,
     CACHE_MB,
@@ -31,6 +31,8 @@ BACKEND_HELP = (
     "jax, torch or tensorflow (default %(default)s)"
 )
 
+INTERRUPTED = "interrupted; nothing unfinished was left in place"
+
 # Kept here rather than imported from img2num.data, which loads numpy; `--help` stays instant.
 TASK_CHOICES = ("points", "dust")
 
@@ -47,14 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        return args.command(args) or 0
+        with interrupts.exit_on_interrupt(f"img2num: error: {INTERRUPTED}"):
+            return args.command(args) or 0
     except Img2NumError as error:
         return _fail(str(error))
     except OSError as error:
         # Files the user named that cannot be written or read: a user problem, not a bug.
         return _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
     except KeyboardInterrupt:
-        return _fail("interrupted; nothing unfinished was left in place", status=130)
+        return _fail(INTERRUPTED, status=130)
 
 
 def build_parser() -> argparse.ArgumentParser:
