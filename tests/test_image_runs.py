@@ -282,3 +282,31 @@ def test_a_label_too_large_for_float32_is_a_bad_row(capsys, image_run, tmp_path)
         "img2num: error: 1 of 12 images could not be used; 11 predictions written",
     ]
     assert len(list(csv.DictReader(open(tmp_path / "p.csv")))) == 11
+
+
+def test_evaluate_output_names_refusals_and_standard_output(capsys, image_run, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(image_run.path, "run")
+    rows = _split_rows(image_run.path, "test")
+    for name, count in (("a", 8), ("b", 4)):
+        Path(name).mkdir()
+        Path(name, "labels.csv").write_text("path,label\n" + "".join(f"{r['path']},{r['label']}\n" for r in rows[:count]))
+    # Two different labels.csv files: two files, each refreshed by its own data's evaluation.
+    for name, saved in (("a", "labels.json"), ("b", "labels-2.json"), ("a", "labels.json")):
+        status, out, err = run_cli(capsys, "evaluate", "run", f"{name}/labels.csv")
+        assert status == 0 and out.splitlines()[-1] == f"metrics saved in run/evaluations/{saved}", err
+    assert json.loads(Path("run/evaluations/labels-2.json").read_text())["samples"] == 4
+    # A result the output file refuses is still printed.
+    Path("mine.json").write_text("my notes")
+    status, out, err = run_cli(capsys, "evaluate", "run", "b/labels.csv", "--output", "mine.json")
+    assert status == 1 and out.splitlines()[0].startswith("mse ") and "mine.json: already exists" in one_line_error(err)
+    assert Path("mine.json").read_text() == "my notes"
+    # --output - is standard output, for evaluate (the JSON record) and predict (the CSV).
+    status, out, _ = run_cli(capsys, "evaluate", "run", "b/labels.csv", "--output", "-")
+    assert status == 0 and json.loads(out)["samples"] == 4
+    status, out, _ = run_cli(capsys, "predict", "run", "b/labels.csv", "--output", "-")
+    status_plain, plain, _ = run_cli(capsys, "predict", "run", "b/labels.csv")
+    assert status == status_plain == 0 and out == plain and out.startswith("path,prediction,label\n")
+    assert not Path("-").exists()

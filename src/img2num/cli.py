@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("run", type=Path, help="run folder")
     command.add_argument("data", type=Path, help="labelled data: a label CSV naming image files (or a folder holding one), or an .npz file")
-    command.add_argument("--output", type=Path, help="JSON file for the metrics (default: RUN/evaluations/DATA.json)")
+    command.add_argument("--output", type=Path, help="JSON file for the metrics; - prints the JSON to stdout instead (default: RUN/evaluations/DATA.json, or DATA-2.json, ... when that holds an evaluation of other data)")
     command.add_argument("--overwrite", action="store_true", help="replace an output file that holds anything but an earlier evaluation of the same data")
     add_data_options(command, training=False)
     command.set_defaults(command=_evaluate)
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("run", type=Path, help="run folder")
     command.add_argument("data", type=Path, nargs="+", help="image files and folders, a label CSV, or one .npz file with images in x (labels in y optional)")
-    command.add_argument("--output", type=Path, help="CSV file to write (default: print to stdout)")
+    command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_data_options(command, training=False, skip_bad=False)
     command.set_defaults(command=_predict)
@@ -310,14 +310,18 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
-    import json
+    from img2num.evaluation import evaluation_file, evaluation_record, format_metrics, save_evaluation
+    from img2num.io import json_text
 
-    from img2num.evaluation import evaluate, format_metrics
-
-    output = args.output or args.run / "evaluations" / f"{args.data.stem}.json"
-    metrics = evaluate(args.run, args.data, output=output, overwrite=args.overwrite, options=data_config(args))
-    print(format_metrics(metrics))
-    skipped = json.loads(output.read_text(encoding="utf-8")).get("skipped", [])
+    record = evaluation_record(args.run, args.data, options=data_config(args))
+    if _is_stdout(args.output):
+        sys.stdout.write(json_text(record))
+        return
+    # Printed before saving: a result the output file refuses is still seen.
+    print(format_metrics(record))
+    output = args.output or evaluation_file(args.run, record["data"])
+    save_evaluation(output, record, args.overwrite)
+    skipped = record.get("skipped", [])
     if skipped:
         _note(f"skipped {len(skipped)} bad row{'s' if len(skipped) != 1 else ''}; listed in {output}")
     print(f"metrics saved in {output}")
@@ -331,6 +335,8 @@ def _predict(args) -> int:
     from img2num.io import check_replaceable_file
     from img2num.prediction import predict_files, predictions_csv, write_predictions
 
+    if _is_stdout(args.output):
+        args.output = None
     if args.output is not None:
         check_replaceable_file(args.output, args.overwrite)
     kinds = {path.suffix.lower() for path in args.data}
@@ -393,6 +399,7 @@ def _compare(args) -> None:
 
 
 def _recipe(args) -> None:
+    from img2num.evaluation import r2_text
     from img2num.recipe import run_recipe
 
     summary = run_recipe(
@@ -409,7 +416,7 @@ def _recipe(args) -> None:
     scored = summary["scored_on"]
     for name, result in summary["models"].items():
         metrics = result["metrics"][scored]
-        print(f"{name:<6} {scored} MSE {metrics['mse']:.2f}  R^2 {metrics['r2']:.4f}")
+        print(f"{name:<6} {scored} MSE {metrics['mse']:.2f}  R^2 {r2_text(metrics['r2'])}")
     print(f"best: {summary['best']}")
     print(f"results in {summary['folder']} (comparison.md, loss_curves.png, one folder per model)")
 
@@ -461,6 +468,11 @@ def _free_run_folder(parent: Path, name: str) -> Path:
         number += 1
         candidate = parent / f"{name}-{number}"
     return candidate
+
+
+def _is_stdout(output: Path | None) -> bool:
+    """`--output -`: standard output, as for most Unix tools."""
+    return output is not None and str(output) == "-"
 
 
 def _fail(message: str, status: int = 1) -> int:

@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import secrets
 import shutil
@@ -44,8 +45,24 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, value) -> Path:
-    """Write a JSON file atomically, indented for people."""
-    return write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+    """Write a JSON file atomically, indented for people (see `json_text`)."""
+    return write_text(path, json_text(value))
+
+
+def json_text(value) -> str:
+    """`value` as strict JSON, indented: a number that is not finite (an undefined R^2) is null,
+    since JSON has no NaN."""
+    return json.dumps(_finite(value), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 @contextlib.contextmanager
