@@ -310,3 +310,27 @@ def test_evaluate_output_names_refusals_and_standard_output(capsys, image_run, t
     status_plain, plain, _ = run_cli(capsys, "predict", "run", "b/labels.csv")
     assert status == status_plain == 0 and out == plain and out.startswith("path,prediction,label\n")
     assert not Path("-").exists()
+
+
+def test_predict_with_a_missing_path_writes_the_good_predictions(capsys, image_run, tmp_path):
+    paths = [r["path"] for r in _split_rows(image_run.path, "test")]
+    status, out, err = run_cli(capsys, "predict", image_run.path, paths[0], tmp_path / "gone.png", paths[1], "--output", tmp_path / "p.csv")
+    assert status == 1 and out.strip() == f"2 predictions written to {tmp_path / 'p.csv'}"
+    assert err.strip().splitlines() == [
+        f"img2num: error: {tmp_path / 'gone.png'}: no such file or folder",
+        "img2num: error: 1 of 3 images could not be used; 2 predictions written",
+    ]
+    assert [r["path"] for r in csv.DictReader(open(tmp_path / "p.csv"))] == paths[:2]
+
+
+def test_many_bad_rows_are_summed_up(capsys, image_run, tmp_path):
+    path = _split_rows(image_run.path, "test")[0]["path"]
+    (tmp_path / "dup.csv").write_text("path\n" + f"{path}\n" * 40)
+    status, out, err = run_cli(capsys, "predict", image_run.path, tmp_path / "dup.csv", "--output", tmp_path / "p.csv")
+    lines = err.strip().splitlines()
+    assert status == 1 and len(lines) == 12
+    assert lines[9] == f"img2num: error: {tmp_path / 'dup.csv'} row 12: {path}: duplicate of row 2"
+    assert lines[10:] == [
+        "img2num: error: and 29 more not listed: 29 x duplicate of row N",
+        "img2num: error: 39 of 40 images could not be used; 1 predictions written",
+    ]

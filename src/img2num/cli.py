@@ -32,6 +32,8 @@ BACKEND_HELP = (
 )
 
 INTERRUPTED = "interrupted; nothing unfinished was left in place"
+# Bad files or rows `predict` lists one per line; more are summed up in one line.
+BAD_LINES_SHOWN = 10
 
 # Kept here rather than imported from img2num.data, which loads numpy; `--help` stays instant.
 TASK_CHOICES = ("points", "dust")
@@ -360,12 +362,26 @@ def _predict(args) -> int:
     elif len(predictions):
         write_predictions(args.output, predictions, labels, overwrite=args.overwrite, paths=paths)
         print(f"{len(predictions)} predictions written to {args.output}")
-    for row in bad:
-        _fail(row.message)
-    if bad:
+    _report_bad(bad)
+    if bad and (len(predictions) or len(bad) > 1):
         return _fail(f"{len(bad)} of {len(bad) + len(predictions)} images could not be used; "
                      f"{len(predictions)} predictions {'written' if len(predictions) else 'made'}")
-    return 0
+    return 1 if bad else 0
+
+
+def _report_bad(bad, shown: int = BAD_LINES_SHOWN) -> None:
+    """One line per bad file or row, the first `shown` of them; the rest summed up in one line
+    by kind (the reason with its numbers left out), most frequent first."""
+    import re
+    from collections import Counter
+
+    for row in bad[:shown]:
+        _fail(row.message)
+    rest = Counter(re.sub(r"\d+", "N", row.reason) for row in bad[shown:])
+    if rest:
+        kinds = "; ".join(f"{count} x {kind}" for kind, count in rest.most_common(3))
+        others = sum(rest.values()) - sum(count for _, count in rest.most_common(3))
+        _fail(f"and {sum(rest.values())} more not listed: {kinds}" + (f"; {others} others" if others else ""))
 
 
 def _compare(args) -> None:

@@ -204,17 +204,26 @@ def list_image_files(inputs: list[str | Path]) -> list[str]:
     Raises:
         Img2NumError: A path does not exist, or a folder holds no image files.
     """
-    files = []
+    files, problems = find_image_files(inputs)
+    if problems:
+        raise Img2NumError(problems[0].message)
+    return files
+
+
+def find_image_files(inputs: list[str | Path]) -> tuple[list[str], list[BadRow]]:
+    """`list_image_files`, reporting a path that does not exist or a folder without image files
+    as a `BadRow` instead of failing."""
+    files, problems = [], []
     for item in map(Path, inputs):
         if item.is_dir():
             found = sorted(str(p) for p in item.rglob("*") if p.is_file() and is_image_file(p))
             if not found:
-                raise Img2NumError(f"{item}: holds no image files (searched for {', '.join(_EXTENSION_NAMES)})")
+                problems.append(BadRow("", str(item), f"holds no image files (searched for {', '.join(_EXTENSION_NAMES)})"))
             files.extend(found)
         elif item.exists():
             files.append(str(item))
         else:
-            raise Img2NumError(f"{item}: no such file or folder")
+            problems.append(BadRow("", str(item), "no such file or folder"))
     seen = set()
     unique = []
     for file in files:
@@ -222,7 +231,7 @@ def list_image_files(inputs: list[str | Path]) -> list[str]:
         if key not in seen:
             seen.add(key)
             unique.append(file)
-    return unique
+    return unique, problems
 
 
 _EXTENSION_NAMES = ("png", "jpeg", "bmp", "tiff", "webp", "gif", "pnm")
