@@ -334,3 +334,22 @@ def test_many_bad_rows_are_summed_up(capsys, image_run, tmp_path):
         "img2num: error: and 29 more not listed: 29 x duplicate of row N",
         "img2num: error: 39 of 40 images could not be used; 1 predictions written",
     ]
+
+
+def test_other_bit_depths_predict_as_the_8_bit_image(capsys, image_run, tmp_path):
+    import tifffile
+
+    pixels = np.random.default_rng(5).integers(0, 256, (12, 12, 3)).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a8.png")
+    tifffile.imwrite(tmp_path / "a16.tif", pixels.astype(np.uint16) * 257, photometric="rgb")
+    tifffile.imwrite(tmp_path / "af.tif", pixels.astype(np.float32) / 255, photometric="rgb")
+    tifffile.imwrite(tmp_path / "hdr.tif", pixels.astype(np.float32), photometric="rgb")  # 0..255 as floats
+    names = ["a8.png", "a16.tif", "af.tif", "hdr.tif"]
+    status, out, err = run_cli(capsys, "predict", image_run.path, *[tmp_path / n for n in names])
+    rows = list(csv.DictReader(out.splitlines()))
+    assert [Path(r["path"]).name for r in rows] == names[:3]
+    assert rows[0]["prediction"] == rows[1]["prediction"] == rows[2]["prediction"]
+    assert status == 1 and "hdr.tif: floating-point pixels range from 0 to 255; only 0 to 1" in err
+    # evaluate decodes the same way.
+    (tmp_path / "l.csv").write_text("file,label\na16.tif,1\naf.tif,1\n")
+    assert evaluate(image_run, tmp_path / "l.csv")["mse"] == pytest.approx((float(rows[0]["prediction"]) - 1) ** 2)
