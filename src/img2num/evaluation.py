@@ -35,8 +35,15 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
         raise ValueError(f"need equal, non-empty lengths, got {y_true.size} and {y_pred.size}")
     error = y_pred - y_true
     mse = float(np.mean(error**2))
-    total = float(np.sum((y_true - y_true.mean()) ** 2))
-    r2 = 1.0 - float(np.sum(error**2)) / total if total > 0 else float("nan")
+    # Equal labels have no spread (the mean of equal numbers may still be off by a rounding).
+    # R^2 does not change with the labels' scale: measured on the largest deviation, sums of
+    # squares of tiny labels do not underflow to 0.
+    deviation = y_true - y_true.mean()
+    scale = float(np.abs(deviation).max())
+    r2 = float("nan")
+    if np.ptp(y_true) > 0 and scale > 0:
+        with np.errstate(over="ignore"):
+            r2 = 1.0 - float(np.sum((error / scale) ** 2)) / float(np.sum((deviation / scale) ** 2))
     return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(error))), "r2": r2}
 
 
