@@ -58,6 +58,12 @@ def test_an_interrupt_inside_a_finalizer_is_not_lost(tmp_path):
     assert plain.returncode == 0 and plain.stdout == "went on\n" and "Exception ignored" in plain.stderr
     handled = subprocess.run([sys.executable, "-c", code, "handled"], capture_output=True, text=True, timeout=60)
     assert (handled.returncode, handled.stdout, handled.stderr) == (130, "", "img2num: error: interrupted\n")
+    # Started with Ctrl-C ignored (a script's background job, nohup), it stays ignored.
+    ignoring = subprocess.run(
+        [sys.executable, "-c", code, "handled"], capture_output=True, text=True, timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert (ignoring.returncode, ignoring.stdout, ignoring.stderr) == (0, "went on\n", "")
 
 
 def test_ctrl_c_while_replacing_lets_the_renames_finish(tmp_path, monkeypatch):

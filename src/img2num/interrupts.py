@@ -60,8 +60,12 @@ def deferred() -> Iterator[None]:
 @contextlib.contextmanager
 def exit_on_interrupt(message: str, status: int = 130) -> Iterator[None]:
     """While the block runs, Ctrl-C writes `message` to stderr, removes every registered
-    temporary path and ends the process with `status` at once (no exception unwinds)."""
-    if threading.current_thread() is not threading.main_thread():
+    temporary path and ends the process with `status` at once (no exception unwinds).
+
+    A process started with Ctrl-C ignored (a background job of a script, `nohup`) keeps
+    ignoring it, as Python itself does.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         yield
         return
 
