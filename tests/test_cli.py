@@ -131,6 +131,9 @@ def test_recipe(capsys, tmp_path):
     assert expected <= names
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["best"] in ("mlp", "cnn")
+    # Each run names its data where it lies, not the temporary .partial folder it was made in.
+    sources = json.loads((out_dir / "mlp" / "config.json").read_text())["data"]
+    assert [sources[s]["source"] for s in ("train", "val", "test")] == [str(out_dir / "data" / f"{s}.npz") for s in ("train", "val", "test")]
     assert summary["models"]["cnn"]["parameters"] > 0
     comparison = (out_dir / "comparison.md").read_text()
     assert "| mlp |" in comparison and "| cnn |" in comparison

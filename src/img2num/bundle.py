@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 from img2num import layout
 from img2num.config import PREDICT_BATCH_SIZE
 from img2num.data import shape_text
+from img2num.data.images import STORED_RESIZE_MODES
 from img2num.errors import Img2NumError
 from img2num.io import atomic_folder, records_csv, write_json, write_text
 
@@ -118,6 +120,9 @@ class Preprocessing:
     def from_dict(cls, value: dict) -> Preprocessing:
         """Read `to_dict`'s output; keys added since the first release are optional."""
         offset, scale = value.get("band_offset"), value.get("band_scale")
+        _check_choice("input_dtype", value.get("input_dtype"), _numeric_dtype, "a pixel type such as uint8, uint16 or float32")
+        _check_choice("resize", value.get("resize", "none"), STORED_RESIZE_MODES.__contains__, ", ".join(STORED_RESIZE_MODES))
+        _check_choice("input_kind", value.get("input_kind", "arrays"), ("arrays", "images").__contains__, "arrays or images")
         return cls(
             tuple(int(d) for d in value["input_shape"]),
             float(value["pixel_scale"]),
@@ -127,6 +132,18 @@ class Preprocessing:
             value.get("resize", "none"),
             value.get("input_kind", "arrays"),
         )
+
+
+def _check_choice(key: str, value, valid, expected: str) -> None:
+    if value is not None and not (isinstance(value, str) and valid(value)):
+        raise ValueError(f"unknown {key} {value!r}; expected {expected}")
+
+
+def _numeric_dtype(name: str) -> bool:
+    try:
+        return np.dtype(name).kind in "uif"
+    except TypeError:
+        return False
 
 
 def _band_scaling(data) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -323,6 +340,8 @@ def load_run(folder: str | Path) -> Run:
 
     import img2num.layers  # noqa: F401  (registers the layers a saved model may hold)
 
+    if not zipfile.is_zipfile(folder / MODEL_FILE):  # Keras calls a damaged archive "File not found"
+        raise Img2NumError(f"{folder / MODEL_FILE}: corrupt model file (not a complete .keras zip archive)")
     try:
         model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
     except Exception as error:  # Keras raises many types for a damaged archive.

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from img2num import __version__
+from img2num import __version__, interrupts
 from img2num.config import (
     BACKENDS,
     CACHE_MB,
@@ -32,6 +32,10 @@ BACKEND_HELP = (
     "jax, torch or tensorflow (default %(default)s)"
 )
 
+INTERRUPTED = "interrupted; nothing unfinished was left in place"
+# Bad files or rows `predict` lists one per line; more are summed up in one line.
+BAD_LINES_SHOWN = 10
+
 # Kept here rather than imported from img2num.data, which loads numpy; `--help` stays instant.
 TASK_CHOICES = ("points", "dust")
 
@@ -48,14 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        return args.command(args) or 0
+        with interrupts.exit_on_interrupt(f"img2num: error: {INTERRUPTED}"):
+            return args.command(args) or 0
     except Img2NumError as error:
         return _fail(str(error))
     except OSError as error:
         # Files the user named that cannot be written or read: a user problem, not a bug.
         return _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
     except KeyboardInterrupt:
-        return _fail("interrupted; nothing unfinished was left in place", status=130)
+        return _fail(INTERRUPTED, status=130)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("run", type=Path, help="run folder")
     command.add_argument("data", type=Path, help="labelled data: a label CSV naming image files (or a folder holding one), or an .npz file")
-    command.add_argument("--output", type=Path, help="JSON file for the metrics (default: RUN/evaluations/DATA.json)")
+    command.add_argument("--output", type=Path, help="JSON file for the metrics; - prints the JSON to stdout instead (default: RUN/evaluations/DATA.json, or DATA-2.json, ... when that holds an evaluation of other data)")
     command.add_argument("--overwrite", action="store_true", help="replace an output file that holds anything but an earlier evaluation of the same data")
     add_data_options(command, training=False)
     command.set_defaults(command=_evaluate)
@@ -161,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("run", type=Path, help="run folder")
     command.add_argument("data", type=Path, nargs="+", help="image files and folders, a label CSV, or one .npz file with images in x (labels in y optional)")
-    command.add_argument("--output", type=Path, help="CSV file to write (default: print to stdout)")
+    command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_data_options(command, training=False, skip_bad=False)
     command.set_defaults(command=_predict)
@@ -328,14 +333,18 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
-    import json
+    from img2num.evaluation import evaluation_file, evaluation_record, format_metrics, save_evaluation
+    from img2num.io import json_text
 
-    from img2num.evaluation import evaluate, format_metrics
-
-    output = args.output or args.run / "evaluations" / f"{args.data.stem}.json"
-    metrics = evaluate(args.run, args.data, output=output, overwrite=args.overwrite, options=data_config(args))
-    print(format_metrics(metrics))
-    skipped = json.loads(output.read_text(encoding="utf-8")).get("skipped", [])
+    record = evaluation_record(args.run, args.data, options=data_config(args))
+    if _is_stdout(args.output):
+        sys.stdout.write(json_text(record))
+        return
+    # Printed before saving: a result the output file refuses is still seen.
+    print(format_metrics(record))
+    output = args.output or evaluation_file(args.run, record["data"])
+    save_evaluation(output, record, args.overwrite)
+    skipped = record.get("skipped", [])
     if skipped:
         _note(f"skipped {len(skipped)} bad row{'s' if len(skipped) != 1 else ''}; listed in {output}")
     print(f"metrics saved in {output}")
@@ -349,6 +358,8 @@ def _predict(args) -> int:
     from img2num.io import check_replaceable_file
     from img2num.prediction import predict_files, predictions_csv, write_predictions
 
+    if _is_stdout(args.output):
+        args.output = None
     if args.output is not None:
         check_replaceable_file(args.output, args.overwrite)
     kinds = {path.suffix.lower() for path in args.data}
@@ -372,12 +383,26 @@ def _predict(args) -> int:
     elif len(predictions):
         write_predictions(args.output, predictions, labels, overwrite=args.overwrite, paths=paths)
         print(f"{len(predictions)} predictions written to {args.output}")
-    for row in bad:
-        _fail(row.message)
-    if bad:
+    _report_bad(bad)
+    if bad and (len(predictions) or len(bad) > 1):
         return _fail(f"{len(bad)} of {len(bad) + len(predictions)} images could not be used; "
                      f"{len(predictions)} predictions {'written' if len(predictions) else 'made'}")
-    return 0
+    return 1 if bad else 0
+
+
+def _report_bad(bad, shown: int = BAD_LINES_SHOWN) -> None:
+    """One line per bad file or row, the first `shown` of them; the rest summed up in one line
+    by kind (the reason with its numbers left out), most frequent first."""
+    import re
+    from collections import Counter
+
+    for row in bad[:shown]:
+        _fail(row.message)
+    rest = Counter(re.sub(r"\d+", "N", row.reason) for row in bad[shown:])
+    if rest:
+        kinds = "; ".join(f"{count} x {kind}" for kind, count in rest.most_common(3))
+        others = sum(rest.values()) - sum(count for _, count in rest.most_common(3))
+        _fail(f"and {sum(rest.values())} more not listed: {kinds}" + (f"; {others} others" if others else ""))
 
 
 def _serve(args) -> None:
@@ -387,7 +412,8 @@ def _serve(args) -> None:
         "host", "port", "max_upload_mb", "max_pixels", "max_images", "max_batch", "batch_wait_ms", "queue_size",
         "max_connections", "units",
     )
-    serve(args.run, ServeConfig(**{name: getattr(args, name) for name in names}))
+    with interrupts.as_keyboard_interrupt():
+        serve(args.run, ServeConfig(**{name: getattr(args, name) for name in names}))
 
 
 def _compare(args) -> None:
@@ -421,6 +447,7 @@ def _compare(args) -> None:
 
 
 def _recipe(args) -> None:
+    from img2num.evaluation import r2_text
     from img2num.recipe import run_recipe
 
     summary = run_recipe(
@@ -437,7 +464,7 @@ def _recipe(args) -> None:
     scored = summary["scored_on"]
     for name, result in summary["models"].items():
         metrics = result["metrics"][scored]
-        print(f"{name:<6} {scored} MSE {metrics['mse']:.2f}  R^2 {metrics['r2']:.4f}")
+        print(f"{name:<6} {scored} MSE {metrics['mse']:.2f}  R^2 {r2_text(metrics['r2'])}")
     print(f"best: {summary['best']}")
     print(f"results in {summary['folder']} (comparison.md, loss_curves.png, one folder per model)")
 
@@ -489,6 +516,11 @@ def _free_run_folder(parent: Path, name: str) -> Path:
         number += 1
         candidate = parent / f"{name}-{number}"
     return candidate
+
+
+def _is_stdout(output: Path | None) -> bool:
+    """`--output -`: standard output, as for most Unix tools."""
+    return output is not None and str(output) == "-"
 
 
 def _fail(message: str, status: int = 1) -> int:

@@ -12,6 +12,7 @@ import numpy as np
 from img2num.bundle import Run, as_run
 from img2num.config import DataConfig
 from img2num.data import BadRow, Dataset, ImageFiles, as_dataset, list_image_files, read_image_paths, read_image_table
+from img2num.data.files import find_image_files
 from img2num.errors import Img2NumError
 from img2num.io import check_replaceable_file, write_text
 
@@ -77,13 +78,13 @@ def predict_files(
         used with the reason.
 
     Raises:
-        Img2NumError: The run cannot be read, a named path does not exist, or a folder holds
-            no image files.
+        Img2NumError: The run cannot be read. (A named path that does not exist, or a folder
+            without image files, is reported among the bad files.)
     """
     run = as_run(run)
-    files = list_image_files(inputs)
+    files, bad = find_image_files(inputs)
     spec = run.preprocessing.image_spec()
-    done, parts, bad = [], [], []
+    done, parts = [], []
     for start in range(0, len(files), _FILES_PER_STEP):
         good, x, problems = read_image_paths(files[start : start + _FILES_PER_STEP], spec, workers)
         bad.extend(problems)
@@ -105,7 +106,7 @@ def _images(items, run: Run) -> np.ndarray:
         name = str(item) if isinstance(item, (str, Path)) else f"image {index}"
         try:
             if isinstance(item, (str, Path)):
-                array = read_image(item)
+                array = read_image(item, spec=spec)
             elif isinstance(item, Image.Image):
                 array = pil_to_array(ImageOps.exif_transpose(item))
             else:

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from img2num.bundle import Run
+from img2num.evaluation import r2_text
 from img2num.io import records_csv
 
 
@@ -33,7 +34,7 @@ def comparison_table(runs: dict[str, Run], split: str = "test") -> str:
         best = min(run.history, key=lambda row: row["val_loss"])
         rows.append(
             f"| {name} | {metrics['mse']:.2f} | {metrics['rmse']:.2f} | {metrics['mae']:.2f} "
-            f"| {metrics['r2']:.4f} | {last['loss']:.2f} | {last['val_loss']:.2f} "
+            f"| {r2_text(metrics['r2'])} | {last['loss']:.2f} | {last['val_loss']:.2f} "
             f"| {best['val_loss']:.2f} ({best['epoch']}) | {run.config['parameters']:,} "
             f"| {run.config['train_seconds']:.1f} |"
         )
@@ -104,7 +105,7 @@ def leaderboard_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
         if several and row["kind"] == "model":
             mse += f" ± {_number(row['test_mse_sd'])}"
         cells = [str(rank) if ranked else "", row["name"], _KIND_NOTE[row["kind"]], mse]
-        cells += [_number(row["test_rmse"]), _number(row["test_mae"]), f"{row['test_r2']:.4f}"]
+        cells += [_number(row["test_rmse"]), _number(row["test_mae"]), r2_text(row["test_r2"])]
         cells += [f"{row['mse_over_reference']:.3f}"] if reference else []
         cells += [
             "" if row["parameters"] is None else f"{row['parameters']:,.0f}",

@@ -10,6 +10,7 @@ from typing import TextIO
 
 import numpy as np
 
+from img2num import interrupts
 from img2num.backends import choose_backend, select_backend
 from img2num.bundle import Preprocessing, Run, TargetScaling
 from img2num.config import LR_REDUCTION_FACTOR, MIN_LR_SHARE, DataConfig, TrainConfig
@@ -99,6 +100,7 @@ def train(
         callbacks=callbacks,
     )
     seconds = time.perf_counter() - started
+    interrupts.checkpoint("trained")
 
     run = Run(
         model,
@@ -266,6 +268,7 @@ def _draw_pictures(folder: Path, run: Run, splits: dict, predictions: dict) -> N
     name = run.model_name
     train = first(splits["train"])
     plots.sample_grid(train.x, train.y, folder / "samples.png", title="training samples")
+    interrupts.checkpoint("drawing")
     plots.loss_curves(run.history, folder / "loss.png", name)
     shown = "test" if "test" in splits else "val"
     drawn = first(splits[shown])
