@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 
 METRIC_NAMES = ("mse", "rmse", "mae", "r2")
+# Printed after the metrics when `evaluate` was given an interval level.
+INTERVAL_NAMES = ("interval_level", "coverage", "mean_width")
 
 
 def regression_metrics(y_true, y_pred) -> dict[str, float]:
@@ -42,10 +44,12 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
 
 def format_metrics(metrics: dict[str, float]) -> str:
     """Metrics as aligned `name value` lines for a terminal."""
-    return "\n".join(f"{name:<5} {metrics[name]:.4f}" for name in METRIC_NAMES if name in metrics)
+    names = [name for name in METRIC_NAMES + INTERVAL_NAMES if name in metrics]
+    width = max([5] + [len(name) for name in names])
+    return "\n".join(f"{name:<{width}} {metrics[name]:.4f}" for name in names)
 
 
-def evaluate(run, data, output=None, overwrite: bool = False, options=None) -> dict[str, float]:
+def evaluate(run, data, output=None, overwrite: bool = False, options=None, interval: float | None = None) -> dict[str, float]:
     """Score a trained run on labelled data, optionally saving the metrics as JSON.
 
     Args:
@@ -58,13 +62,16 @@ def evaluate(run, data, output=None, overwrite: bool = False, options=None) -> d
         overwrite: Replace an existing `output` file. Without it, an existing file is replaced
             only when it holds an earlier evaluation of the same data file.
         options: How a label CSV is read (`DataConfig`: column names, `skip_bad`).
+        interval: A level in (0, 1) such as 0.9 to also score the run's prediction intervals.
 
     Returns:
-        `mse`, `rmse`, `mae` and `r2`.
+        `mse`, `rmse`, `mae` and `r2`; with `interval` also `interval_level`, `coverage` (share
+        of labels inside their interval) and `mean_width`.
 
     Raises:
         Img2NumError: The run or data cannot be read, the data has no labels, the images do
-            not fit the model, or `output` holds something else and `overwrite` is false.
+            not fit the model, `output` holds something else and `overwrite` is false, or the
+            level is bad or the run has no calibration.
     """
     from img2num.bundle import as_run
     from img2num.config import DataConfig
@@ -72,6 +79,8 @@ def evaluate(run, data, output=None, overwrite: bool = False, options=None) -> d
     from img2num.io import check_replaceable_file, write_json
 
     run = as_run(run)
+    if interval is not None:
+        run.interval(np.zeros(0), interval)  # a bad level or a run without calibration fails first
     skipped = []
     csv_path = label_csv(data)
     if csv_path is not None:
@@ -81,7 +90,12 @@ def evaluate(run, data, output=None, overwrite: bool = False, options=None) -> d
         data = as_dataset(data, require_labels=True)
     if output is not None:
         check_replaceable_file(output, overwrite or _evaluation_of(output) == data.source)
-    metrics = regression_metrics(data.y, run.predict_data(data))
+    predictions = run.predict_data(data)
+    metrics = regression_metrics(data.y, predictions)
+    if interval is not None:
+        from img2num.intervals import interval_metrics
+
+        metrics.update(interval_metrics(data.y, run.interval(predictions, interval), interval))
     if output is not None:
         record = {"data": data.source, "samples": len(data), **metrics}
         if skipped:
