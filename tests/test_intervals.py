@@ -149,3 +149,12 @@ def test_cli_refuses_bad_levels(trained_run, tiny_folder, capsys, command, level
         run_cli(capsys, command, trained_run.path, tiny_folder / "test.npz", "--interval", level)
     assert stop.value.code == 2
     assert "--interval: expected a level between 0 and 1" in capsys.readouterr().err
+
+
+def test_the_prediction_grid_shows_intervals(trained_run):
+    from img2num import plots
+
+    figure = plots.sample_grid_figure(np.zeros((2, 8, 8, 1)), np.array([3.0, 4.0]), np.array([3.2, 4.1]), bounds=(np.array([1.0, 2.0]), np.array([5.5, 6.0])))
+    titles = [ax.get_title() for ax in figure.axes[:2]]
+    assert titles == ["R 3 P 3.2 \n[1.0, 5.5]", "R 4 P 4.1 \n[2.0, 6.0]"]
+    assert (trained_run.path / "predictions.png").is_file()

@@ -282,3 +282,69 @@ def require(calibration: Calibration | None, run_path) -> Calibration:
             "small a validation split); retrain it to get intervals"
         )
     return calibration
+
+
+def grid_bounds(run, predictions: np.ndarray, level: float = 0.9) -> tuple[np.ndarray, np.ndarray] | None:
+    """Interval bounds for the prediction grid, or None when the run cannot give them."""
+    try:
+        _, lower, upper = run.interval(predictions, level)
+    except Img2NumError:
+        return None
+    return lower, upper
+
+
+# Levels `compare` reports coverage at.
+REPORT_LEVELS = (0.8, 0.9, 0.95)
+
+
+def coverage_record(run, data) -> dict | None:
+    """Coverage and mean width of a run's intervals on labelled data at each of `REPORT_LEVELS`
+    (those its calibration set is large enough for), keyed by level; None without calibration."""
+    if run.calibration is None:
+        return None
+    predictions = run.predict_data(data)
+    record = {}
+    for level in REPORT_LEVELS:
+        try:
+            record[str(level)] = interval_metrics(data.y, run.interval(predictions, level), level)
+        except Img2NumError:
+            continue
+    return record
+
+
+def coverage_cells(summary: dict) -> tuple[list[str], list[list[str]]] | None:
+    """A table of test coverage and mean width per model (means over seeds) for `compare`'s
+    reports, or None when no model has intervals."""
+    grouped: dict[str, list[dict]] = {}
+    for entry in summary["entries"]:
+        if entry.get("intervals"):
+            grouped.setdefault(entry["name"], []).append(entry["intervals"])
+    if not grouped:
+        return None
+    header = ["model"] + [f"{name} {float(level):.0%}" for level in REPORT_LEVELS for name in ("coverage", "width")]
+    rows = []
+    for name, records in grouped.items():
+        cells = [name]
+        for level in map(str, REPORT_LEVELS):
+            found = [r[level] for r in records if level in r]
+            cells += [f"{np.mean([r['coverage'] for r in found]):.3f}", f"{np.mean([r['mean_width'] for r in found]):.4g}"] if found else ["", ""]
+        rows.append(cells)
+    return header, rows
+
+
+def coverage_markdown(summary: dict) -> str:
+    """`coverage_cells` as a markdown section, or "" when no model has intervals."""
+    table = coverage_cells(summary)
+    if table is None:
+        return ""
+    header, rows = table
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    return f"## Prediction intervals\n\n{COVERAGE_TEXT}\n\n" + "\n".join(lines) + "\n"
+
+
+COVERAGE_TEXT = (
+    "Share of test images whose true value lies inside the model's prediction interval (coverage) and the "
+    "intervals' mean width, at each level; the intervals are calibrated on the validation split (see "
+    "docs/intervals.md)."
+)
