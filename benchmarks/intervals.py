@@ -6,6 +6,8 @@ calibrates the intervals), then scores on TEST fresh images at levels 0.8, 0.9 a
 
 - normalized: the run's own intervals (split conformal, scaled by the fitted difficulty);
 - plain: split conformal with one width for every image, on the same validation split;
+- train-fit: normalized, the difficulty fitted on the training split's residuals, so that every
+  validation image gives a score (twice as many);
 - fresh set: normalized, calibrated on VAL other fresh images that played no part in training,
   which shows what reusing the validation split (early stopping, then calibration) costs;
 - bayes: the shortest intervals from the exact posterior (`img2num.bayes`).
@@ -14,7 +16,7 @@ Coverage is given with its binomial standard error; "low" and "high" are the cov
 third of test images with the smallest and the largest labels (adaptive intervals keep both
 near the level). Run:
 
-    .venv/bin/python benchmarks/intervals.py [--test 10000] [--val 2000] [--tasks points,dust] [--dust-epochs N]
+    .venv/bin/python benchmarks/intervals.py [--test 10000] [--val 2000] [--tasks points,dust] [--dust-epochs N] [--seeds 1]
 """
 
 from __future__ import annotations
@@ -41,16 +43,30 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=1500, help="training images (default %(default)s)")
     parser.add_argument("--tasks", default="points,dust", help="comma-separated: points, dust (default %(default)s)")
     parser.add_argument("--dust-epochs", type=int, default=TrainConfig().epochs, help="most epochs on the dust task (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data and training (default %(default)s)")
+    parser.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0, 1, ... (fresh data and training) (default %(default)s)")
     args = parser.parse_args()
-    print("| task | level | method | coverage | low third | high third | mean width | x Bayes width |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    print("| task | seed | level | method | coverage | low third | high third | mean width | x Bayes width |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    rows = []
     for task in args.tasks.split(","):
-        run_task(task.strip(), args)
+        for seed in range(args.seeds):
+            rows += run_task(task.strip(), args, seed)
+    print("\nMeans over seeds (coverage: mean ± standard deviation over seeds):\n")
+    print("| task | level | method | coverage | low third | high third | x Bayes width |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    keys = list(dict.fromkeys((row["task"], row["level"], row["method"]) for row in rows))
+    for task, level, method in keys:
+        group = [row for row in rows if (row["task"], row["level"], row["method"]) == (task, level, method)]
+        mean = {name: np.mean([row[name] for row in group]) for name in ("coverage", "low", "high", "ratio")}
+        spread = np.std([row["coverage"] for row in group], ddof=1) if len(group) > 1 else 0.0
+        print(
+            f"| {task} | {level} | {method} | {mean['coverage']:.3f} ± {spread:.3f} | {mean['low']:.3f} "
+            f"| {mean['high']:.3f} | {mean['ratio']:.3f} |"
+        )
 
 
-def run_task(task: str, args) -> None:
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(4)]
+def run_task(task: str, args, seed: int) -> list[dict]:
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
     cells = DustConfig().cells
     if task == "points":
         draw = lambda n, rng: generate_points(n, rng)  # noqa: E731
@@ -62,16 +78,20 @@ def run_task(task: str, args) -> None:
         raise SystemExit(f"unknown task {task!r}; expected points or dust")
     train_set, val, test, fresh = (draw(n, rng) for n, rng in zip((args.train, args.val, args.test, args.val), streams))
     started = time.perf_counter()
-    run = train(train_set, TrainConfig(model="pixel_gap", epochs=epochs, seed=args.seed), val=val, quiet=True)
+    run = train(train_set, TrainConfig(model="pixel_gap", epochs=epochs, seed=seed), val=val, quiet=True)
     seconds = time.perf_counter() - started
     predicted = run.predict(test.x)
     label_range = run.calibration.label_range
     methods = {
         "normalized": run.calibration,
-        "plain": calibrate(val.y, run.predict(val.x), np.random.default_rng(args.seed), "plain", label_range),
-        "fresh set": calibrate(fresh.y, run.predict(fresh.x), np.random.default_rng(args.seed), "normalized", label_range),
+        "plain": calibrate(val.y, run.predict(val.x), np.random.default_rng(seed), "plain", label_range),
+        "train-fit": calibrate(
+            val.y, run.predict(val.x), None, "normalized", label_range, (train_set.y, run.predict(train_set.x))
+        ),
+        "fresh set": calibrate(fresh.y, run.predict(fresh.x), np.random.default_rng(seed), "normalized", label_range),
     }
     mse = float(np.mean((predicted - test.y) ** 2))
+    rows = []
     thirds = np.argsort(np.argsort(test.y, kind="stable")) * 3 // len(test.y)
     for level in LEVELS:
         if task == "points":
@@ -81,24 +101,27 @@ def run_task(task: str, args) -> None:
             bayes = dust_bayes_intervals(level, cells)
             statistic = dusty_cells(test.x, DustConfig().cell)
         lower, upper = bayes.interval(statistic)
-        rows = {name: calibration.interval(predicted, level) for name, calibration in methods.items()}
-        rows["bayes"] = (None, lower, upper)
+        bounds = {name: calibration.interval(predicted, level) for name, calibration in methods.items()}
+        bounds["bayes"] = (None, lower, upper)
         bayes_width = float(np.mean(upper - lower))
-        for name, interval in rows.items():
+        for name, interval in bounds.items():
             inside = (interval[1] <= test.y) & (test.y <= interval[2])
             metrics = interval_metrics(test.y, interval if name != "bayes" else _as_interval(interval), level)
             error = np.sqrt(metrics["coverage"] * (1 - metrics["coverage"]) / len(inside))
             low, high = inside[thirds == 0].mean(), inside[thirds == 2].mean()
+            rows.append(dict(task=task, level=level, method=name, coverage=metrics["coverage"], low=low, high=high, ratio=metrics["mean_width"] / bayes_width))
             print(
-                f"| {task} | {level} | {name} | {metrics['coverage']:.3f} ± {error:.3f} | {low:.3f} | {high:.3f} "
+                f"| {task} | {seed} | {level} | {name} | {metrics['coverage']:.3f} ± {error:.3f} | {low:.3f} | {high:.3f} "
                 f"| {metrics['mean_width']:.2f} | {metrics['mean_width'] / bayes_width:.3f} |"
             )
     fresh_mse = float(np.mean((run.predict(fresh.x) - fresh.y) ** 2))
     print(
-        f"| {task} | | (pixel_gap: MSE test {mse:.3f}, validation {run.metrics['val']['mse']:.3f}, fresh set {fresh_mse:.3f}; "
+        f"| {task} | {seed} | | (pixel_gap: MSE test {mse:.3f}, validation {run.metrics['val']['mse']:.3f}, fresh set {fresh_mse:.3f}; "
         f"{run.config['epochs_run']} epochs, {seconds:.0f} s; "
-        f"{len(run.calibration.scores)} calibration scores; {len(test.y)} test images) | | | | | |"
+        f"{len(run.calibration.scores)} calibration scores; {len(test.y)} test images) | | | | | |",
+        flush=True,
     )
+    return rows
 
 
 def _as_interval(bounds):

@@ -78,3 +78,17 @@ def test_completeness_holds_on_pytorch(trained_run, tiny_folder, tmp_path):
     )
     jax_total = integrated_gradients(trained_run, __import__("img2num").load_dataset(tiny_folder / "test.npz").x[:4], steps=64).attributions.sum()
     assert float(done.stdout.strip().splitlines()[-1]) == pytest.approx(float(jax_total), rel=1e-3, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in __import__("img2num.models", fromlist=["list_models"]).list_models()])
+def test_every_registered_model_explains_with_completeness(name):
+    from img2num.bundle import Preprocessing, Run, TargetScaling
+    from img2num.models import create_model
+
+    # Untrained weights: completeness is a property of the method, whatever the weights.
+    run = Run(create_model(name, (8, 8, 3)), Preprocessing((8, 8, 3), 1 / 255), {"train": {"model": name}}, target_scaling=TargetScaling(5.0, 3.0))
+    x = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    result = integrated_gradients(run, x, steps=32)
+    change = np.abs(result.predictions - result.baseline_predictions)
+    assert np.all(np.isfinite(result.attributions))
+    assert np.all(np.abs(result.completeness_gap) <= 0.05 * change + 1e-3), (result.completeness_gap, change)

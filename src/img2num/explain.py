@@ -57,34 +57,46 @@ def input_gradients(model, inputs: np.ndarray) -> np.ndarray:
     Returns:
         float32 gradients, the shape of `inputs`.
     """
+    return gradient_function(model)(inputs)
+
+
+def gradient_function(model):
+    """A function from model input (N, ...) to `input_gradients`, built once per model (on JAX,
+    one compiled function: many times faster than differentiating op by op)."""
     import keras
 
     backend = keras.backend.backend()
     if backend == "jax":
         import jax
 
-        trainable = [v.value for v in model.trainable_variables]
-        fixed = [v.value for v in model.non_trainable_variables]
-
-        def total(x):
+        def total(trainable, fixed, x):
             output, _ = model.stateless_call(trainable, fixed, x, training=False)
             return output.sum()
 
-        return np.asarray(jax.grad(total)(inputs), np.float32)
+        compiled = jax.jit(jax.grad(total, argnums=2))
+        trainable = [v.value for v in model.trainable_variables]
+        fixed = [v.value for v in model.non_trainable_variables]
+        return lambda inputs: np.asarray(compiled(trainable, fixed, inputs), np.float32)
     if backend == "torch":
         import torch
 
-        x = keras.ops.convert_to_tensor(inputs).detach().requires_grad_(True)
-        (gradient,) = torch.autograd.grad(model(x, training=False).sum(), x)
-        return gradient.detach().cpu().numpy().astype(np.float32)
+        def torch_gradient(inputs):
+            x = keras.ops.convert_to_tensor(inputs).detach().requires_grad_(True)
+            (gradient,) = torch.autograd.grad(model(x, training=False).sum(), x)
+            return gradient.detach().cpu().numpy().astype(np.float32)
+
+        return torch_gradient
     if backend == "tensorflow":
         import tensorflow as tf
 
-        x = tf.convert_to_tensor(inputs)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            output = tf.reduce_sum(model(x, training=False))
-        return tape.gradient(output, x).numpy().astype(np.float32)
+        def tensorflow_gradient(inputs):
+            x = tf.convert_to_tensor(inputs)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                output = tf.reduce_sum(model(x, training=False))
+            return tape.gradient(output, x).numpy().astype(np.float32)
+
+        return tensorflow_gradient
     raise Img2NumError(f"explanations need the jax, torch or tensorflow backend, not {backend!r}")
 
 
@@ -113,6 +125,7 @@ def integrated_gradients(run, x: np.ndarray, steps: int = DEFAULT_STEPS) -> Expl
     alphas = ((np.arange(steps) + 0.5) / steps).astype(np.float32)
     per_chunk = max(1, _CHUNK // steps)
     attributions = np.empty(inputs.shape, np.float32)
+    gradient = gradient_function(run.model)
     for start in range(0, len(inputs), per_chunk):
         image, base = inputs[start : start + per_chunk], baseline[start : start + per_chunk]
         delta = image - base
@@ -120,10 +133,12 @@ def integrated_gradients(run, x: np.ndarray, steps: int = DEFAULT_STEPS) -> Expl
         flat = path.reshape(-1, *image.shape[1:])
         # Pad to a fixed size so that the compiled gradient (JAX) sees one shape.
         padded = np.concatenate([flat, np.zeros((per_chunk * steps - len(flat), *flat.shape[1:]), np.float32)])
-        gradients = input_gradients(run.model, padded)[: len(flat)].reshape(path.shape)
+        gradients = gradient(padded)[: len(flat)].reshape(path.shape)
         attributions[start : start + len(image)] = delta * gradients.mean(axis=1)
     attributions *= np.float32(run.target_scaling.std)
-    return Explanation(attributions, run.predict(x), run.predict(np.zeros_like(x)))
+    # One call for both, so that a compiled prediction (JAX) is built for one batch shape only.
+    both = run.predict(np.concatenate([x, np.zeros_like(x)]))
+    return Explanation(attributions, both[: len(x)], both[len(x) :])
 
 
 def explain(

@@ -150,6 +150,7 @@ def calibrate(
     rng: np.random.Generator,
     method: str = "normalized",
     label_range: tuple[float, float] | None = None,
+    difficulty_data: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Calibration:
     """Calibrate intervals on held-out labels and the run's predictions of them.
 
@@ -160,6 +161,8 @@ def calibrate(
         method: "normalized" (intervals widen where the residuals are larger) or "plain"
             (one width for every image; all N images give scores).
         label_range: Bounds to clip intervals to; default the range of `labels`.
+        difficulty_data: Other labels and predictions (say, of the training split) to fit the
+            difficulty on, so that all N images give scores; default the first half of the N.
 
     Returns:
         The calibration.
@@ -182,9 +185,15 @@ def calibrate(
         label_range = (float(labels.min()), float(labels.max()))
     if method == "plain":
         return Calibration(tuple(np.sort(residuals).tolist()), (0.0,), (1.0,), tuple(label_range), "plain", 0)
-    order = rng.permutation(len(labels))
-    fit, score = order[: len(order) // 2], order[len(order) // 2 :]
-    knots, difficulty = fit_difficulty(predictions[fit], residuals[fit])
+    if difficulty_data is None:
+        order = rng.permutation(len(labels))
+        fit, score = order[: len(order) // 2], order[len(order) // 2 :]
+        knots, difficulty = fit_difficulty(predictions[fit], residuals[fit])
+        fitted = len(fit)
+    else:
+        other_labels, other_predictions = (np.asarray(a, np.float64).reshape(-1) for a in difficulty_data)
+        knots, difficulty = fit_difficulty(other_predictions, np.abs(other_labels - other_predictions))
+        score, fitted = np.arange(len(labels)), len(other_labels)
     scores = residuals[score] / np.interp(predictions[score], knots, difficulty)
     return Calibration(
         tuple(np.sort(scores).tolist()),
@@ -192,7 +201,7 @@ def calibrate(
         tuple(difficulty.tolist()),
         tuple(float(v) for v in label_range),
         "normalized",
-        len(fit),
+        fitted,
     )
 
 
