@@ -57,6 +57,20 @@ def test_cli_explain_writes_a_picture_per_image_and_a_summary(trained_run, tiny_
     assert stop.value.code == 2
 
 
+def test_cli_explain_reads_image_files(trained_run, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(2):
+        Image.fromarray(np.eye(8, dtype=np.uint8) * 255 * index, "L").save(folder / f"{index}.png")
+    status, _, _ = run_cli(capsys, "explain", trained_run.path, folder, "--out", tmp_path / "out", "--steps", "8")
+    assert status == 0
+    rows = list(csv.DictReader((tmp_path / "out" / SUMMARY_FILE).open()))
+    assert [row["picture"] for row in rows] == ["000-0.png", "001-1.png"]
+    assert float(rows[0]["attribution_sum"]) == 0.0  # the black image is its own baseline
+
+
 @torch_installed
 def test_completeness_holds_on_pytorch(trained_run, tiny_folder, tmp_path):
     done = run_python(

@@ -381,7 +381,7 @@ def _predict(args) -> int:
 
 def _explain(args) -> None:
     from img2num.bundle import load_run
-    from img2num.explain import explain
+    from img2num.explain import explain_images
     from img2num.io import check_replaceable
 
     check_replaceable(args.out, args.overwrite)
@@ -401,7 +401,7 @@ def _explain(args) -> None:
         if bad:
             raise Img2NumError(bad[0].message)
         names = [str(name) for name in names]
-    folder = explain(run, images, args.out, names=names, steps=args.steps, overwrite=args.overwrite)
+    folder = explain_images(run, images, args.out, names=names, steps=args.steps, overwrite=args.overwrite)
     print(f"{len(images)} explained images in {folder} (one PNG each, explanations.csv)")
 
 

@@ -141,7 +141,7 @@ def integrated_gradients(run, x: np.ndarray, steps: int = DEFAULT_STEPS) -> Expl
     return Explanation(attributions, both[: len(x)], both[len(x) :])
 
 
-def explain(
+def explain_images(
     run,
     images,
     out_dir: str | Path,
