@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import one_line_error, run_cli, run_python, torch_installed
 
+from img2num.data import load_dataset
 from img2num.errors import Img2NumError
 from img2num.explain import SUMMARY_FILE, integrated_gradients
 
@@ -71,14 +72,35 @@ def test_cli_explain_reads_image_files(trained_run, tmp_path, capsys):
     assert float(rows[0]["attribution_sum"]) == 0.0  # the black image is its own baseline
 
 
+def _untrained_run(name):
+    from img2num.bundle import Preprocessing, Run, TargetScaling
+    from img2num.models import create_model
+
+    # Untrained weights: completeness is a property of the method, whatever the weights.
+    return Run(create_model(name, (8, 8, 3)), Preprocessing((8, 8, 3), 1 / 255), {"train": {"model": name}}, target_scaling=TargetScaling(5.0, 3.0))
+
+
+def test_the_default_model_explains_with_completeness():
+    # Every registered model is checked on PyTorch below, where no compile makes it cheap.
+    x = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    result = integrated_gradients(_untrained_run("pixel_gap"), x, steps=32)
+    change = np.abs(result.predictions - result.baseline_predictions)
+    assert np.all(np.abs(result.completeness_gap) <= 0.05 * change + 1e-3), (result.completeness_gap, change)
+
+
 @torch_installed
-def test_completeness_holds_on_pytorch(trained_run, tiny_folder, tmp_path):
+def test_completeness_holds_on_pytorch_for_a_trained_run_and_every_registered_model(trained_run, tiny_folder, tmp_path):
     done = run_python(
         f"""
         import numpy as np
+        import keras
         from img2num.data import load_dataset
         from img2num.explain import integrated_gradients
-        import keras
+        from img2num.bundle import Preprocessing, Run, TargetScaling
+        from img2num.models import create_model, list_models
+        def _untrained_run(name):
+            model = create_model(name, (8, 8, 3))
+            return Run(model, Preprocessing((8, 8, 3), 1 / 255), {{"train": {{"model": name}}}}, target_scaling=TargetScaling(5.0, 3.0))
         assert keras.backend.backend() == "torch"
         x = load_dataset({str(tiny_folder / "test.npz")!r}).x[:4]
         result = integrated_gradients({str(trained_run.path)!r}, x, steps=64)
@@ -86,23 +108,16 @@ def test_completeness_holds_on_pytorch(trained_run, tiny_folder, tmp_path):
         assert np.all(np.abs(result.completeness_gap) <= 0.02 * change + 0.05), result.completeness_gap
         assert np.all(result.attributions[x == 0] == 0)
         print(float(result.attributions.sum()))
+        colour = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+        for spec in list_models():
+            other = integrated_gradients(_untrained_run(spec.name), colour, steps=32)
+            change = np.abs(other.predictions - other.baseline_predictions)
+            assert np.all(np.isfinite(other.attributions)), spec.name
+            assert np.all(np.abs(other.completeness_gap) <= 0.05 * change + 1e-3), (spec.name, other.completeness_gap, change)
         """,
         "torch",
         tmp_path,
     )
-    jax_total = integrated_gradients(trained_run, __import__("img2num").load_dataset(tiny_folder / "test.npz").x[:4], steps=64).attributions.sum()
+    x = load_dataset(tiny_folder / "test.npz").x[:4]
+    jax_total = integrated_gradients(trained_run, x, steps=64).attributions.sum()
     assert float(done.stdout.strip().splitlines()[-1]) == pytest.approx(float(jax_total), rel=1e-3, abs=1e-3)
-
-
-@pytest.mark.parametrize("name", [spec.name for spec in __import__("img2num.models", fromlist=["list_models"]).list_models()])
-def test_every_registered_model_explains_with_completeness(name):
-    from img2num.bundle import Preprocessing, Run, TargetScaling
-    from img2num.models import create_model
-
-    # Untrained weights: completeness is a property of the method, whatever the weights.
-    run = Run(create_model(name, (8, 8, 3)), Preprocessing((8, 8, 3), 1 / 255), {"train": {"model": name}}, target_scaling=TargetScaling(5.0, 3.0))
-    x = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
-    result = integrated_gradients(run, x, steps=32)
-    change = np.abs(result.predictions - result.baseline_predictions)
-    assert np.all(np.isfinite(result.attributions))
-    assert np.all(np.abs(result.completeness_gap) <= 0.05 * change + 1e-3), (result.completeness_gap, change)

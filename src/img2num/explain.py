@@ -57,12 +57,13 @@ def input_gradients(model, inputs: np.ndarray) -> np.ndarray:
     Returns:
         float32 gradients, the shape of `inputs`.
     """
-    return gradient_function(model)(inputs)
+    return gradient_function(model)(inputs)[0]
 
 
 def gradient_function(model):
-    """A function from model input (N, ...) to `input_gradients`, built once per model (on JAX,
-    one compiled function: many times faster than differentiating op by op)."""
+    """A function from model input (N, ...) to its `input_gradients` and the model's outputs
+    (N,), built once per model (on JAX, one compiled function: many times faster than
+    differentiating op by op)."""
     import keras
 
     backend = keras.backend.backend()
@@ -71,19 +72,25 @@ def gradient_function(model):
 
         def total(trainable, fixed, x):
             output, _ = model.stateless_call(trainable, fixed, x, training=False)
-            return output.sum()
+            return output.sum(), output.reshape(-1)
 
-        compiled = jax.jit(jax.grad(total, argnums=2))
+        compiled = jax.jit(jax.grad(total, argnums=2, has_aux=True))
         trainable = [v.value for v in model.trainable_variables]
         fixed = [v.value for v in model.non_trainable_variables]
-        return lambda inputs: np.asarray(compiled(trainable, fixed, inputs), np.float32)
+
+        def jax_gradient(inputs):
+            gradient, output = compiled(trainable, fixed, inputs)
+            return np.asarray(gradient, np.float32), np.asarray(output, np.float32)
+
+        return jax_gradient
     if backend == "torch":
         import torch
 
         def torch_gradient(inputs):
             x = keras.ops.convert_to_tensor(inputs).detach().requires_grad_(True)
-            (gradient,) = torch.autograd.grad(model(x, training=False).sum(), x)
-            return gradient.detach().cpu().numpy().astype(np.float32)
+            output = model(x, training=False)
+            (gradient,) = torch.autograd.grad(output.sum(), x)
+            return gradient.detach().cpu().numpy().astype(np.float32), output.detach().cpu().numpy().reshape(-1)
 
         return torch_gradient
     if backend == "tensorflow":
@@ -93,8 +100,9 @@ def gradient_function(model):
             x = tf.convert_to_tensor(inputs)
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                output = tf.reduce_sum(model(x, training=False))
-            return tape.gradient(output, x).numpy().astype(np.float32)
+                output = model(x, training=False)
+                total = tf.reduce_sum(output)
+            return tape.gradient(total, x).numpy().astype(np.float32), output.numpy().reshape(-1)
 
         return tensorflow_gradient
     raise Img2NumError(f"explanations need the jax, torch or tensorflow backend, not {backend!r}")
@@ -126,19 +134,28 @@ def integrated_gradients(run, x: np.ndarray, steps: int = DEFAULT_STEPS) -> Expl
     per_chunk = max(1, _CHUNK // steps)
     attributions = np.empty(inputs.shape, np.float32)
     gradient = gradient_function(run.model)
+    size = per_chunk * steps
+    ends = np.empty(2 * len(inputs), np.float32)  # the model's outputs on the images, then the baselines
+    both = np.concatenate([inputs, baseline])
+    for start in range(0, len(both), size):
+        # The same compiled function and batch shape as the path below (padded), so no new compile.
+        part = both[start : start + size]
+        ends[start : start + len(part)] = gradient(_pad(part, size))[1][: len(part)]
     for start in range(0, len(inputs), per_chunk):
         image, base = inputs[start : start + per_chunk], baseline[start : start + per_chunk]
         delta = image - base
         path = base[:, None] + alphas.reshape(1, -1, *[1] * (image.ndim - 1)) * delta[:, None]
         flat = path.reshape(-1, *image.shape[1:])
-        # Pad to a fixed size so that the compiled gradient (JAX) sees one shape.
-        padded = np.concatenate([flat, np.zeros((per_chunk * steps - len(flat), *flat.shape[1:]), np.float32)])
-        gradients = gradient(padded)[: len(flat)].reshape(path.shape)
+        gradients = gradient(_pad(flat, size))[0][: len(flat)].reshape(path.shape)
         attributions[start : start + len(image)] = delta * gradients.mean(axis=1)
     attributions *= np.float32(run.target_scaling.std)
-    # One call for both, so that a compiled prediction (JAX) is built for one batch shape only.
-    both = run.predict(np.concatenate([x, np.zeros_like(x)]))
-    return Explanation(attributions, both[: len(x)], both[len(x) :])
+    predictions = run.target_scaling.restore(ends)
+    return Explanation(attributions, predictions[: len(x)], predictions[len(x) :])
+
+
+def _pad(rows: np.ndarray, size: int) -> np.ndarray:
+    """`rows` padded with zeros to `size` rows, so that the compiled gradient (JAX) sees one shape."""
+    return np.concatenate([rows, np.zeros((size - len(rows), *rows.shape[1:]), np.float32)])
 
 
 def explain_images(
