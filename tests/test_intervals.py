@@ -61,8 +61,10 @@ def test_normalized_widths_adapt_to_the_difficulty_and_are_narrower_overall():
 def test_bounds_are_clipped_to_the_label_range():
     rng = np.random.default_rng(2)
     calibration = calibrate(*heteroscedastic(200, rng), rng, label_range=(0.0, 10.0))
-    _, lower, upper = calibration.interval(np.array([0.0, 10.0]), 0.9)
+    _, lower, upper = calibration.interval(np.array([0.0, 10.0, 30.0]), 0.9)
     assert lower[0] == 0.0 and upper[1] == 10.0
+    # A prediction outside the labels seen stays inside its own interval.
+    assert lower[2] < 30.0 and upper[2] == 30.0
 
 
 @pytest.mark.parametrize("level", [0, 1, 1.5, -0.1, float("nan"), "0.9", True, None])

@@ -89,8 +89,9 @@ class Calibration:
         predictions = np.asarray(predictions, np.float64).reshape(-1)
         half = self.score_quantile(level) * self.difficulty_of(predictions)
         low, high = self.label_range
-        lower = np.clip(predictions - half, low, high)
-        upper = np.clip(predictions + half, low, high)
+        # Clipped to the labels seen, but never past the prediction itself (one outside them).
+        lower = np.minimum(np.clip(predictions - half, low, high), predictions)
+        upper = np.maximum(np.clip(predictions + half, low, high), predictions)
         return Interval(predictions.astype(np.float32), lower.astype(np.float32), upper.astype(np.float32))
 
     def to_dict(self) -> dict:
