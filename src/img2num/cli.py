@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("data", type=Path, help="labelled data: a label CSV naming image files (or a folder holding one), or an .npz file")
     command.add_argument("--output", type=Path, help="JSON file for the metrics; - prints the JSON to stdout instead (default: RUN/evaluations/DATA.json, or DATA-2.json, ... when that holds an evaluation of other data)")
     command.add_argument("--overwrite", action="store_true", help="replace an output file that holds anything but an earlier evaluation of the same data")
+    command.add_argument("--interval", metavar="LEVEL", type=_level, help="also score prediction intervals at this level, such as 0.9: coverage and mean width")
     add_data_options(command, training=False)
     command.set_defaults(command=_evaluate)
 
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("data", type=Path, nargs="+", help="image files and folders, a label CSV, or one .npz file with images in x (labels in y optional)")
     command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    command.add_argument("--interval", metavar="LEVEL", type=_level, help="add lower,upper columns: a prediction interval at this level, such as 0.9, from the run's calibration")
     add_data_options(command, training=False, skip_bad=False)
     command.set_defaults(command=_predict)
 
@@ -190,6 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--max-connections", metavar="N", type=_positive_int, default=serve.max_connections, help="most connections served at once; more are answered 503 (default %(default)s)")
     command.add_argument("--units", metavar="TEXT", help="what the number is measured in, given in every answer, such as 'ug/m3' (default: none)")
     command.set_defaults(command=_serve)
+
+    command = commands.add_parser(
+        "explain", help="explain a run's predictions: image beside its attribution map",
+        description="Write, per image, a picture of the image beside its signed integrated-gradient "
+        "attribution map (red pushes the number up, blue pulls it down; a black image is the baseline), "
+        "and explanations.csv with each prediction and how far the attributions' sum is from "
+        "prediction - baseline prediction.",
+    )
+    command.add_argument("run", type=Path, help="run folder")
+    command.add_argument("images", type=Path, nargs="+", help="image files and folders, or one .npz file with images in x")
+    command.add_argument("--out", type=Path, required=True, help="folder to create for the pictures")
+    command.add_argument("--limit", type=_positive_int, default=10, help="explain at most this many images (default %(default)s)")
+    command.add_argument("--steps", type=_positive_int, default=64, help="path points of the integrated gradients (default %(default)s)")
+    command.add_argument("--overwrite", action="store_true", help="replace an existing folder once the new one is complete")
+    command.set_defaults(command=_explain)
 
     command = commands.add_parser(
         "compare", help="train several models and the baselines on the same splits; leaderboard and HTML report",
@@ -336,7 +353,7 @@ def _evaluate(args) -> None:
     from img2num.evaluation import evaluation_file, evaluation_record, format_metrics, save_evaluation
     from img2num.io import json_text
 
-    record = evaluation_record(args.run, args.data, options=data_config(args))
+    record = evaluation_record(args.run, args.data, options=data_config(args), interval=args.interval)
     if _is_stdout(args.output):
         sys.stdout.write(json_text(record))
         return
@@ -367,6 +384,8 @@ def _predict(args) -> int:
         if len(args.data) > 1:
             raise Img2NumError(f"{args.data[0]}: an .npz or CSV file is predicted on alone, not with other inputs")
     run = load_run(args.run)
+    if args.interval is not None:
+        run.interval([], args.interval)  # a run without calibration fails before any image is read
     paths, labels, bad = None, None, []
     if ".npz" in kinds:
         data = load_dataset(args.data[0])
@@ -377,11 +396,12 @@ def _predict(args) -> int:
         predictions, labels, paths, bad = run.predict_data(table.data), table.data.y, list(table.data.paths), table.skipped
     else:
         paths, predictions, bad = predict_files(run, args.data, workers=args.workers)
-    text = predictions_csv(predictions, labels, paths)
+    bounds = None if args.interval is None else run.interval(predictions, args.interval)[1:]
+    text = predictions_csv(predictions, labels, paths, bounds)
     if args.output is None:
         sys.stdout.write(text)
     elif len(predictions):
-        write_predictions(args.output, predictions, labels, overwrite=args.overwrite, paths=paths)
+        write_predictions(args.output, predictions, labels, overwrite=args.overwrite, paths=paths, bounds=bounds)
         print(f"{len(predictions)} predictions written to {args.output}")
     _report_bad(bad)
     if bad and (len(predictions) or len(bad) > 1):
@@ -414,6 +434,32 @@ def _serve(args) -> None:
     )
     with interrupts.as_keyboard_interrupt():
         serve(args.run, ServeConfig(**{name: getattr(args, name) for name in names}))
+
+
+def _explain(args) -> None:
+    from img2num.bundle import load_run
+    from img2num.explain import explain_images
+    from img2num.io import check_replaceable
+
+    check_replaceable(args.out, args.overwrite)
+    run = load_run(args.run)
+    if any(path.suffix.lower() == ".npz" for path in args.images):
+        from img2num.data import load_dataset
+
+        if len(args.images) > 1:
+            raise Img2NumError(f"{args.images[0]}: an .npz file is explained alone, not with other inputs")
+        images = load_dataset(args.images[0]).x[: args.limit]
+        names = [f"{args.images[0].name}[{index}]" for index in range(len(images))]
+    else:
+        from img2num.data import list_image_files, read_image_paths
+
+        files = list_image_files(args.images)[: args.limit]
+        names, images, bad = read_image_paths(files, run.preprocessing.image_spec())
+        if bad:
+            raise Img2NumError(bad[0].message)
+        names = [str(name) for name in names]
+    folder = explain_images(run, images, args.out, names=names, steps=args.steps, overwrite=args.overwrite)
+    print(f"{len(images)} explained images in {folder} (one PNG each, explanations.csv)")
 
 
 def _compare(args) -> None:
@@ -567,6 +613,10 @@ def _non_negative_float(text: str) -> float:
 
 def _fraction(text: str) -> float:
     return _parse_number(float, text, lambda v: 0 < v < 1, "a number between 0 and 1")
+
+
+def _level(text: str) -> float:
+    return _parse_number(float, text, lambda v: 0 < v < 1, "a level between 0 and 1 (exclusive), such as 0.9")
 
 
 def _dust_noise(text: str) -> float:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 
 METRIC_NAMES = ("mse", "rmse", "mae", "r2")
+# Printed after the metrics when `evaluate` was given an interval level.
+INTERVAL_NAMES = ("interval_level", "coverage", "mean_width")
 
 
 def regression_metrics(y_true, y_pred) -> dict[str, float]:
@@ -54,16 +56,18 @@ def r2_text(value: float | None) -> str:
 
 def format_metrics(metrics: dict[str, float]) -> str:
     """Metrics as aligned `name value` lines for a terminal."""
+    names = [name for name in METRIC_NAMES + INTERVAL_NAMES if name in metrics]
+    width = max([5] + [len(name) for name in names])
     lines = []
-    for name in METRIC_NAMES:
-        if name == "r2" and name in metrics and r2_text(metrics[name]) == "n/a":
-            lines.append(f"{name:<5} undefined (every label is the same, so there is no spread to explain)")
-        elif name in metrics:
-            lines.append(f"{name:<5} {metrics[name]:.4f}")
+    for name in names:
+        if name == "r2" and r2_text(metrics[name]) == "n/a":
+            lines.append(f"{name:<{width}} undefined (every label is the same, so there is no spread to explain)")
+        else:
+            lines.append(f"{name:<{width}} {metrics[name]:.4f}")
     return "\n".join(lines)
 
 
-def evaluation_record(run, data, options=None) -> dict:
+def evaluation_record(run, data, options=None, interval: float | None = None) -> dict:
     """Score a trained run on labelled data: the record `evaluate` saves.
 
     Args:
@@ -72,20 +76,24 @@ def evaluation_record(run, data, options=None) -> dict:
             files (or a folder holding one). Image files are decoded as the run's training
             images were.
         options: How a label CSV is read (`DataConfig`: column names, `skip_bad`).
+        interval: A level in (0, 1) such as 0.9 to also score the run's prediction intervals.
 
     Returns:
-        `data` (the source), `samples`, `mse`, `rmse`, `mae`, `r2` and, when rows were
-        skipped, `skipped` (one message each).
+        `data` (the source), `samples`, `mse`, `rmse`, `mae`, `r2`; with `interval` also
+        `interval_level`, `coverage` (share of labels inside their interval) and `mean_width`;
+        and, when rows were skipped, `skipped` (one message each).
 
     Raises:
-        Img2NumError: The run or data cannot be read, the data has no labels, or the images do
-            not fit the model.
+        Img2NumError: The run or data cannot be read, the data has no labels, the images do
+            not fit the model, or the level is bad or the run has no calibration.
     """
     from img2num.bundle import as_run
     from img2num.config import DataConfig
     from img2num.data import ImageFiles, as_dataset, label_csv, read_image_table
 
     run = as_run(run)
+    if interval is not None:
+        run.interval(np.zeros(0), interval)  # a bad level or a run without calibration fails first
     skipped = []
     csv_path = label_csv(data)
     if csv_path is not None:
@@ -93,13 +101,18 @@ def evaluation_record(run, data, options=None) -> dict:
         data, skipped = table.data, table.skipped
     elif not isinstance(data, ImageFiles):
         data = as_dataset(data, require_labels=True)
-    record = {"data": data.source, "samples": len(data), **regression_metrics(data.y, run.predict_data(data))}
+    predictions = run.predict_data(data)
+    record = {"data": data.source, "samples": len(data), **regression_metrics(data.y, predictions)}
+    if interval is not None:
+        from img2num.intervals import interval_metrics
+
+        record.update(interval_metrics(data.y, run.interval(predictions, interval), interval))
     if skipped:
         record["skipped"] = [row.message for row in skipped]
     return record
 
 
-def evaluate(run, data, output=None, overwrite: bool = False, options=None) -> dict[str, float]:
+def evaluate(run, data, output=None, overwrite: bool = False, options=None, interval: float | None = None) -> dict[str, float]:
     """Score a trained run on labelled data, optionally saving the metrics as JSON.
 
     Args:
@@ -109,18 +122,20 @@ def evaluate(run, data, output=None, overwrite: bool = False, options=None) -> d
         overwrite: Replace an existing `output` file. Without it, an existing file is replaced
             only when it holds an earlier evaluation of the same data.
         options: How a label CSV is read (`DataConfig`: column names, `skip_bad`).
+        interval: A level in (0, 1) such as 0.9 to also score the run's prediction intervals.
 
     Returns:
-        `mse`, `rmse`, `mae` and `r2`.
+        `mse`, `rmse`, `mae` and `r2`; with `interval` also `interval_level`, `coverage` and
+        `mean_width`.
 
     Raises:
         Img2NumError: As `evaluation_record`; or `output` holds something else and `overwrite`
             is false (checked once the metrics are known).
     """
-    record = evaluation_record(run, data, options)
+    record = evaluation_record(run, data, options, interval)
     if output is not None:
         save_evaluation(output, record, overwrite)
-    return {name: record[name] for name in METRIC_NAMES}
+    return {name: record[name] for name in METRIC_NAMES + INTERVAL_NAMES if name in record}
 
 
 def save_evaluation(output, record: dict, overwrite: bool = False) -> Path:

@@ -18,8 +18,10 @@ def sample_grid(
     path: str | Path,
     predictions: np.ndarray | None = None,
     title: str | None = None,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Path:
-    """Draw the first 25 images in a 5x5 grid, titled `R <label>` or `R <label> P <prediction>`.
+    """Draw the first 25 images in a 5x5 grid, titled `R <label>` or `R <label> P <prediction>`,
+    with `[lower, upper]` below when `bounds` are given.
 
     Args:
         x: Images (N, H, W, C).
@@ -27,11 +29,12 @@ def sample_grid(
         path: PNG file to write.
         predictions: Predicted values, shown with one decimal, or None.
         title: Title over the whole grid.
+        bounds: Lower and upper interval bounds of the predictions, or None.
 
     Returns:
         The path written.
     """
-    return _save(sample_grid_figure(x, y, predictions, title), path)
+    return _save(sample_grid_figure(x, y, predictions, title, bounds), path)
 
 
 def sample_grid_figure(
@@ -39,6 +42,7 @@ def sample_grid_figure(
     y: np.ndarray | None,
     predictions: np.ndarray | None = None,
     title: str | None = None,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Figure:
     """The figure that `sample_grid` saves."""
     fig = Figure(figsize=(10, 10.6 if title else 10))
@@ -54,7 +58,9 @@ def sample_grid_figure(
             words.append(f"R {_format_label(y[index])}")
         if predictions is not None:
             words.append(f"P {predictions[index]:.1f}")
-        ax.set_title(" ".join(words), fontsize=11)
+        if bounds is not None:
+            words.append(f"\n[{bounds[0][index]:.1f}, {bounds[1][index]:.1f}]")
+        ax.set_title(" ".join(words), fontsize=11 if bounds is None else 10)
     if title:
         fig.suptitle(title, fontsize=14)
     return fig

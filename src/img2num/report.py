@@ -9,6 +9,7 @@ from pathlib import Path
 
 from img2num.bundle import Run
 from img2num.evaluation import r2_text
+from img2num.intervals import COVERAGE_TEXT, coverage_cells, coverage_markdown
 from img2num.io import records_csv
 
 
@@ -154,6 +155,7 @@ def compare_markdown(summary: dict) -> str:
             + "".join("| " + " | ".join(cells) + " |\n" for cells in rows),
         ]
     parts += [
+        coverage_markdown(summary),
         samples,
         f"## Loss curves\n\n{_loss_text(summary)}\n\n![loss curves](loss_curves.png)\n",
         f"## Each model on the test split\n\n{_DIAGNOSTICS_TEXT}\n",
@@ -185,6 +187,8 @@ def compare_html(summary: dict, folder: str | Path) -> str:
     body.append(f"<p class='note'>{esc(_leaderboard_note(summary))}</p>")
     if len(summary["seeds"]) > 1:
         body += ["<h3>Test MSE per seed</h3>", _html_table(*seed_cells(summary))]
+    if coverage_cells(summary):
+        body += ["<h2>Prediction intervals</h2>", f"<p>{esc(COVERAGE_TEXT)}</p>", _html_table(*coverage_cells(summary))]
     body += ["<h2>Training samples</h2>", "<p>The first 25 training images, titled R (true value).</p>"]
     body.append(_html_image(folder / "samples.png", "training samples"))
     body += ["<h2>Loss curves</h2>", f"<p>{esc(_loss_text(summary))}</p>", _html_image(folder / "loss_curves.png", "loss curves")]

@@ -18,6 +18,7 @@ from img2num.data import Dataset, ImageFiles, resolve_splits, split_records
 from img2num.data.order import batch_order_rng
 from img2num.errors import Img2NumError
 from img2num.evaluation import regression_metrics
+from img2num.intervals import calibrate_run, grid_bounds
 from img2num.io import check_replaceable
 from img2num.models import create_model, get_model_spec
 
@@ -111,6 +112,7 @@ def train(
     )
     predictions = {name: run.predict_data(split) for name, split in splits.items()}
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}
+    calibrate_run(run, splits["val"].y, predictions["val"], splits["train"].y, config.seed)
     if run_dir is not None:
         run.save(run_dir, overwrite, extra=lambda folder: _write_extras(folder, run, splits, predictions))
     return run
@@ -277,7 +279,9 @@ def _draw_pictures(folder: Path, run: Run, splits: dict, predictions: dict) -> N
         drawn.y,
         folder / "predictions.png",
         predictions=predictions[shown][: len(drawn)],
-        title=f"{name}: {'test' if shown == 'test' else 'validation'} predictions",
+        title=f"{name}: {'test' if shown == 'test' else 'validation'} predictions"
+        + (" with 90% intervals" if run.calibration is not None else ""),
+        bounds=grid_bounds(run, predictions[shown][: len(drawn)]),
     )
 
 
