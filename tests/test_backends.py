@@ -154,3 +154,17 @@ def test_a_bundle_predicts_the_same_on_the_other_backend(trained_run, tiny_folde
         json.loads((torch_run / "metrics.json").read_text())["test"]["mse"], rel=1e-5
     )
     assert load_run(torch_run).predict(test.x).shape == (30,)
+
+
+def test_compilation_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv(backends.CACHE_VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert backends.compilation_cache_folder() == tmp_path / "xdg" / "img2num" / "jax"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert backends.compilation_cache_folder() == tmp_path / "home" / ".cache" / "img2num" / "jax"
+    monkeypatch.setenv(backends.CACHE_VARIABLE, str(tmp_path / "mine"))
+    assert backends.compilation_cache_folder() == tmp_path / "mine"
+    for off in ("off", "0", "", "False"):
+        monkeypatch.setenv(backends.CACHE_VARIABLE, off)
+        assert backends.compilation_cache_folder() is None
