@@ -25,6 +25,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,19 +83,23 @@ def generate(workload: Workload, folder: Path) -> Path:
 
 
 def timed(command: list[str], env: dict) -> tuple[float, dict]:
-    """Wall seconds of `command` from launch to exit, and the marks it wrote."""
+    """Wall seconds of `command` from launch to exit, and the marks it wrote (with the CPU
+    seconds it used, which a machine shared with other work changes less than wall time)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         marks_file = handle.name
     env = {**env, "BENCH_MARKS": marks_file}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     launched = time.time()
     env["BENCH_LAUNCHED"] = repr(launched)
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.time() - launched
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
     marks = json.loads(Path(marks_file).read_text() or "{}")
     os.unlink(marks_file)
     marks["exited"] = launched + seconds
+    marks["cpu_seconds"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     return seconds, marks
 
 
@@ -243,15 +248,18 @@ def main() -> None:
 
     print(f"\nwhole process, wall seconds from launch to exit (median of {args.rounds}; img2num's round 1 "
           "had an empty compilation cache)")
-    print(f"{'workload':<44} {'side':<14} {'median':>7} {'min':>7} {'max':>7} {'img2num faster':>15}")
+    print(f"{'workload':<44} {'side':<14} {'median':>7} {'min':>7} {'max':>7} {'img2num faster':>15} {'CPU s':>7} {'by CPU':>7}")
     for workload in workloads:
         raw = results[workload.key]
         ours = statistics.median(r["seconds"] for r in raw["img2num"])
+        our_cpu = statistics.median(r["marks"]["cpu_seconds"] for r in raw["img2num"])
         for side, runs in raw.items():
             seconds = [r["seconds"] for r in runs]
             median = statistics.median(seconds)
+            cpu = statistics.median(r["marks"]["cpu_seconds"] for r in runs)
             ratio = "" if side == "img2num" else f"{median / ours:.2f}x"
-            print(f"{workload.label:<44} {side:<14} {median:>7.2f} {min(seconds):>7.2f} {max(seconds):>7.2f} {ratio:>15}")
+            cpu_ratio = "" if side == "img2num" else f"{cpu / our_cpu:.2f}x"
+            print(f"{workload.label:<44} {side:<14} {median:>7.2f} {min(seconds):>7.2f} {max(seconds):>7.2f} {ratio:>15} {cpu:>7.1f} {cpu_ratio:>7}")
         if len(raw["img2num"]) > 1:
             first, later = raw["img2num"][0]["seconds"], statistics.median(r["seconds"] for r in raw["img2num"][1:])
             print(f"{'':<44} img2num round 1 (empty cache) {first:.2f} s, later rounds {later:.2f} s")

@@ -57,6 +57,10 @@ WORKLOADS = [
     Workload("cnn_gap64", "cnn_gap", (64, 64, 3), 512, 128, 3),
     Workload("resnet32", "resnet", (32, 32, 1), 1200, 240, 3),
     Workload("resnet64", "resnet", (64, 64, 3), 512, 128, 3),
+    # The tutorial's CNN at the sizes users have, for its backend rule (`ModelSpec.torch_from_pixels`).
+    Workload("cnn32", "cnn", (32, 32, 1), 1200, 240, 3),
+    Workload("cnn64", "cnn", (64, 64, 3), 512, 128, 3),
+    Workload("cnn128", "cnn", (128, 128, 3), 256, 64, 3),
 ]
 BACKENDS = ("jax", "torch", "tensorflow")
 BATCH_SIZE = 32
