@@ -126,7 +126,7 @@ def worker(key: str, number: int, epochs_scale: float, last: bool) -> dict:
         model, times = run(kind)
         first[kind], seconds[kind] = times[:1], times[1:]
     result = {"trainer": trainer, "epoch_seconds": seconds, "first_epoch_seconds": first}
-    if keras.backend.backend() == "jax" and workload.model in ("mlp", "cnn"):
+    if keras.backend.backend() == "jax" and workload.key in ("mlp16", "cnn16"):
         # Every round, beside the pair, so that the floor drifts with them.
         result["bare_jax_epoch_seconds"] = bare_jax_epoch_seconds(workload.model, x, train.y, 2 * epochs)
     if not last:
