@@ -359,6 +359,9 @@ def load_run(folder: str | Path) -> Run:
         raise Img2NumError(f"{folder / CONFIG_FILE}: corrupt run configuration (target_scaling: {error})") from None
     metrics = _read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).exists() else {}
     history = _read_history(folder / HISTORY_FILE)
+    from img2num.backends import enable_compilation_cache
+
+    enable_compilation_cache()
     import keras
 
     import img2num.layers  # noqa: F401  (registers the layers a saved model may hold)

@@ -7,6 +7,7 @@ at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        with interrupts.exit_on_interrupt(f"img2num: error: {INTERRUPTED}"):
+        with interrupts.exit_on_interrupt(f"img2num: error: {INTERRUPTED}"), _without_pyplot():
             return args.command(args) or 0
     except Img2NumError as error:
         return _fail(str(error))
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--run", type=Path, help="run folder (default: runs/MODEL, or runs/MODEL-2, ... if taken)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing run folder once the new run is complete")
     command.add_argument("--quiet", action="store_true", help="print no progress")
+    command.add_argument("--no-pictures", action="store_true", help="draw no pictures (every other file of the run folder is written)")
     add_data_options(command)
     command.set_defaults(command=_train)
 
@@ -340,6 +342,7 @@ def _train(args) -> None:
         overwrite=args.overwrite,
         quiet=args.quiet,
         data_options=data_config(args),
+        pictures=not args.no_pictures,
     )
     for split, metrics in run.metrics.items():
         print(f"[{split}]\n{format_metrics(metrics)}")
@@ -576,6 +579,23 @@ def _fail(message: str, status: int = 1) -> int:
 
 def _note(message: str) -> None:
     print(f"img2num: {' '.join(message.split())}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _without_pyplot():
+    """Make `import matplotlib.pyplot` fail while a command runs.
+
+    Keras imports pyplot when it can, for a plotting helper img2num never calls: 0.3-0.7 s of
+    every command's start-up (docs/speed.md). img2num draws with matplotlib's `Figure` alone.
+    """
+    blocked = "matplotlib.pyplot" not in sys.modules
+    if blocked:
+        sys.modules["matplotlib.pyplot"] = None
+    try:
+        yield
+    finally:
+        if blocked and sys.modules.get("matplotlib.pyplot", False) is None:
+            del sys.modules["matplotlib.pyplot"]
 
 
 class _Parser(argparse.ArgumentParser):

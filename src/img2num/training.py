@@ -36,6 +36,7 @@ def train(
     overwrite: bool = False,
     quiet: bool = False,
     stream: TextIO | None = None,
+    pictures: bool = True,
 ) -> Run:
     """Train a registered model with MSE loss, validating after every epoch.
 
@@ -58,6 +59,8 @@ def train(
         overwrite: Replace an existing run folder once the new run is complete.
         quiet: Print no progress.
         stream: Where progress goes (default: stderr).
+        pictures: Draw the run's pictures (samples, loss curves, predictions) into `run_dir`;
+            False writes every other file, for scripted runs.
 
     Returns:
         The trained run, with history and metrics for every split given.
@@ -114,7 +117,7 @@ def train(
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}
     calibrate_run(run, splits["val"].y, predictions["val"], splits["train"].y, config.seed)
     if run_dir is not None:
-        run.save(run_dir, overwrite, extra=lambda folder: _write_extras(folder, run, splits, predictions))
+        run.save(run_dir, overwrite, extra=lambda folder: _write_extras(folder, run, splits, predictions, pictures))
     return run
 
 
@@ -215,12 +218,13 @@ def fit_model(
     )
 
 
-def _write_extras(folder: Path, run: Run, splits: dict, predictions: dict) -> None:
+def _write_extras(folder: Path, run: Run, splits: dict, predictions: dict, pictures: bool = True) -> None:
     from img2num.io import write_text
 
     for name, text in split_records(splits).items():
         write_text(folder / name, text)
-    _draw_pictures(folder, run, splits, predictions)
+    if pictures:
+        _draw_pictures(folder, run, splits, predictions)
 
 
 def build_model(config: TrainConfig, input_shape: tuple[int, int, int]):
