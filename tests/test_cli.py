@@ -45,7 +45,7 @@ def test_train_without_pictures_imports_no_torch_nor_plotting_and_caches_compila
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "heavy: []"
     written = sorted(path.name for path in (tmp_path / "run").iterdir())
-    assert written == ["config.json", "history.csv", "metrics.json", "model.keras"]
+    assert written == ["calibration.json", "config.json", "history.csv", "metrics.json", "model.keras"]
     # The compiled programs were kept for the next run of the same model and shapes.
     assert len(list((tmp_path / "cache").iterdir())) >= 2
 
@@ -53,7 +53,7 @@ def test_train_without_pictures_imports_no_torch_nor_plotting_and_caches_compila
 def test_module_and_console_script_answer_help():
     result = subprocess.run([sys.executable, "-m", "img2num", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    for command in ("generate", "models", "train", "evaluate", "predict", "recipe"):
+    for command in ("generate", "models", "train", "evaluate", "predict", "explain", "serve", "recipe"):
         assert command in result.stdout
     script = Path(sys.executable).parent / "img2num"
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
