@@ -22,12 +22,10 @@ def test_auto_rule_picks_torch_only_where_the_registry_says():
     assert preferred_backend(["resnet"], (32, 32, 3)) == "jax"
     assert preferred_backend(["cnn_gap"], (64, 64, 3)) == "torch"
     assert preferred_backend(["cnn_gap"], (32, 32, 1)) == "jax"
-    assert preferred_backend(["cnn"], (64, 64, 3)) == "torch"
-    assert preferred_backend(["cnn"], (32, 32, 1)) == "jax"
-    assert preferred_backend(["mlp", "pixel_gap"], (128, 128, 3)) == "jax"
+    assert preferred_backend(["mlp", "cnn", "pixel_gap"], (128, 128, 3)) == "jax"
     # One model that prefers PyTorch decides for a process that trains several.
     assert preferred_backend(["pixel_gap", "resnet"], (64, 64, 3)) == "torch"
-    assert [spec.name for spec in list_models() if spec.torch_from_pixels] == ["cnn", "cnn_gap", "resnet"]
+    assert [spec.name for spec in list_models() if spec.torch_from_pixels] == ["cnn_gap", "resnet"]
 
 
 def test_auto_respects_the_user_and_a_loaded_keras(monkeypatch):
