@@ -42,8 +42,8 @@ def test_time_limit_setting():
     for bad in (0, -1, float("inf"), True, "10"):
         with pytest.raises(Img2NumError, match="time limit must be a positive number"):
             TrainConfig(time_limit=bad)
-    # The reserve for saving and pictures: 10%, at least 3 s, at most 30 s and half the limit.
-    assert [autoselect.time_reserve(t) for t in (2, 10, 100, 1000)] == [1.0, 3.0, 10.0, 30.0]
+    # The reserve for saving and pictures: 15%, at least 5 s, at most 45 s and half the limit.
+    assert [autoselect.time_reserve(t) for t in (2, 20, 100, 1000)] == [1.0, 5.0, 15.0, 45.0]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_auto_tries_every_candidate_and_keeps_the_best(auto_run, tiny_folder):
 
 
 def test_time_limit_stops_a_named_model_between_epochs(tiny_folder):
-    # A 1 s limit keeps 0.5 s for saving: the first epoch (with compilation) passes it.
+    # A 1 s limit keeps 0.5 s for saving: the first epoch (with compilation) passes the rest.
     run = train(tiny_folder, TrainConfig(model="mlp", epochs=50, patience=0, time_limit=1), quiet=True)
     assert run.config["epochs_run"] == 1 and run.config["time_limit"] == 1.0
 

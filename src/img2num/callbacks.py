@@ -126,21 +126,24 @@ class Progress(keras.callbacks.Callback):
 
 
 class TimeLimit(keras.callbacks.Callback):
-    """Keras callback that ends training after an epoch when another epoch as long as that one
-    would end past `deadline` (a `time.perf_counter()` value); `stopped` says whether it did."""
+    """Keras callback that ends training after an epoch when another epoch as long as the
+    longest of the last three would end past `deadline` (a `time.perf_counter()` value);
+    `stopped` says whether it did."""
 
     def __init__(self, deadline: float) -> None:
         super().__init__()
         self.deadline = deadline
         self.stopped = False
         self._began = 0.0
+        self._seconds: list[float] = []
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._began = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         now = time.perf_counter()
-        if now + (now - self._began) > self.deadline:
+        self._seconds.append(now - self._began)
+        if now + max(self._seconds[-3:]) > self.deadline:
             self.stopped = True
             self.model.stop_training = True
 

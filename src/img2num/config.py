@@ -15,10 +15,10 @@ DEFAULT_MODEL = AUTO_MODEL
 # Seconds `--model auto` takes when no --time-limit is given (docs/auto.md gives the measurement).
 DEFAULT_TIME_LIMIT = 300.0
 # Of a time limit, this share (at least TIME_RESERVE_MIN seconds, at most TIME_RESERVE_MAX) is
-# kept for what follows training: predictions on every split, saving, pictures.
-TIME_RESERVE_SHARE = 0.1
-TIME_RESERVE_MIN = 3.0
-TIME_RESERVE_MAX = 30.0
+# kept for what follows training: predictions on every split, saving, pictures (docs/auto.md).
+TIME_RESERVE_SHARE = 0.15
+TIME_RESERVE_MIN = 5.0
+TIME_RESERVE_MAX = 45.0
 # The tutorial's training settings, as `img2num recipe` and `img2num train --plain` use them.
 PLAIN_SETTINGS = {
     "epochs": 1000,
