@@ -22,6 +22,10 @@ from img2num.models import get_model_spec
 # Epochs the first look at every candidate takes: the first epoch holds compilation, the
 # second measures an epoch.
 PROBE_EPOCHS = 2
+# The time after training, in units of the slowest candidate's compilation (its first epoch less
+# a later one): a 60 s run on a loaded machine compiled pixel_gap in 13 s and needed 30 s after
+# training, mostly compiling prediction.
+FINISH_COMPILES = 2.0
 # Epoch counts are rounded down to one of these (and their doublings), so that a small change
 # of the measured epoch time rarely changes the schedule: steps of about 2^(1/4).
 _ROUND_STEPS = (4, 5, 6, 7)
@@ -93,25 +97,32 @@ def time_reserve(limit: float) -> float:
     return min(max(TIME_RESERVE_SHARE * limit, TIME_RESERVE_MIN), TIME_RESERVE_MAX, 0.5 * limit)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Clock:
     """The time limit of one `train` call.
 
     Attributes:
         started: `time.perf_counter()` when the call began.
         limit: Seconds allowed, or None for no limit.
+        reserve: Seconds kept for what follows training; `time_reserve(limit)` unless set, and
+            raised by `select_model` on a machine where compiling takes long.
     """
 
     started: float
     limit: float | None
+    reserve: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.reserve is None:
+            self.reserve = 0.0 if self.limit is None else time_reserve(self.limit)
 
     @property
     def training_deadline(self) -> float:
-        """When training must end (perf_counter seconds): the limit less `time_reserve`; infinite
+        """When training must end (perf_counter seconds): the limit less the reserve; infinite
         without a limit."""
         if self.limit is None:
             return math.inf
-        return self.started + self.limit - time_reserve(self.limit)
+        return self.started + self.limit - self.reserve
 
     def training_left(self) -> float:
         """Seconds of training time left (infinite without a limit)."""
@@ -217,19 +228,24 @@ def select_model(
     budget_note = "no time limit" if clock.limit is None else f"{clock.training_left():.0f} s of training time left"
     say(f"auto: trying {', '.join(candidates)} ({budget_note})")
     trials, skipped = [], []
-    for index, name in enumerate(candidates):
+    for name in candidates:
         left = clock.training_left()
-        if trials and left <= 0:
+        # A candidate needs time to compile (at least as long as the slowest so far) and to train.
+        if trials and left <= 2 * max(_compile_seconds(trial) for trial in trials):
             skipped.append(name)
             continue
         trial = _start_trial(name, config, train_split, val_split, loss_factor)
-        # Each probe may take its share of the time left, so that every candidate gets one.
-        deadline = time.perf_counter() + left / (len(candidates) - index)
         _train_trial(
-            trial, min(PROBE_EPOCHS, config.epochs), config, train_split, val_split, preprocessing, deadline, say, "probe"
+            trial, min(PROBE_EPOCHS, config.epochs), config, train_split, val_split, preprocessing,
+            clock.training_deadline, say, "probe",
         )
         trial.rungs.append(trial.epochs)
         trials.append(trial)
+        if clock.limit is not None:
+            # Predicting compiles the model again (a few batch shapes) and the pictures take
+            # their time: where compiling was slow (a loaded machine), keep more for them.
+            compiling = max(_compile_seconds(trial) for trial in trials)
+            clock.reserve = min(max(clock.reserve, FINISH_COMPILES * compiling), 0.5 * clock.limit)
     if skipped:
         say(f"auto: no time left to try {', '.join(skipped)}")
     rungs = max(1, math.ceil(math.log2(len(trials))) + 1)
@@ -266,6 +282,12 @@ def select_model(
     return Selection(
         winner.name, winner.model, winner.trainer, winner.recorder, winner.stopper, time.perf_counter() - started, record
     )
+
+
+def _compile_seconds(trial: _Trial) -> float:
+    """The first epoch's excess over a later one; the whole first epoch when it is the only one."""
+    first = trial.recorder.history[0]["seconds"]
+    return first - trial.epoch_seconds if trial.epochs > 1 else first
 
 
 def _start_trial(name: str, config, train_split, val_split, loss_factor: float) -> _Trial:
@@ -364,6 +386,7 @@ def _record(
     return {
         "requested": AUTO_MODEL,
         "time_limit": clock.limit,
+        "reserve_seconds": None if clock.limit is None else round(clock.reserve, 3),
         "rungs": rungs,
         "candidates": rows,
         "chosen": winner.name,
