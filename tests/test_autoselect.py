@@ -42,8 +42,10 @@ def test_time_limit_setting():
     for bad in (0, -1, float("inf"), True, "10"):
         with pytest.raises(Img2NumError, match="time limit must be a positive number"):
             TrainConfig(time_limit=bad)
-    # The reserve for saving and pictures: 15%, at least 5 s, at most 45 s and half the limit.
+    # The reserve for saving and pictures: 15%, at least 5 s, at most 45 s and half the limit;
+    # a third of that when nothing is saved.
     assert [autoselect.time_reserve(t) for t in (2, 20, 100, 1000)] == [1.0, 5.0, 15.0, 45.0]
+    assert [autoselect.time_reserve(t, saving=False) for t in (2, 60, 1000)] == [1.0, 3.0, 15.0]
 
 
 @pytest.fixture(scope="module")

@@ -22,9 +22,9 @@ from img2num.models import get_model_spec
 # Epochs the first look at every candidate takes: the first epoch holds compilation, the
 # second measures an epoch.
 PROBE_EPOCHS = 2
-# The time after training, in units of the slowest candidate's compilation (its first epoch less
-# a later one): a 60 s run on a loaded machine compiled pixel_gap in 13 s and needed 30 s after
-# training, mostly compiling prediction.
+# The time after training when a run is saved, in units of the slowest candidate's compilation
+# (its first epoch less a later one): a 60 s run on a loaded machine compiled pixel_gap in 12-13 s
+# and needed 25-30 s after training for predictions, saving and pictures.
 FINISH_COMPILES = 2.0
 # Epoch counts are rounded down to one of these (and their doublings), so that a small change
 # of the measured epoch time rarely changes the schedule: steps of about 2^(1/4).
@@ -92,9 +92,12 @@ def expand_models(models: Sequence[str], image_shape: Sequence[int]) -> list[str
     return names
 
 
-def time_reserve(limit: float) -> float:
-    """Seconds of a time limit kept for what follows training (predictions, saving, pictures)."""
-    return min(max(TIME_RESERVE_SHARE * limit, TIME_RESERVE_MIN), TIME_RESERVE_MAX, 0.5 * limit)
+def time_reserve(limit: float, saving: bool = True) -> float:
+    """Seconds of a time limit kept for what follows training: predictions, and when `saving`
+    the run folder with its pictures (`TIME_RESERVE_SHARE` of the limit, within
+    `TIME_RESERVE_MIN`-`TIME_RESERVE_MAX`; a third of that without saving)."""
+    reserve = min(max(TIME_RESERVE_SHARE * limit, TIME_RESERVE_MIN), TIME_RESERVE_MAX)
+    return min(reserve if saving else reserve / 3, 0.5 * limit)
 
 
 @dataclass
@@ -104,17 +107,19 @@ class Clock:
     Attributes:
         started: `time.perf_counter()` when the call began.
         limit: Seconds allowed, or None for no limit.
-        reserve: Seconds kept for what follows training; `time_reserve(limit)` unless set, and
-            raised by `select_model` on a machine where compiling takes long.
+        saving: Whether a run folder (model, pictures) is written after training.
+        reserve: Seconds kept for what follows training: `time_reserve(limit, saving)`, raised
+            by `select_model` when saving on a machine where compiling takes long.
     """
 
     started: float
     limit: float | None
-    reserve: float | None = None
+    saving: bool = True
+    reserve: float = field(init=False, default=0.0)
 
     def __post_init__(self) -> None:
-        if self.reserve is None:
-            self.reserve = 0.0 if self.limit is None else time_reserve(self.limit)
+        if self.limit is not None:
+            self.reserve = time_reserve(self.limit, self.saving)
 
     @property
     def training_deadline(self) -> float:
@@ -201,8 +206,10 @@ def select_model(
 ) -> Selection:
     """Successive halving over `candidates` within `clock`'s training time.
 
-    Every candidate first trains `PROBE_EPOCHS` epochs, which also measures its epoch time. The
-    time left is then split into rungs, one more than the halvings needed to leave one candidate:
+    Every candidate in turn first trains `PROBE_EPOCHS` epochs, which also measures its epoch
+    time and its compilation; one is not tried when less than twice the slowest compilation so
+    far is left, and the clock's reserve grows to `FINISH_COMPILES` times it. The time left is
+    then split into rungs, one more than the halvings needed to leave one candidate:
     in each rung the candidates still in share the rung's time equally (as epochs of their own
     measured length, rounded down by `round_epochs`), then the better half by lowest validation
     loss so far goes on, warm-started. The last candidate spends the rest. A candidate whose
@@ -241,9 +248,9 @@ def select_model(
         )
         trial.rungs.append(trial.epochs)
         trials.append(trial)
-        if clock.limit is not None:
-            # Predicting compiles the model again (a few batch shapes) and the pictures take
-            # their time: where compiling was slow (a loaded machine), keep more for them.
+        if clock.limit is not None and clock.saving:
+            # Saving, predicting (which compiles again) and the pictures take their time: where
+            # compiling was slow (a loaded machine), keep more for them.
             compiling = max(_compile_seconds(trial) for trial in trials)
             clock.reserve = min(max(clock.reserve, FINISH_COMPILES * compiling), 0.5 * clock.limit)
     if skipped:

@@ -97,7 +97,7 @@ def train(
     scaling = TargetScaling.for_targets(splits["train"].y) if config.standardize_targets else TargetScaling()
     train_split = splits["train"].with_labels(scaling.scale(splits["train"].y))
     val_split = splits["val"].with_labels(scaling.scale(splits["val"].y))
-    clock = Clock(started, config.resolved_time_limit)
+    clock = Clock(started, config.resolved_time_limit, saving=run_dir is not None)
     selection = None
     if auto:
         say = (lambda text: None) if quiet else _printer(stream or sys.stderr)
