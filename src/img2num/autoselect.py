@@ -323,7 +323,7 @@ def _train_trial(
     from img2num.training import fit_model
 
     first = trial.epochs
-    limit = TimeLimit(deadline)
+    limit = TimeLimit(deadline, compiles_first=first == 0)
     began = time.perf_counter()
     # The batch order continues with a seed of its own for each call, the same every run.
     seed = int(np.random.SeedSequence([config.seed, first]).generate_state(1)[0])

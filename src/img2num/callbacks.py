@@ -128,11 +128,19 @@ class Progress(keras.callbacks.Callback):
 class TimeLimit(keras.callbacks.Callback):
     """Keras callback that ends training after an epoch when another epoch as long as the
     longest of the last three would end past `deadline` (a `time.perf_counter()` value);
-    `stopped` says whether it did."""
+    `stopped` says whether it did.
 
-    def __init__(self, deadline: float) -> None:
+    Args:
+        deadline: When training must end.
+        compiles_first: The first epoch compiles the model, so its length says nothing of the
+            next: after it, training stops only when the deadline has passed, and it is left
+            out of the estimate afterwards.
+    """
+
+    def __init__(self, deadline: float, compiles_first: bool = False) -> None:
         super().__init__()
         self.deadline = deadline
+        self.compiles_first = compiles_first
         self.stopped = False
         self._began = 0.0
         self._seconds: list[float] = []
@@ -143,7 +151,8 @@ class TimeLimit(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         now = time.perf_counter()
         self._seconds.append(now - self._began)
-        if now + max(self._seconds[-3:]) > self.deadline:
+        measured = self._seconds[1:] if self.compiles_first else self._seconds
+        if now + max(measured[-3:], default=0.0) > self.deadline:
             self.stopped = True
             self.model.stop_training = True
 

@@ -114,7 +114,7 @@ def train(
         stopper = early_stopping(config)
         callbacks = [c for c in (recorder, stopper, lr_reduction(config)) if c is not None]
         if clock.limit is not None:
-            callbacks.append(TimeLimit(clock.training_deadline))
+            callbacks.append(TimeLimit(clock.training_deadline, compiles_first=True))
         if not quiet:
             callbacks.append(Progress(recorder, config.model, config.epochs, stream or sys.stderr, stopper))
         trainer = choose_trainer(config.trainer, model, splits)
