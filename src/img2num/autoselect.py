@@ -75,6 +75,11 @@ register_candidate("pixel_gap", "numbers that are sums over pixels: counts of do
 register_candidate("cnn_gap", "numbers that depend on shapes larger than a pixel: digits, objects, textures")
 
 
+def list_candidates() -> list[Candidate]:
+    """Every candidate of `--model auto`, in the order they are tried."""
+    return list(_CANDIDATES)
+
+
 def candidate_models(image_shape: Sequence[int]) -> list[str]:
     """The candidate model names `--model auto` tries on images of `image_shape`, in order."""
     shape = tuple(int(d) for d in image_shape)

@@ -281,10 +281,14 @@ def _generate(args) -> None:
 def _models(args) -> None:
     from img2num.models import list_models
 
+    from img2num.autoselect import list_candidates
+
     specs = list_models()
     width = max(len(spec.name) for spec in specs)
     for spec in specs:
         print(f"{spec.name:<{width}}  {spec.description}")
+    names = ", ".join(candidate.name for candidate in list_candidates())
+    print(f"{'auto':<{width}}  the default of `train`: the best of {names} on validation data, within --time-limit")
 
 
 def _train(args) -> None:
