@@ -114,6 +114,7 @@ def test_weak_fit_warning_on_pure_noise(tmp_path):
     assert "time_limit" not in run.config
 
 
+@pytest.mark.filterwarnings("default::img2num.errors.Img2NumWarning")
 def test_cli_prints_the_warning_once_and_records_it(capsys, tmp_path):
     rng = np.random.default_rng(1)
     np.savez(tmp_path / "noise.npz", x=rng.integers(0, 256, (150, 8, 8, 1), dtype=np.uint8), y=rng.normal(0, 1, 150))

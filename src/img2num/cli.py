@@ -49,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        return args.command(args) or 0
+        with warnings.catch_warnings():
+            # img2num's warnings (a model that barely beats the mean) as one line each.
+            warnings.showwarning = _show_warning
+            return args.command(args) or 0
     except Img2NumError as error:
         return _fail(str(error))
     except OSError as error:
@@ -296,27 +299,22 @@ def _train(args) -> None:
     from img2num.training import train
 
     config = _train_config(args)
-    with warnings.catch_warnings():
-        # The warning is printed below as one line, like every other img2num message.
-        warnings.simplefilter("ignore", Img2NumWarning)
-        run = train(
-            args.data,
-            config,
-            val=args.val,
-            test=args.test,
-            run_dir=args.run or _free_run_folder(Path("runs"), config.model),
-            overwrite=args.overwrite,
-            quiet=args.quiet,
-            data_options=data_config(args),
-        )
+    run = train(
+        args.data,
+        config,
+        val=args.val,
+        test=args.test,
+        run_dir=args.run or _free_run_folder(Path("runs"), config.model),
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+        data_options=data_config(args),
+    )
     if "selection" in run.config:
         from img2num.autoselect import selection_lines
 
         print("\n".join(selection_lines(run.config["selection"])))
     for split, metrics in run.metrics.items():
         print(f"[{split}]\n{format_metrics(metrics)}")
-    if "warning" in run.config:
-        _note(f"warning: {run.config['warning']}")
     data = run.config["data"]
     if data.get("rows_skipped"):
         _note(f"skipped {data['rows_skipped']} of {data['rows_read']} rows; listed in {run.path / 'skipped.csv'}")
@@ -486,6 +484,16 @@ def _fail(message: str, status: int = 1) -> int:
 
 def _note(message: str) -> None:
     print(f"img2num: {' '.join(message.split())}", file=sys.stderr)
+
+
+_python_show_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, Img2NumWarning):
+        _note(f"warning: {message}")
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -135,14 +135,14 @@ def compare(
             say(f"[seed {s}] training {name}" + ("" if time_limit is None else f" (time limit {config.time_limit:.0f} s)"))
             run_dir = folder / "runs" / f"seed-{s}" / name if keep_runs else None
             with warnings.catch_warnings():
-                # Said below, with the seed, and shown in the report.
+                # Warned again below with the model and seed, and shown in the report.
                 warnings.simplefilter("ignore", Img2NumWarning)
                 run = train(
                     splits["train"], config, val=splits["val"], test=splits["test"], run_dir=run_dir, quiet=quiet, stream=stream
                 )
             entries.append(_model_entry(name, s, run, run_dir and run_dir.relative_to(folder)))
             if "warning" in run.config:
-                say(f"img2num: warning: [seed {s}] {run.config['warning']}")
+                warnings.warn(f"{name} (seed {s}): {run.config['warning']}", Img2NumWarning, stacklevel=2)
             histories.setdefault(name, []).append(run.history)
             if s == seed:
                 test_predictions[name] = run.predict(splits["test"].x, splits["test"].source)
