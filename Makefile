@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_EPOCHS ?= 200
 DEMO_OUT ?= results/demo
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup browser clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Debian's Chromium and its driver, for the served web page's browser test (tests/test_serve.py);
+# run as root. Without them that one test is skipped, saying so.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }
 
 clean:
 	rm -rf $(VENV) results runs .pytest_cache .hypothesis

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+# JAX's compiled programs go to a folder of the test session's own (shared with the processes
+# tests start), never into the user's cache.
+if "IMG2NUM_JAX_CACHE" not in os.environ:
+    os.environ["IMG2NUM_JAX_CACHE"] = tempfile.mkdtemp(prefix="img2num-test-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["IMG2NUM_JAX_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 

@@ -22,10 +22,12 @@ def test_auto_rule_picks_torch_only_where_the_registry_says():
     assert preferred_backend(["resnet"], (32, 32, 3)) == "jax"
     assert preferred_backend(["cnn_gap"], (64, 64, 3)) == "torch"
     assert preferred_backend(["cnn_gap"], (32, 32, 1)) == "jax"
-    assert preferred_backend(["mlp", "cnn", "pixel_gap"], (128, 128, 3)) == "jax"
+    assert preferred_backend(["cnn"], (64, 64, 3)) == "torch"
+    assert preferred_backend(["cnn"], (32, 32, 1)) == "jax"
+    assert preferred_backend(["mlp", "pixel_gap"], (128, 128, 3)) == "jax"
     # One model that prefers PyTorch decides for a process that trains several.
     assert preferred_backend(["pixel_gap", "resnet"], (64, 64, 3)) == "torch"
-    assert [spec.name for spec in list_models() if spec.torch_from_pixels] == ["cnn_gap", "resnet"]
+    assert [spec.name for spec in list_models() if spec.torch_from_pixels] == ["cnn", "cnn_gap", "resnet"]
 
 
 def test_auto_respects_the_user_and_a_loaded_keras(monkeypatch):
@@ -154,3 +156,17 @@ def test_a_bundle_predicts_the_same_on_the_other_backend(trained_run, tiny_folde
         json.loads((torch_run / "metrics.json").read_text())["test"]["mse"], rel=1e-5
     )
     assert load_run(torch_run).predict(test.x).shape == (30,)
+
+
+def test_compilation_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv(backends.CACHE_VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert backends.compilation_cache_folder() == tmp_path / "xdg" / "img2num" / "jax"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert backends.compilation_cache_folder() == tmp_path / "home" / ".cache" / "img2num" / "jax"
+    monkeypatch.setenv(backends.CACHE_VARIABLE, str(tmp_path / "mine"))
+    assert backends.compilation_cache_folder() == tmp_path / "mine"
+    for off in ("off", "0", "", "False"):
+        monkeypatch.setenv(backends.CACHE_VARIABLE, off)
+        assert backends.compilation_cache_folder() is None

@@ -32,3 +32,24 @@ def test_constant_targets_and_the_identity():
     assert scaling == TargetScaling(7.0, 1.0)
     assert np.array_equal(TargetScaling().restore(np.array([[1.5], [2.0]])), np.array([[1.5], [2.0]], np.float32))
     assert TargetScaling.from_dict(scaling.to_dict()) == scaling
+
+
+def test_damaged_run_files_are_one_line(capsys, trained_run, tiny_folder, tmp_path):
+    import json
+    import shutil
+
+    from conftest import one_line_error, run_cli
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run.path, run_dir)
+    config = json.loads((run_dir / "config.json").read_text())
+    config["preprocessing"]["input_dtype"] = "int7"
+    (run_dir / "config.json").write_text(json.dumps(config))
+    status, _, err = run_cli(capsys, "predict", run_dir, tiny_folder / "test.npz")
+    assert status == 1
+    assert "config.json: corrupt run configuration (preprocessing: unknown input_dtype 'int7'; expected a pixel type" in one_line_error(err)
+    shutil.copy(trained_run.path / "config.json", run_dir / "config.json")
+    (run_dir / "model.keras").write_bytes((trained_run.path / "model.keras").read_bytes()[:500])
+    status, _, err = run_cli(capsys, "evaluate", run_dir, tiny_folder / "test.npz")
+    assert status == 1
+    assert one_line_error(err) == f"img2num: error: {run_dir / 'model.keras'}: corrupt model file (not a complete .keras zip archive)"

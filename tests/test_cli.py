@@ -33,6 +33,23 @@ def test_help_models_and_generate_do_not_import_keras(tmp_path):
     assert result.stdout.splitlines()[-1] == "heavy: []"
 
 
+def test_train_without_pictures_imports_no_torch_nor_plotting_and_caches_compilation(tmp_path, tiny_folder):
+    code = (
+        "import sys; from img2num.cli import main\n"
+        f"assert main(['train', {str(tiny_folder)!r}, '--model', 'mlp', '--epochs', '2', '--backend', 'jax', "
+        f"'--run', {str(tmp_path / 'run')!r}, '--quiet', '--no-pictures']) == 0\n"
+        "print('heavy:', sorted(m for m in ('torch', 'tensorflow', 'matplotlib.pyplot', 'matplotlib.figure') if m in sys.modules))"
+    )
+    env = {**os.environ, "IMG2NUM_JAX_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "heavy: []"
+    written = sorted(path.name for path in (tmp_path / "run").iterdir())
+    assert written == ["config.json", "history.csv", "metrics.json", "model.keras"]
+    # The compiled programs were kept for the next run of the same model and shapes.
+    assert len(list((tmp_path / "cache").iterdir())) >= 2
+
+
 def test_module_and_console_script_answer_help():
     result = subprocess.run([sys.executable, "-m", "img2num", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
@@ -132,6 +149,9 @@ def test_recipe(capsys, tmp_path):
     assert expected <= names
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["best"] in ("mlp", "cnn")
+    # Each run names its data where it lies, not the temporary .partial folder it was made in.
+    sources = json.loads((out_dir / "mlp" / "config.json").read_text())["data"]
+    assert [sources[s]["source"] for s in ("train", "val", "test")] == [str(out_dir / "data" / f"{s}.npz") for s in ("train", "val", "test")]
     assert summary["models"]["cnn"]["parameters"] > 0
     comparison = (out_dir / "comparison.md").read_text()
     assert "| mlp |" in comparison and "| cnn |" in comparison

@@ -208,3 +208,11 @@ def test_compare_on_a_folder_of_image_files_uses_its_splits_and_task(capsys, tmp
     names = {row["name"] for row in results["leaderboard"]}
     assert names == {"mlp", "mean-baseline", "ridge-baseline", "bayes-rule"}
     assert "test MSE" in capsys.readouterr().out
+
+
+def test_reports_show_interval_coverage_per_model(compared):
+    summary, out, _ = compared
+    records = [entry["intervals"] for entry in summary["entries"] if entry["name"] == "mlp"]
+    assert len(records) == len(SEEDS) and all(0 <= r["0.9"]["coverage"] <= 1 for r in records)
+    for page in ((out / "report.html").read_text(), (out / "report.md").read_text()):
+        assert "Prediction intervals" in page and "coverage 90%" in page

@@ -81,3 +81,11 @@ def test_split_folder(tmp_path, tiny_folder):
         load_split_folder(tmp_path)
     with pytest.raises(Img2NumError, match="no such folder"):
         load_split_folder(tmp_path / "nothing")
+
+
+def test_an_npz_label_beyond_float32_is_one_message(recwarn):
+    y = np.zeros(50)
+    y[40] = 1e300
+    with pytest.raises(Img2NumError, match=r"label at index 40 is 1e\+300; labels must be finite numbers that fit a 32-bit float"):
+        Dataset(np.zeros((50, 4, 4), np.uint8), y, "big.npz")
+    assert not [w for w in recwarn if "overflow" in str(w.message)]

@@ -21,9 +21,16 @@ def test_known_values():
     assert metrics["r2"] == pytest.approx(1 - 5 / 5.0)
 
 
-def test_constant_target_follows_scikit_learn():
-    assert regression_metrics([3.0, 3.0], [3.0, 3.0])["r2"] == 1.0
-    assert regression_metrics([3.0, 3.0], [3.0, 4.0])["r2"] == 0.0
+def test_r2_of_constant_labels_is_undefined_and_said_so(trained_run, tmp_path):
+    # Every label the same: no spread to explain. Not 0.0 (scikit-learn's), which reads as a
+    # useless model, for a near-perfect one too.
+    for predictions in ([3.0, 3.0], [3.0, 3.001], [3.0, 4.0]):
+        assert np.isnan(regression_metrics([3.0, 3.0], predictions)["r2"])
+    text = format_metrics(regression_metrics([3.0, 3.0], [3.0, 3.001]))
+    assert text.splitlines()[-1] == "r2    undefined (every label is the same, so there is no spread to explain)"
+    np.savez(tmp_path / "same.npz", x=np.zeros((4, 8, 8, 1), np.uint8), y=np.full(4, 7.0))
+    evaluate(trained_run, tmp_path / "same.npz", output=tmp_path / "m.json")
+    assert json.loads((tmp_path / "m.json").read_text())["r2"] is None  # strict JSON: null, not NaN
 
 
 def test_mean_prediction_has_zero_r2_and_column_predictions_work():
@@ -41,7 +48,7 @@ def test_length_mismatch_is_rejected():
 def test_perfect_predictions(y):
     metrics = regression_metrics(y, y.copy())
     assert metrics["mse"] == 0.0 and metrics["mae"] == 0.0
-    assert metrics["r2"] == 1.0
+    assert metrics["r2"] == 1.0 if np.ptp(y) > 0 else np.isnan(metrics["r2"])
 
 
 def test_format_metrics():

@@ -296,3 +296,14 @@ def test_image_over_the_pixel_limit_is_a_bad_row(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(Img2NumError, match=r"labels.csv row 6: .*big.png: image is 40x40 = 1600 pixels, over Pillow's limit of 1000"):
         read_image_table(csv_path)
+
+
+def test_four_band_8_bit_tiffs_train_on_four_bands(tmp_path):
+    rows = []
+    for index in range(6):
+        bands = np.random.default_rng(index).integers(0, 256, (6, 6, 4)).astype(np.uint8)
+        tifffile.imwrite(tmp_path / f"{index}.tif", bands, photometric="minisblack", planarconfig="contig")
+        rows.append([f"{index}.tif", index])
+    splits = resolve_splits(_csv(tmp_path / "labels.csv", ["file", "label"], rows), val_fraction=0.5)
+    assert splits["train"].image_shape == (6, 6, 4)
+    assert len(Preprocessing.for_data(splits["train"]).band_scale) == 4

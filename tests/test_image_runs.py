@@ -135,6 +135,9 @@ def test_skip_bad_trains_on_the_good_rows(capsys, tmp_path):
         ("img/000.png,many", "labels.csv row 8: img/000.png: label 'many' is not a number"),
         ("img/000.png,-inf", "labels.csv row 8: img/000.png: label '-inf' is not a finite number"),
         ("img/001.png,3", "labels.csv row 8: img/001.png: duplicate of row 3"),
+        ("img/000.png,1e300", "labels.csv row 8: img/000.png: label '1e300' is too large for a 32-bit float"),
+        ("img/000.png,1_000", "labels.csv row 8: img/000.png: label '1_000' is not a number; write digits without separators"),
+        ("img/000.png,\"1,234\"", "labels.csv row 8: img/000.png: label '1,234' is not a number; write digits without separators"),
     ],
 )
 def test_bad_rows_on_the_command_line(capsys, tmp_path, row, message):
@@ -262,3 +265,91 @@ def test_multi_band_tiff_run_predicts_from_its_files(tmp_path):
     labels = np.array([float(r.split(",")[1]) for r in rows[1:]], np.float32)
     assert evaluate(loaded, tmp_path / "labels.csv") == regression_metrics(labels, predictions)
 
+
+
+def test_a_label_too_large_for_float32_is_a_bad_row(capsys, image_run, tmp_path):
+    csv_path = write_photos(tmp_path / "p", count=12, size=(12, 12))
+    rows = csv_path.read_text().splitlines()
+    rows[5] = rows[5].rsplit(",", 1)[0] + ",1e300"
+    csv_path.write_text("\n".join(rows) + "\n")
+    status, out, err = run_cli(capsys, "train", csv_path, "--epochs", "1", "--run", tmp_path / "r", "--quiet", "--skip-bad")
+    assert status == 0, err
+    assert err.strip() == f"img2num: skipped 1 of 12 rows; listed in {tmp_path / 'r' / 'skipped.csv'}"
+    status, out, err = run_cli(capsys, "predict", image_run.path, csv_path, "--output", tmp_path / "p.csv")
+    assert status == 1
+    assert err.strip().splitlines() == [
+        f"img2num: error: {csv_path} row 6: img/004.png: label '1e300' is too large for a 32-bit float (at most ±3.4e38)",
+        "img2num: error: 1 of 12 images could not be used; 11 predictions written",
+    ]
+    assert len(list(csv.DictReader(open(tmp_path / "p.csv")))) == 11
+
+
+def test_evaluate_output_names_refusals_and_standard_output(capsys, image_run, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(image_run.path, "run")
+    rows = _split_rows(image_run.path, "test")
+    for name, count in (("a", 8), ("b", 4)):
+        Path(name).mkdir()
+        Path(name, "labels.csv").write_text("path,label\n" + "".join(f"{r['path']},{r['label']}\n" for r in rows[:count]))
+    # Two different labels.csv files: two files, each refreshed by its own data's evaluation.
+    for name, saved in (("a", "labels.json"), ("b", "labels-2.json"), ("a", "labels.json")):
+        status, out, err = run_cli(capsys, "evaluate", "run", f"{name}/labels.csv")
+        assert status == 0 and out.splitlines()[-1] == f"metrics saved in run/evaluations/{saved}", err
+    assert json.loads(Path("run/evaluations/labels-2.json").read_text())["samples"] == 4
+    # A result the output file refuses is still printed.
+    Path("mine.json").write_text("my notes")
+    status, out, err = run_cli(capsys, "evaluate", "run", "b/labels.csv", "--output", "mine.json")
+    assert status == 1 and out.splitlines()[0].startswith("mse ") and "mine.json: already exists" in one_line_error(err)
+    assert Path("mine.json").read_text() == "my notes"
+    # --output - is standard output, for evaluate (the JSON record) and predict (the CSV).
+    status, out, _ = run_cli(capsys, "evaluate", "run", "b/labels.csv", "--output", "-")
+    assert status == 0 and json.loads(out)["samples"] == 4
+    status, out, _ = run_cli(capsys, "predict", "run", "b/labels.csv", "--output", "-")
+    status_plain, plain, _ = run_cli(capsys, "predict", "run", "b/labels.csv")
+    assert status == status_plain == 0 and out == plain and out.startswith("path,prediction,label\n")
+    assert not Path("-").exists()
+
+
+def test_predict_with_a_missing_path_writes_the_good_predictions(capsys, image_run, tmp_path):
+    paths = [r["path"] for r in _split_rows(image_run.path, "test")]
+    status, out, err = run_cli(capsys, "predict", image_run.path, paths[0], tmp_path / "gone.png", paths[1], "--output", tmp_path / "p.csv")
+    assert status == 1 and out.strip() == f"2 predictions written to {tmp_path / 'p.csv'}"
+    assert err.strip().splitlines() == [
+        f"img2num: error: {tmp_path / 'gone.png'}: no such file or folder",
+        "img2num: error: 1 of 3 images could not be used; 2 predictions written",
+    ]
+    assert [r["path"] for r in csv.DictReader(open(tmp_path / "p.csv"))] == paths[:2]
+
+
+def test_many_bad_rows_are_summed_up(capsys, image_run, tmp_path):
+    path = _split_rows(image_run.path, "test")[0]["path"]
+    (tmp_path / "dup.csv").write_text("path\n" + f"{path}\n" * 40)
+    status, out, err = run_cli(capsys, "predict", image_run.path, tmp_path / "dup.csv", "--output", tmp_path / "p.csv")
+    lines = err.strip().splitlines()
+    assert status == 1 and len(lines) == 12
+    assert lines[9] == f"img2num: error: {tmp_path / 'dup.csv'} row 12: {path}: duplicate of row 2"
+    assert lines[10:] == [
+        "img2num: error: and 29 more not listed: 29 x duplicate of row N",
+        "img2num: error: 39 of 40 images could not be used; 1 predictions written",
+    ]
+
+
+def test_other_bit_depths_predict_as_the_8_bit_image(capsys, image_run, tmp_path):
+    import tifffile
+
+    pixels = np.random.default_rng(5).integers(0, 256, (12, 12, 3)).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a8.png")
+    tifffile.imwrite(tmp_path / "a16.tif", pixels.astype(np.uint16) * 257, photometric="rgb")
+    tifffile.imwrite(tmp_path / "af.tif", pixels.astype(np.float32) / 255, photometric="rgb")
+    tifffile.imwrite(tmp_path / "hdr.tif", pixels.astype(np.float32), photometric="rgb")  # 0..255 as floats
+    names = ["a8.png", "a16.tif", "af.tif", "hdr.tif"]
+    status, out, err = run_cli(capsys, "predict", image_run.path, *[tmp_path / n for n in names])
+    rows = list(csv.DictReader(out.splitlines()))
+    assert [Path(r["path"]).name for r in rows] == names[:3]
+    assert rows[0]["prediction"] == rows[1]["prediction"] == rows[2]["prediction"]
+    assert status == 1 and "hdr.tif: floating-point pixels range from 0 to 255; only 0 to 1" in err
+    # evaluate decodes the same way.
+    (tmp_path / "l.csv").write_text("file,label\na16.tif,1\naf.tif,1\n")
+    assert evaluate(image_run, tmp_path / "l.csv")["mse"] == pytest.approx((float(rows[0]["prediction"]) - 1) ** 2)

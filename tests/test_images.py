@@ -161,3 +161,105 @@ def test_worker_processes_decode_as_this_process_does(tmp_path, monkeypatch):
     probed = probe_files(paths, workers=2)
     assert probed[0][0] == probe(paths[0]) and probed[0][1] is None
     assert probed[5][0] is None and "not an image file" in probed[5][1]
+
+
+def test_bytes_decode_as_files_do(tmp_path):
+    from img2num.data.images import read_image_bytes
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(RGB).save(tmp_path / "o.jpg", exif=exif.tobytes(), quality=95)
+    Image.fromarray(RGB).save(tmp_path / "a.png")
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((6, 5, 5), np.uint16) + 7, photometric="minisblack", planarconfig="contig")
+    tifffile.imwrite(tmp_path / "o.tif", RGB, photometric="rgb", extratags=[(274, "H", 1, 8, True)])
+    for name in ("o.jpg", "a.png", "b.tif", "o.tif"):
+        from_file, from_bytes = read_image(tmp_path / name), read_image_bytes((tmp_path / name).read_bytes())
+        assert from_bytes.dtype == from_file.dtype and np.array_equal(from_bytes, from_file), name
+    assert read_image_bytes((tmp_path / "b.tif").read_bytes()).shape == (6, 5, 5)
+    for content, message in [(b"", "empty file"), (b"not an image", "not an image file"),
+                             ((tmp_path / "a.png").read_bytes()[:60], "truncated")]:
+        with pytest.raises(BadImage, match=message):
+            read_image_bytes(content)
+    with pytest.raises(BadImage, match="over Pillow's limit of 50"):
+        read_image_bytes((tmp_path / "a.png").read_bytes(), max_pixels=50)
+    with pytest.raises(BadImage, match="over Pillow's limit of 20"):
+        read_image_bytes((tmp_path / "b.tif").read_bytes(), max_pixels=20)
+
+
+def test_other_bit_depths_keep_their_brightness_never_wrap(tmp_path):
+    eight = ImageSpec((4, 4), 1, "uint8")
+    Image.fromarray(np.full((4, 4), 40000, np.uint16)).save(tmp_path / "g16.png")
+    tifffile.imwrite(tmp_path / "f.tif", np.full((4, 4), 0.6, np.float32))
+    # 40000 of 65535 is 155.6 of 255, not 40000 mod 256 = 64; 0.6 of white is 153, not black.
+    assert (conform(read_image(tmp_path / "g16.png"), eight) == 156).all()
+    assert (conform(read_image(tmp_path / "f.tif"), eight) == 153).all()
+    assert (conform(read_image(tmp_path / "f.tif"), ImageSpec((4, 4), 1, "uint16")) == 39321).all()
+    assert (conform(np.full((4, 4, 1), 200, np.uint8), ImageSpec((4, 4), 1, "uint16")) == 200 * 257).all()
+    assert np.allclose(conform(np.full((4, 4, 1), 40000, np.uint16), ImageSpec((4, 4), 1, "float32")), 40000 / 65535)
+    # Floating-point pixels outside black to white, or not numbers, cannot become 8-bit pixels.
+    tifffile.imwrite(tmp_path / "hdr.tif", np.full((4, 4), 250.0, np.float32))
+    with pytest.raises(BadImage, match="floating-point pixels range from 250 to 250; only 0 to 1 .* 8-bit"):
+        conform(read_image(tmp_path / "hdr.tif"), eight)
+    with pytest.raises(BadImage, match="holds NaN or infinite pixel values"):
+        conform(np.full((4, 4, 1), np.nan, np.float32), ImageSpec((4, 4), 1, "float32"))
+    with pytest.raises(BadImage, match="pixel values range from 0 to 300; the 8-bit pixels this run takes hold 0 to 255"):
+        conform(np.arange(16, dtype=np.int64).reshape(4, 4, 1) * 20, eight)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_one_band_rule_at_every_bit_depth(tmp_path, dtype):
+    bands = (np.random.default_rng(0).integers(0, 250, (5, 4, 4)) * (257 if dtype == np.uint16 else 1)).astype(dtype)
+    # Four bands that are not RGBA keep all four, 8-bit as 16-bit.
+    tifffile.imwrite(tmp_path / "m.tif", bands, photometric="minisblack", planarconfig="contig")
+    assert probe(tmp_path / "m.tif").bands == 4 and np.array_equal(read_image(tmp_path / "m.tif"), bands)
+    tifffile.imwrite(tmp_path / "x.tif", bands, photometric="rgb", extrasamples=[0])  # unspecified: data
+    assert np.array_equal(read_image(tmp_path / "x.tif"), bands)
+    # RGBA (the file marks the band as alpha) drops alpha, 16-bit as 8-bit; so does grey + alpha.
+    tifffile.imwrite(tmp_path / "rgba.tif", bands, photometric="rgb")
+    assert probe(tmp_path / "rgba.tif").bands == 3 and np.array_equal(read_image(tmp_path / "rgba.tif"), bands[..., :3])
+    tifffile.imwrite(tmp_path / "la.tif", bands[..., :2], photometric="minisblack", extrasamples=[2])
+    assert probe(tmp_path / "la.tif").bands == 1 and np.array_equal(read_image(tmp_path / "la.tif"), bands[..., :1])
+
+
+def test_palette_image_of_greys_is_grey(tmp_path):
+    grey = Image.new("P", (4, 3))
+    grey.putpalette([0, 0, 0, 128, 128, 128, 255, 255, 255])
+    grey.putdata([0, 1, 2, 1] * 3)
+    colour = grey.copy()
+    colour.putpalette([0, 0, 0, 128, 0, 128, 255, 255, 255])
+    for ext in ("png", "gif"):
+        grey.save(tmp_path / f"g.{ext}")
+        colour.save(tmp_path / f"c.{ext}")
+        assert probe(tmp_path / f"g.{ext}").bands == 1 and probe(tmp_path / f"c.{ext}").bands == 3
+        assert np.array_equal(read_image(tmp_path / f"g.{ext}")[..., 0], np.array([[0, 128, 255, 128]] * 3))
+        assert read_image(tmp_path / f"c.{ext}").shape == (3, 4, 3)
+
+
+def test_a_size_that_cannot_fit_is_refused_from_the_header(tmp_path, monkeypatch):
+    from PIL import ImageFile
+
+    Image.fromarray(np.zeros((300, 200, 3), np.uint8)).save(tmp_path / "big.png")
+    tifffile.imwrite(tmp_path / "big.tif", np.zeros((300, 200, 5), np.uint16), photometric="minisblack", planarconfig="contig")
+    Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(tmp_path / "turned.png", exif=_turned())
+
+    def no_decoding(self):
+        raise AssertionError("decoded a file its header already refused")
+
+    spec = ImageSpec((12, 12), 3)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", no_decoding)
+    with pytest.raises(BadImage, match="image is 300x200; expected 12x12"):
+        read_image(tmp_path / "big.png", spec=spec)
+    with pytest.raises(BadImage, match="has 5 bands; this data takes 3"):
+        read_image(tmp_path / "big.tif", spec=spec)
+    results = decode_files([str(tmp_path / "big.png")], spec)
+    assert results[0][0] is None and "image is 300x200; expected 12x12" in results[0][1]
+    monkeypatch.undo()
+    # An EXIF-turned image is judged by its turned size: 8x12 stored, 12x8 shown.
+    assert read_image(tmp_path / "turned.png", spec=ImageSpec((12, 8), 3)).shape == (12, 8, 3)
+
+
+def _turned():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return exif.tobytes()

@@ -10,7 +10,7 @@ def test_grid_titles_real_and_predicted():
     x = np.zeros((30, 4, 4, 1), np.uint8)
     y = np.arange(30, dtype=np.float32)
     fig = plots.sample_grid_figure(x, y, predictions=y + 0.26)
-    titles = [ax.get_title() for ax in fig.axes]
+    titles = plots.grid_titles(fig)
     assert len(titles) == 25
     assert titles[0] == "R 0 P 0.3"
     assert titles[24] == "R 24 P 24.3"
@@ -19,9 +19,7 @@ def test_grid_titles_real_and_predicted():
 def test_grid_of_few_images_and_fractional_labels():
     x = np.ones((3, 4, 4, 3), np.uint8) * 200
     fig = plots.sample_grid_figure(x, np.array([1.25, 2.0, 3.5]))
-    titles = [ax.get_title() for ax in fig.axes]
-    assert titles[:3] == ["R 1.2", "R 2", "R 3.5"]
-    assert titles[3:] == [""] * 22
+    assert plots.grid_titles(fig) == ["R 1.2", "R 2", "R 3.5"]
 
 
 def test_files_are_png(tmp_path):
@@ -78,3 +76,17 @@ def test_diagnostics_have_three_panels_and_the_bayes_curve():
     best = ranges.get_lines()[0].get_ydata()
     np.testing.assert_allclose(best, 1.0)
     assert len(ranges.patches) == 10
+
+
+def test_grid_draws_every_image_in_its_colour(tmp_path):
+    x = np.zeros((25, 8, 8, 3), np.uint8)
+    x[..., 0] = 255  # pure red images on the white page
+    x[24] = 0  # the last one black
+    plots.sample_grid(x, None, tmp_path / "grid.png", title="red")
+    with Image.open(tmp_path / "grid.png") as image:
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+    red = np.all(pixels == (255, 0, 0), axis=1).sum()
+    black = np.all(pixels == (0, 0, 0), axis=1).sum()
+    # Each image fills most of a cell of about 155 x 150 pixels, none covers another.
+    assert 24 * 100**2 < red < 24 * 155**2
+    assert 0.9 * red / 24 < black < 1.1 * red / 24 + 2000

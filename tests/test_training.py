@@ -15,6 +15,7 @@ from img2num.errors import Img2NumError
 from img2num.training import build_model, train
 
 RUN_FILES = [
+    "calibration.json",
     "config.json",
     "history.csv",
     "loss.png",
@@ -136,6 +137,7 @@ def test_run_trained_in_memory_saves_and_loads(tiny_folder, tmp_path):
     run = train(tiny_folder, TrainConfig(model="cnn", epochs=1), quiet=True)
     assert run.save(tmp_path / "saved") == tmp_path / "saved"
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == [
+        "calibration.json",
         "config.json",
         "history.csv",
         "metrics.json",

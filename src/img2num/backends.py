@@ -6,6 +6,9 @@ compiled loop on JAX is fastest for small models and images (it removes the per-
 that dominates them), and Keras on PyTorch, whose oneDNN convolutions are about twice as fast
 as XLA's on the CPU, for convolutional models with enough work per image; each registered
 model states from which image area that holds (`ModelSpec.torch_from_pixels`).
+
+On JAX, compiled programs are kept in a persistent cache folder (`compilation_cache_folder`), so
+that a second run of the same model and shapes loads them instead of compiling again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from img2num.config import BACKENDS
 from img2num.errors import Img2NumError
@@ -23,6 +27,9 @@ from img2num.models import get_model_spec
 DEFAULT_BACKEND = "jax"
 # The backends a process can run on; each needs the Python package of its name.
 _RUNNABLE = tuple(name for name in BACKENDS if name != "auto")
+# Where JAX's compiled programs are kept: a folder, or one of _OFF to keep none.
+CACHE_VARIABLE = "IMG2NUM_JAX_CACHE"
+_OFF = ("", "0", "off", "no", "false")
 
 
 def user_backend() -> str | None:
@@ -82,9 +89,52 @@ def select_backend(name: str) -> None:
             f"Keras already runs on {loaded} in this process; set KERAS_BACKEND={name} before importing Keras"
         )
     os.environ["KERAS_BACKEND"] = name
+    enable_compilation_cache()
     # Keras reads KERAS_BACKEND once, when imported: importing it now fixes the choice, so that
     # a later "auto" in this process (each model `compare` trains) keeps it.
     import keras  # noqa: F401
+
+
+def compilation_cache_folder() -> Path | None:
+    """The folder of JAX's persistent compilation cache: IMG2NUM_JAX_CACHE when set (None when
+    it is empty, 0, off, no or false), else `img2num/jax` in the user's cache folder
+    (XDG_CACHE_HOME, default ~/.cache). Deleting the folder is safe: programs compile again."""
+    value = os.environ.get(CACHE_VARIABLE)
+    if value is not None:
+        return None if value.strip().lower() in _OFF else Path(value).expanduser()
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "img2num" / "jax"
+
+
+def enable_compilation_cache() -> Path | None:
+    """Keep JAX's compiled programs in `compilation_cache_folder`, when Keras runs (or is about
+    to run) on JAX and neither the user nor an earlier call set a cache folder.
+
+    A second `train` or `predict` of the same model and shapes then loads its programs instead
+    of compiling them (docs/speed.md). JAX reads the setting at its first compilation, so this
+    runs before Keras is imported.
+
+    Returns:
+        The cache folder in use, or None when there is none.
+    """
+    if os.environ.get("KERAS_BACKEND") != "jax" or not _installed("jax"):
+        return None
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return Path(jax.config.jax_compilation_cache_dir)
+    folder = compilation_cache_folder()
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # a read-only home: compile every time, as without the cache
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # JAX keeps only programs that took a second or more to compile by default; img2num's
+    # take 0.05-1 s each, and a run compiles several.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return folder
 
 
 def _installed(package: str) -> bool:

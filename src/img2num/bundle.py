@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,9 @@ import numpy as np
 from img2num import layout
 from img2num.config import PREDICT_BATCH_SIZE
 from img2num.data import shape_text
+from img2num.data.images import STORED_RESIZE_MODES
 from img2num.errors import Img2NumError
+from img2num.intervals import load_calibration, save_calibration
 from img2num.io import atomic_folder, records_csv, write_json, write_text
 
 MODEL_FILE = "model.keras"
@@ -118,6 +121,9 @@ class Preprocessing:
     def from_dict(cls, value: dict) -> Preprocessing:
         """Read `to_dict`'s output; keys added since the first release are optional."""
         offset, scale = value.get("band_offset"), value.get("band_scale")
+        _check_choice("input_dtype", value.get("input_dtype"), _numeric_dtype, "a pixel type such as uint8, uint16 or float32")
+        _check_choice("resize", value.get("resize", "none"), STORED_RESIZE_MODES.__contains__, ", ".join(STORED_RESIZE_MODES))
+        _check_choice("input_kind", value.get("input_kind", "arrays"), ("arrays", "images").__contains__, "arrays or images")
         return cls(
             tuple(int(d) for d in value["input_shape"]),
             float(value["pixel_scale"]),
@@ -127,6 +133,18 @@ class Preprocessing:
             value.get("resize", "none"),
             value.get("input_kind", "arrays"),
         )
+
+
+def _check_choice(key: str, value, valid, expected: str) -> None:
+    if value is not None and not (isinstance(value, str) and valid(value)):
+        raise ValueError(f"unknown {key} {value!r}; expected {expected}")
+
+
+def _numeric_dtype(name: str) -> bool:
+    try:
+        return np.dtype(name).kind in "uif"
+    except TypeError:
+        return False
 
 
 def _band_scaling(data) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -218,6 +236,8 @@ class Run:
         metrics: Metrics per split name (`train`, `val`, `test`, ...).
         path: The run folder, once saved or when loaded.
         target_scaling: How the model's outputs become predictions in the targets' units.
+        calibration: What turns predictions into intervals (`img2num.intervals`), or None for
+            runs saved before intervals existed.
     """
 
     model: object
@@ -227,33 +247,52 @@ class Run:
     metrics: dict = field(default_factory=dict)
     path: Path | None = None
     target_scaling: TargetScaling = field(default_factory=TargetScaling)
+    calibration: object = None
 
     @property
     def model_name(self) -> str:
         return self.config["train"]["model"]
 
-    def predict(self, x: np.ndarray, source: str = "images") -> np.ndarray:
+    def predict(self, x: np.ndarray, source: str = "images", interval: float | None = None):
         """Predict one number per image.
 
         Args:
             x: Images (N, H, W, C), or (N, H, W) for one channel, as stored in the data files.
             source: Name of the images, for error messages.
+            interval: A level in (0, 1) such as 0.9 to get prediction intervals too.
 
         Returns:
-            float32 predictions, shape (N,).
+            float32 predictions, shape (N,); with `interval`, an `Interval` (prediction, lower,
+            upper) instead.
 
         Raises:
-            Img2NumError: The images do not have the shape the model was trained on.
+            Img2NumError: The images do not have the shape the model was trained on, or the
+                level is bad or the run has no calibration.
         """
         output = predict_inputs(self.model, self.preprocessing.apply(x, source))
-        return self.target_scaling.restore(output).reshape(-1)
+        predictions = self.target_scaling.restore(output).reshape(-1)
+        return predictions if interval is None else self.interval(predictions, interval)
 
-    def predict_data(self, data) -> np.ndarray:
-        """Predict on a `Dataset`, or on `ImageFiles` decoded chunk by chunk (bounded memory)."""
+    def predict_data(self, data, interval: float | None = None):
+        """Predict on a `Dataset`, or on `ImageFiles` decoded chunk by chunk (bounded memory);
+        `interval` as in `predict`."""
         if hasattr(data, "x"):
-            return self.predict(data.x, data.source)
-        parts = [self.predict(chunk, data.source) for chunk in data.chunks()]
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+            predictions = self.predict(data.x, data.source)
+        else:
+            parts = [self.predict(chunk, data.source) for chunk in data.chunks()]
+            predictions = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        return predictions if interval is None else self.interval(predictions, interval)
+
+    def interval(self, predictions: np.ndarray, level: float):
+        """Intervals at `level` around this run's `predictions` (an `intervals.Interval`).
+
+        Raises:
+            Img2NumError: The level is not in (0, 1) or the run has no calibration.
+        """
+        from img2num import intervals
+
+        intervals.check_level(level)
+        return intervals.require(self.calibration, self.path).interval(predictions, level)
 
     def save(
         self, folder: str | Path, overwrite: bool = False, extra: Callable[[Path], None] | None = None
@@ -283,6 +322,7 @@ class Run:
             )
             write_json(tmp / METRICS_FILE, self.metrics)
             write_text(tmp / HISTORY_FILE, records_csv(self.history))
+            save_calibration(tmp, self.calibration)
             if extra is not None:
                 extra(tmp)
         self.path = Path(folder)
@@ -319,15 +359,21 @@ def load_run(folder: str | Path) -> Run:
         raise Img2NumError(f"{folder / CONFIG_FILE}: corrupt run configuration (target_scaling: {error})") from None
     metrics = _read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).exists() else {}
     history = _read_history(folder / HISTORY_FILE)
+    from img2num.backends import enable_compilation_cache
+
+    enable_compilation_cache()
     import keras
 
     import img2num.layers  # noqa: F401  (registers the layers a saved model may hold)
 
+    if not zipfile.is_zipfile(folder / MODEL_FILE):  # Keras calls a damaged archive "File not found"
+        raise Img2NumError(f"{folder / MODEL_FILE}: corrupt model file (not a complete .keras zip archive)")
     try:
         model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
     except Exception as error:  # Keras raises many types for a damaged archive.
         raise Img2NumError(f"{folder / MODEL_FILE}: cannot load the model ({error})") from None
-    return Run(model, preprocessing, config, history, metrics, folder, target_scaling=target_scaling)
+    calibration = load_calibration(folder)
+    return Run(model, preprocessing, config, history, metrics, folder, target_scaling=target_scaling, calibration=calibration)
 
 
 def _read_json(path: Path):

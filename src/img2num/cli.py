@@ -7,11 +7,12 @@ at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import warnings
 from pathlib import Path
 
-from img2num import __version__
+from img2num import __version__, interrupts
 from img2num.config import (
     BACKENDS,
     CACHE_MB,
@@ -24,6 +25,7 @@ from img2num.config import (
     DataConfig,
     DustConfig,
     PointsConfig,
+    ServeConfig,
     TrainConfig,
 )
 from img2num.errors import Img2NumError, Img2NumWarning
@@ -32,6 +34,10 @@ BACKEND_HELP = (
     "Keras backend: auto (KERAS_BACKEND when set, else the faster one for the model and image size), "
     "jax, torch or tensorflow (default %(default)s)"
 )
+
+INTERRUPTED = "interrupted; nothing unfinished was left in place"
+# Bad files or rows `predict` lists one per line; more are summed up in one line.
+BAD_LINES_SHOWN = 10
 
 # Kept here rather than imported from img2num.data, which loads numpy; `--help` stays instant.
 TASK_CHOICES = ("points", "dust")
@@ -49,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with interrupts.exit_on_interrupt(f"img2num: error: {INTERRUPTED}"), _without_pyplot(), warnings.catch_warnings():
             # img2num's warnings (a model that barely beats the mean) as one line each.
             warnings.showwarning = _show_warning
             return args.command(args) or 0
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         # Files the user named that cannot be written or read: a user problem, not a bug.
         return _fail(f"{error.filename or ''}: {error.strerror or error}".lstrip(": "))
     except KeyboardInterrupt:
-        return _fail("interrupted; nothing unfinished was left in place", status=130)
+        return _fail(INTERRUPTED, status=130)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--run", type=Path, help="run folder (default: runs/MODEL, or runs/MODEL-2, ... if taken)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing run folder once the new run is complete")
     command.add_argument("--quiet", action="store_true", help="print no progress")
+    command.add_argument("--no-pictures", action="store_true", help="draw no pictures (every other file of the run folder is written)")
     add_data_options(command)
     command.set_defaults(command=_train)
 
@@ -152,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("run", type=Path, help="run folder")
     command.add_argument("data", type=Path, help="labelled data: a label CSV naming image files (or a folder holding one), or an .npz file")
-    command.add_argument("--output", type=Path, help="JSON file for the metrics (default: RUN/evaluations/DATA.json)")
+    command.add_argument("--output", type=Path, help="JSON file for the metrics; - prints the JSON to stdout instead (default: RUN/evaluations/DATA.json, or DATA-2.json, ... when that holds an evaluation of other data)")
     command.add_argument("--overwrite", action="store_true", help="replace an output file that holds anything but an earlier evaluation of the same data")
+    command.add_argument("--interval", metavar="LEVEL", type=_level, help="also score prediction intervals at this level, such as 0.9: coverage and mean width")
     add_data_options(command, training=False)
     command.set_defaults(command=_evaluate)
 
@@ -166,10 +174,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     command.add_argument("run", type=Path, help="run folder")
     command.add_argument("data", type=Path, nargs="+", help="image files and folders, a label CSV, or one .npz file with images in x (labels in y optional)")
-    command.add_argument("--output", type=Path, help="CSV file to write (default: print to stdout)")
+    command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    command.add_argument("--interval", metavar="LEVEL", type=_level, help="add lower,upper columns: a prediction interval at this level, such as 0.9, from the run's calibration")
     add_data_options(command, training=False, skip_bad=False)
     command.set_defaults(command=_predict)
+
+    serve = ServeConfig()
+    command = commands.add_parser(
+        "serve", help="serve a run over HTTP: a JSON API and a web page",
+        description="Serve a run over HTTP until Ctrl-C: POST /predict (image files as a multipart form, or one "
+        "image as the body) answers one prediction per image, as `img2num predict` would; GET /info, GET /health, "
+        "the web page at / and the API documentation at /docs. Concurrent requests are batched into one model call.",
+    )
+    command.add_argument("run", type=Path, help="run folder")
+    command.add_argument("--host", default=serve.host, help="address to listen on; 0.0.0.0 opens it to other machines (default %(default)s: this machine only)")
+    command.add_argument("--port", type=_count, default=serve.port, help="TCP port; 0 takes a free one (default %(default)s)")
+    command.add_argument("--max-upload-mb", metavar="MB", type=_positive_float, default=serve.max_upload_mb, help="largest request body in MB, answered 413 beyond (default %(default)s)")
+    command.add_argument("--max-pixels", metavar="N", type=_positive_int, default=serve.max_pixels, help="largest image in pixels (height x width) decoded (default %(default)s)")
+    command.add_argument("--max-images", metavar="N", type=_positive_int, default=serve.max_images, help="most images in one request (default %(default)s)")
+    command.add_argument("--max-batch", metavar="N", type=_positive_int, default=serve.max_batch, help="most images in one model call (default %(default)s)")
+    command.add_argument("--batch-wait-ms", metavar="MS", type=_non_negative_float, default=serve.batch_wait_ms, help="how long an image waits for others to share its model call (default %(default)s)")
+    command.add_argument("--queue-size", metavar="N", type=_positive_int, default=serve.queue_size, help="most images waiting for the model; requests beyond are answered 503 (default %(default)s)")
+    command.add_argument("--max-connections", metavar="N", type=_positive_int, default=serve.max_connections, help="most connections served at once; more are answered 503 (default %(default)s)")
+    command.add_argument("--units", metavar="TEXT", help="what the number is measured in, given in every answer, such as 'ug/m3' (default: none)")
+    command.set_defaults(command=_serve)
+
+    command = commands.add_parser(
+        "explain", help="explain a run's predictions: image beside its attribution map",
+        description="Write, per image, a picture of the image beside its signed integrated-gradient "
+        "attribution map (red pushes the number up, blue pulls it down; a black image is the baseline), "
+        "and explanations.csv with each prediction and how far the attributions' sum is from "
+        "prediction - baseline prediction.",
+    )
+    command.add_argument("run", type=Path, help="run folder")
+    command.add_argument("images", type=Path, nargs="+", help="image files and folders, or one .npz file with images in x")
+    command.add_argument("--out", type=Path, required=True, help="folder to create for the pictures")
+    command.add_argument("--limit", type=_positive_int, default=10, help="explain at most this many images (default %(default)s)")
+    command.add_argument("--steps", type=_positive_int, default=64, help="path points of the integrated gradients (default %(default)s)")
+    command.add_argument("--overwrite", action="store_true", help="replace an existing folder once the new one is complete")
+    command.set_defaults(command=_explain)
 
     command = commands.add_parser(
         "compare", help="train several models and the baselines on the same splits; leaderboard and HTML report",
@@ -308,6 +352,7 @@ def _train(args) -> None:
         overwrite=args.overwrite,
         quiet=args.quiet,
         data_options=data_config(args),
+        pictures=not args.no_pictures,
     )
     if "selection" in run.config:
         from img2num.autoselect import selection_lines
@@ -322,14 +367,18 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
-    import json
+    from img2num.evaluation import evaluation_file, evaluation_record, format_metrics, save_evaluation
+    from img2num.io import json_text
 
-    from img2num.evaluation import evaluate, format_metrics
-
-    output = args.output or args.run / "evaluations" / f"{args.data.stem}.json"
-    metrics = evaluate(args.run, args.data, output=output, overwrite=args.overwrite, options=data_config(args))
-    print(format_metrics(metrics))
-    skipped = json.loads(output.read_text(encoding="utf-8")).get("skipped", [])
+    record = evaluation_record(args.run, args.data, options=data_config(args), interval=args.interval)
+    if _is_stdout(args.output):
+        sys.stdout.write(json_text(record))
+        return
+    # Printed before saving: a result the output file refuses is still seen.
+    print(format_metrics(record))
+    output = args.output or evaluation_file(args.run, record["data"])
+    save_evaluation(output, record, args.overwrite)
+    skipped = record.get("skipped", [])
     if skipped:
         _note(f"skipped {len(skipped)} bad row{'s' if len(skipped) != 1 else ''}; listed in {output}")
     print(f"metrics saved in {output}")
@@ -343,6 +392,8 @@ def _predict(args) -> int:
     from img2num.io import check_replaceable_file
     from img2num.prediction import predict_files, predictions_csv, write_predictions
 
+    if _is_stdout(args.output):
+        args.output = None
     if args.output is not None:
         check_replaceable_file(args.output, args.overwrite)
     kinds = {path.suffix.lower() for path in args.data}
@@ -350,6 +401,8 @@ def _predict(args) -> int:
         if len(args.data) > 1:
             raise Img2NumError(f"{args.data[0]}: an .npz or CSV file is predicted on alone, not with other inputs")
     run = load_run(args.run)
+    if args.interval is not None:
+        run.interval([], args.interval)  # a run without calibration fails before any image is read
     paths, labels, bad = None, None, []
     if ".npz" in kinds:
         data = load_dataset(args.data[0])
@@ -360,18 +413,70 @@ def _predict(args) -> int:
         predictions, labels, paths, bad = run.predict_data(table.data), table.data.y, list(table.data.paths), table.skipped
     else:
         paths, predictions, bad = predict_files(run, args.data, workers=args.workers)
-    text = predictions_csv(predictions, labels, paths)
+    bounds = None if args.interval is None else run.interval(predictions, args.interval)[1:]
+    text = predictions_csv(predictions, labels, paths, bounds)
     if args.output is None:
         sys.stdout.write(text)
     elif len(predictions):
-        write_predictions(args.output, predictions, labels, overwrite=args.overwrite, paths=paths)
+        write_predictions(args.output, predictions, labels, overwrite=args.overwrite, paths=paths, bounds=bounds)
         print(f"{len(predictions)} predictions written to {args.output}")
-    for row in bad:
-        _fail(row.message)
-    if bad:
+    _report_bad(bad)
+    if bad and (len(predictions) or len(bad) > 1):
         return _fail(f"{len(bad)} of {len(bad) + len(predictions)} images could not be used; "
                      f"{len(predictions)} predictions {'written' if len(predictions) else 'made'}")
-    return 0
+    return 1 if bad else 0
+
+
+def _report_bad(bad, shown: int = BAD_LINES_SHOWN) -> None:
+    """One line per bad file or row, the first `shown` of them; the rest summed up in one line
+    by kind (the reason with its numbers left out), most frequent first."""
+    import re
+    from collections import Counter
+
+    for row in bad[:shown]:
+        _fail(row.message)
+    rest = Counter(re.sub(r"\d+", "N", row.reason) for row in bad[shown:])
+    if rest:
+        kinds = "; ".join(f"{count} x {kind}" for kind, count in rest.most_common(3))
+        others = sum(rest.values()) - sum(count for _, count in rest.most_common(3))
+        _fail(f"and {sum(rest.values())} more not listed: {kinds}" + (f"; {others} others" if others else ""))
+
+
+def _serve(args) -> None:
+    from img2num.serve import serve
+
+    names = (
+        "host", "port", "max_upload_mb", "max_pixels", "max_images", "max_batch", "batch_wait_ms", "queue_size",
+        "max_connections", "units",
+    )
+    with interrupts.as_keyboard_interrupt():
+        serve(args.run, ServeConfig(**{name: getattr(args, name) for name in names}))
+
+
+def _explain(args) -> None:
+    from img2num.bundle import load_run
+    from img2num.explain import explain_images
+    from img2num.io import check_replaceable
+
+    check_replaceable(args.out, args.overwrite)
+    run = load_run(args.run)
+    if any(path.suffix.lower() == ".npz" for path in args.images):
+        from img2num.data import load_dataset
+
+        if len(args.images) > 1:
+            raise Img2NumError(f"{args.images[0]}: an .npz file is explained alone, not with other inputs")
+        images = load_dataset(args.images[0]).x[: args.limit]
+        names = [f"{args.images[0].name}[{index}]" for index in range(len(images))]
+    else:
+        from img2num.data import list_image_files, read_image_paths
+
+        files = list_image_files(args.images)[: args.limit]
+        names, images, bad = read_image_paths(files, run.preprocessing.image_spec())
+        if bad:
+            raise Img2NumError(bad[0].message)
+        names = [str(name) for name in names]
+    folder = explain_images(run, images, args.out, names=names, steps=args.steps, overwrite=args.overwrite)
+    print(f"{len(images)} explained images in {folder} (one PNG each, explanations.csv)")
 
 
 def _compare(args) -> None:
@@ -406,6 +511,7 @@ def _compare(args) -> None:
 
 
 def _recipe(args) -> None:
+    from img2num.evaluation import r2_text
     from img2num.recipe import run_recipe
 
     summary = run_recipe(
@@ -422,7 +528,7 @@ def _recipe(args) -> None:
     scored = summary["scored_on"]
     for name, result in summary["models"].items():
         metrics = result["metrics"][scored]
-        print(f"{name:<6} {scored} MSE {metrics['mse']:.2f}  R^2 {metrics['r2']:.4f}")
+        print(f"{name:<6} {scored} MSE {metrics['mse']:.2f}  R^2 {r2_text(metrics['r2'])}")
     print(f"best: {summary['best']}")
     print(f"results in {summary['folder']} (comparison.md, loss_curves.png, one folder per model)")
 
@@ -477,6 +583,11 @@ def _free_run_folder(parent: Path, name: str) -> Path:
     return candidate
 
 
+def _is_stdout(output: Path | None) -> bool:
+    """`--output -`: standard output, as for most Unix tools."""
+    return output is not None and str(output) == "-"
+
+
 def _fail(message: str, status: int = 1) -> int:
     print(f"img2num: error: {' '.join(message.split())}", file=sys.stderr)
     return status
@@ -484,6 +595,23 @@ def _fail(message: str, status: int = 1) -> int:
 
 def _note(message: str) -> None:
     print(f"img2num: {' '.join(message.split())}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _without_pyplot():
+    """Make `import matplotlib.pyplot` fail while a command runs.
+
+    Keras imports pyplot when it can, for a plotting helper img2num never calls: 0.3-0.7 s of
+    every command's start-up (docs/speed.md). img2num draws with matplotlib's `Figure` alone.
+    """
+    blocked = "matplotlib.pyplot" not in sys.modules
+    if blocked:
+        sys.modules["matplotlib.pyplot"] = None
+    try:
+        yield
+    finally:
+        if blocked and sys.modules.get("matplotlib.pyplot", False) is None:
+            del sys.modules["matplotlib.pyplot"]
 
 
 _python_show_warning = warnings.showwarning
@@ -531,6 +659,10 @@ def _non_negative_float(text: str) -> float:
 
 def _fraction(text: str) -> float:
     return _parse_number(float, text, lambda v: 0 < v < 1, "a number between 0 and 1")
+
+
+def _level(text: str) -> float:
+    return _parse_number(float, text, lambda v: 0 < v < 1, "a level between 0 and 1 (exclusive), such as 0.9")
 
 
 def _dust_noise(text: str) -> float:

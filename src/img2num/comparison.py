@@ -20,6 +20,7 @@ from img2num.config import AUTO_MODEL, DataConfig, TrainConfig
 from img2num.data import Dataset, hold_out, read_task, reference_predictions, resolve_splits
 from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.evaluation import METRIC_NAMES, regression_metrics
+from img2num.intervals import coverage_record
 from img2num.io import atomic_folder, check_replaceable, write_json, write_text
 from img2num.models import get_model_spec, list_models
 
@@ -141,6 +142,7 @@ def compare(
                     splits["train"], config, val=splits["val"], test=splits["test"], run_dir=run_dir, quiet=quiet, stream=stream
                 )
             entries.append(_model_entry(name, s, run, run_dir and run_dir.relative_to(folder)))
+            entries[-1]["intervals"] = coverage_record(run, splits["test"])
             if "warning" in run.config:
                 warnings.warn(f"{name} (seed {s}): {run.config['warning']}", Img2NumWarning, stacklevel=2)
             histories.setdefault(name, []).append(run.history)

@@ -317,6 +317,52 @@ GRID_ROWS = 5
 GRID_COLS = 5
 PREDICT_BATCH_SIZE = 256
 
+# `img2num serve` listens here unless told otherwise: reachable from this machine only.
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Where the server listens, what it accepts and how it batches.
+
+    Attributes:
+        host: Address to bind; 127.0.0.1 is reachable from this machine only.
+        port: TCP port; 0 takes a free one (the start message names it).
+        max_upload_mb: Largest request body in MB; a larger one is answered 413.
+        max_pixels: Largest image (height x width) decoded; a larger one is a per-image error.
+        max_images: Most images in one request; more are answered 400.
+        max_batch: Most images in one model call.
+        batch_wait_ms: How long the first image of a batch waits for others to join it.
+        queue_size: Most images waiting for the model; a request that would pass it is
+            answered 503, so a burst cannot fill the memory.
+        max_connections: Most connections served at once (uvicorn's limit_concurrency); more
+            are answered 503.
+        units: What the predicted number is measured in, given in every answer (default: the
+            run's own `units` entry, if any).
+    """
+
+    host: str = LOOPBACK
+    port: int = 8000
+    max_upload_mb: float = 32.0
+    max_pixels: int = 25_000_000
+    max_images: int = 256
+    max_batch: int = 64
+    batch_wait_ms: float = 2.0
+    queue_size: int = 1024
+    max_connections: int = 64
+    units: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_upload_mb", "max_pixels", "max_images", "max_batch", "queue_size", "max_connections"):
+            _require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
+        _require(0 <= self.port <= 65535, f"port must be 0 to 65535, got {self.port}")
+        _require(self.batch_wait_ms >= 0, f"batch_wait_ms must be at least 0, got {self.batch_wait_ms}")
+        _require(self.max_images <= self.queue_size, f"max_images ({self.max_images}) must not exceed queue_size ({self.queue_size})")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
 
 def _require(condition: bool, message: str) -> None:
     if not condition:

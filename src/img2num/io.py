@@ -6,25 +6,32 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from img2num import interrupts
 from img2num.errors import Img2NumError
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    The file gets the permissions the umask gives a new file, or those of the file it replaces.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
+    tmp = _create_unique(path.parent, f".{path.name}.", ".tmp", _new_file)
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        with interrupts.temporary(tmp):
+            yield tmp
+            if path.is_file():
+                shutil.copymode(path, tmp)
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -38,8 +45,24 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_json(path: str | Path, value) -> Path:
-    """Write a JSON file atomically, indented for people."""
-    return write_text(path, json.dumps(value, indent=2, sort_keys=False) + "\n")
+    """Write a JSON file atomically, indented for people (see `json_text`)."""
+    return write_text(path, json_text(value))
+
+
+def json_text(value) -> str:
+    """`value` as strict JSON, indented: a number that is not finite (an undefined R^2) is null,
+    since JSON has no NaN."""
+    return json.dumps(_finite(value), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 @contextlib.contextmanager
@@ -56,21 +79,45 @@ def atomic_folder(folder: str | Path, overwrite: bool = False) -> Iterator[Path]
     folder = Path(folder)
     check_replaceable(folder, overwrite)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    tmp = _create_unique(folder.parent, f".{folder.name}.", ".partial", os.mkdir)
     try:
-        yield tmp
-        check_replaceable(folder, overwrite)
-        if folder.exists():
-            # rename() may replace an empty folder, so a fresh unique name takes the old one.
-            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, folder)
+        with interrupts.temporary(tmp):
+            yield tmp
+            check_replaceable(folder, overwrite)
+            # Ctrl-C waits for the renames: an old run is never left moved aside with no new one.
+            with interrupts.deferred():
+                interrupts.checkpoint("replacing")
+                if folder.exists():
+                    # rename() may replace an empty folder, so a fresh unique name takes the old one.
+                    old = _create_unique(folder.parent, f".{folder.name}.", ".old", os.mkdir)
+                    os.replace(folder, old)
+                    os.replace(tmp, folder)
+                    shutil.rmtree(old)
+                else:
+                    os.replace(tmp, folder)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def _create_unique(parent: Path, prefix: str, suffix: str, create) -> Path:
+    """Create a file or folder of a new unique name in `parent` with `create(path)`.
+
+    Unlike `tempfile`'s, which are private (mode 0600, 0700) and keep that mode once renamed
+    into place, these follow the umask as any file the user makes does.
+    """
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            create(path)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{parent}: no free temporary name {prefix}*{suffix}")
+
+
+def _new_file(path: Path) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
 
 
 def check_replaceable_file(path: str | Path, overwrite: bool) -> None:

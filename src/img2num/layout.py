@@ -16,7 +16,12 @@ _FORMATTED = {
     "AveragePooling2D",
     "GlobalAveragePooling2D",
     "GlobalMaxPooling2D",
+    # Channels first, Flatten moves the channels last before flattening: the values come out in
+    # the channels-last model's order, so the Dense layer after it keeps its weights.
+    "Flatten",
 }
+# The layers whose channels-first form is faster on PyTorch; a model without one gains nothing.
+_CONVOLUTIONS = {"Conv2D", "DepthwiseConv2D", "SeparableConv2D"}
 # Layers that act element by element on tensors of one shape, whatever the layout.
 _ELEMENTWISE = {
     "InputLayer",
@@ -73,8 +78,14 @@ def channels_first_twin(model):
 
 
 def convertible(model) -> bool:
-    """Whether `model` has a channels-first twin: one image input, and only layers listed here."""
-    return len(model.inputs) == 1 and len(model.input_shape) == 4 and all(map(_convertible, model.layers))
+    """Whether `model` has a channels-first twin worth training: one image input, a convolution,
+    and only layers listed here."""
+    return (
+        len(model.inputs) == 1
+        and len(model.input_shape) == 4
+        and any(type(layer).__name__ in _CONVOLUTIONS for layer in model.layers)
+        and all(map(_convertible, model.layers))
+    )
 
 
 def copy_state(source, target) -> None:

@@ -103,7 +103,13 @@ def mlp(input_shape: tuple[int, int, int]):
     )
 
 
-@register_model("cnn", "the tutorial's small CNN: two Conv2D 32 + max-pool blocks, Dense 256, one output")
+@register_model(
+    "cnn",
+    "the tutorial's small CNN: two Conv2D 32 + max-pool blocks, Dense 256, one output",
+    # Issue 16 and docs/speed.md: plain fit on PyTorch beat img2num's loop on JAX at 64x64 RGB,
+    # JAX was faster at 16x16 and 32x32 grey (2 CPU cores); PyTorch trains its channels-first twin.
+    torch_from_pixels=48 * 48,
+)
 def cnn(input_shape: tuple[int, int, int]):
     import keras
     from keras import layers

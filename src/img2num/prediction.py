@@ -12,6 +12,7 @@ import numpy as np
 from img2num.bundle import Run, as_run
 from img2num.config import DataConfig
 from img2num.data import BadRow, Dataset, ImageFiles, as_dataset, list_image_files, read_image_paths, read_image_table
+from img2num.data.files import find_image_files
 from img2num.errors import Img2NumError
 from img2num.io import check_replaceable_file, write_text
 
@@ -19,7 +20,7 @@ from img2num.io import check_replaceable_file, write_text
 _FILES_PER_STEP = 2048
 
 
-def predict(run: Run | str | Path, data, options: DataConfig | None = None) -> np.ndarray:
+def predict(run: Run | str | Path, data, options: DataConfig | None = None, interval: float | None = None):
     """Predict one number per image with a trained run.
 
     Args:
@@ -31,14 +32,20 @@ def predict(run: Run | str | Path, data, options: DataConfig | None = None) -> n
             Image files, PIL images and single images are brought to the model's input as its
             training images were (orientation, channels, size, pixel type).
         options: Column names of a label CSV.
+        interval: A level in (0, 1) such as 0.9 to get prediction intervals too.
 
     Returns:
-        float32 predictions, shape (N,), in the order of the images (sorted paths for a folder).
+        float32 predictions, shape (N,), in the order of the images (sorted paths for a folder);
+        with `interval`, an `Interval` (prediction, lower, upper) instead.
 
     Raises:
-        Img2NumError: The run or data cannot be read, or an image does not fit the model.
+        Img2NumError: The run or data cannot be read, an image does not fit the model, or the
+            level is bad or the run has no calibration.
     """
     run = as_run(run)
+    if interval is not None:
+        run.interval(np.zeros(0), interval)  # a bad level or a run without calibration fails first
+        return run.interval(predict(run, data, options), interval)
     if isinstance(data, np.ndarray):
         return run.predict(data)
     if isinstance(data, (Dataset, ImageFiles)):
@@ -77,13 +84,13 @@ def predict_files(
         used with the reason.
 
     Raises:
-        Img2NumError: The run cannot be read, a named path does not exist, or a folder holds
-            no image files.
+        Img2NumError: The run cannot be read. (A named path that does not exist, or a folder
+            without image files, is reported among the bad files.)
     """
     run = as_run(run)
-    files = list_image_files(inputs)
+    files, bad = find_image_files(inputs)
     spec = run.preprocessing.image_spec()
-    done, parts, bad = [], [], []
+    done, parts = [], []
     for start in range(0, len(files), _FILES_PER_STEP):
         good, x, problems = read_image_paths(files[start : start + _FILES_PER_STEP], spec, workers)
         bad.extend(problems)
@@ -105,7 +112,7 @@ def _images(items, run: Run) -> np.ndarray:
         name = str(item) if isinstance(item, (str, Path)) else f"image {index}"
         try:
             if isinstance(item, (str, Path)):
-                array = read_image(item)
+                array = read_image(item, spec=spec)
             elif isinstance(item, Image.Image):
                 array = pil_to_array(ImageOps.exif_transpose(item))
             else:
@@ -122,15 +129,19 @@ def _images(items, run: Run) -> np.ndarray:
 
 
 def predictions_csv(
-    predictions: np.ndarray, labels: np.ndarray | None = None, paths: list[str] | None = None
+    predictions: np.ndarray, labels: np.ndarray | None = None, paths: list[str] | None = None, bounds=None
 ) -> str:
     """Predictions as CSV text: `index,prediction` (or `path,prediction` when paths are
-    given), plus `label` when labels are known."""
+    given), plus `lower,upper` when `bounds` (two arrays) are given and `label` when labels are
+    known."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["index" if paths is None else "path", "prediction"] + ([] if labels is None else ["label"]))
+    extra = [] if bounds is None else ["lower", "upper"]
+    writer.writerow(["index" if paths is None else "path", "prediction"] + extra + ([] if labels is None else ["label"]))
     for index, value in enumerate(predictions):
         row = [index if paths is None else paths[index], repr(float(value))]
+        if bounds is not None:
+            row += [repr(float(bounds[0][index])), repr(float(bounds[1][index]))]
         if labels is not None:
             row.append(repr(float(labels[index])))
         writer.writerow(row)
@@ -143,6 +154,7 @@ def write_predictions(
     labels: np.ndarray | None = None,
     overwrite: bool = False,
     paths: list[str] | None = None,
+    bounds=None,
 ) -> Path:
     """Write `predictions_csv` to a file, atomically.
 
@@ -150,4 +162,4 @@ def write_predictions(
         Img2NumError: The file exists and `overwrite` is false.
     """
     check_replaceable_file(path, overwrite)
-    return write_text(path, predictions_csv(predictions, labels, paths))
+    return write_text(path, predictions_csv(predictions, labels, paths, bounds))

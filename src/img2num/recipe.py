@@ -8,7 +8,7 @@ from typing import TextIO
 import numpy as np
 
 from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, DataConfig, PointsConfig, TrainConfig
-from img2num.data import load_split_folder, read_task, resolve_splits, split_records, write_points
+from img2num.data import Dataset, load_split_folder, read_task, resolve_splits, split_records, write_points
 from img2num.errors import Img2NumError
 from img2num.io import atomic_folder, check_replaceable, write_json, write_text
 from img2num.models import get_model_spec
@@ -68,7 +68,13 @@ def run_recipe(
     with atomic_folder(out_dir, overwrite) as folder:
         if data is None:
             write_points(folder / "data", points)
-            splits = load_split_folder(folder / "data")
+            # Runs record their data where it will be once the folder is in place, not under
+            # its temporary name.
+            final = Path(out_dir) / "data"
+            splits = {
+                name: Dataset(split.x, split.y, str(final / f"{name}.npz"))
+                for name, split in load_split_folder(folder / "data").items()
+            }
         else:
             # Read (and check) the data once; every model trains on the same splits.
             splits = resolve_splits(data, val_fraction=TrainConfig().val_fraction, seed=seed, options=data_options)

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 
 from img2num.bundle import Run
+from img2num.evaluation import r2_text
+from img2num.intervals import COVERAGE_TEXT, coverage_cells, coverage_markdown
 from img2num.io import records_csv
 
 
@@ -33,7 +35,7 @@ def comparison_table(runs: dict[str, Run], split: str = "test") -> str:
         best = min(run.history, key=lambda row: row["val_loss"])
         rows.append(
             f"| {name} | {metrics['mse']:.2f} | {metrics['rmse']:.2f} | {metrics['mae']:.2f} "
-            f"| {metrics['r2']:.4f} | {last['loss']:.2f} | {last['val_loss']:.2f} "
+            f"| {r2_text(metrics['r2'])} | {last['loss']:.2f} | {last['val_loss']:.2f} "
             f"| {best['val_loss']:.2f} ({best['epoch']}) | {run.config['parameters']:,} "
             f"| {run.config['train_seconds']:.1f} |"
         )
@@ -104,7 +106,7 @@ def leaderboard_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
         if several and row["kind"] == "model":
             mse += f" ± {_number(row['test_mse_sd'])}"
         cells = [str(rank) if ranked else "", row["name"], _KIND_NOTE[row["kind"]], mse]
-        cells += [_number(row["test_rmse"]), _number(row["test_mae"]), f"{row['test_r2']:.4f}"]
+        cells += [_number(row["test_rmse"]), _number(row["test_mae"]), r2_text(row["test_r2"])]
         cells += [f"{row['mse_over_reference']:.3f}"] if reference else []
         cells += [
             "" if row["parameters"] is None else f"{row['parameters']:,.0f}",
@@ -169,6 +171,7 @@ def compare_markdown(summary: dict) -> str:
             + "".join("| " + " | ".join(cells) + " |\n" for cells in rows),
         ]
     parts += [
+        coverage_markdown(summary),
         samples,
         f"## Loss curves\n\n{_loss_text(summary)}\n\n![loss curves](loss_curves.png)\n",
         f"## Each model on the test split\n\n{_DIAGNOSTICS_TEXT}\n",
@@ -201,6 +204,8 @@ def compare_html(summary: dict, folder: str | Path) -> str:
     body += [f"<p><strong>{esc(note)}</strong></p>" for note in run_notes(summary)]
     if len(summary["seeds"]) > 1:
         body += ["<h3>Test MSE per seed</h3>", _html_table(*seed_cells(summary))]
+    if coverage_cells(summary):
+        body += ["<h2>Prediction intervals</h2>", f"<p>{esc(COVERAGE_TEXT)}</p>", _html_table(*coverage_cells(summary))]
     body += ["<h2>Training samples</h2>", "<p>The first 25 training images, titled R (true value).</p>"]
     body.append(_html_image(folder / "samples.png", "training samples"))
     body += ["<h2>Loss curves</h2>", f"<p>{esc(_loss_text(summary))}</p>", _html_image(folder / "loss_curves.png", "loss curves")]

@@ -12,6 +12,7 @@ from typing import TextIO
 
 import numpy as np
 
+from img2num import interrupts
 from img2num.autoselect import Clock, candidate_models, candidates_csv, select_model
 from img2num.backends import choose_backend, select_backend
 from img2num.bundle import Preprocessing, Run, TargetScaling
@@ -20,6 +21,7 @@ from img2num.data import Dataset, ImageFiles, resolve_splits, split_records
 from img2num.data.order import batch_order_rng
 from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.evaluation import mean_baseline_mse, regression_metrics, weak_fit_warning
+from img2num.intervals import calibrate_run, grid_bounds
 from img2num.io import check_replaceable
 from img2num.models import create_model, get_model_spec, list_models
 
@@ -40,6 +42,7 @@ def train(
     overwrite: bool = False,
     quiet: bool = False,
     stream: TextIO | None = None,
+    pictures: bool = True,
 ) -> Run:
     """Train a registered model with MSE loss, validating after every epoch, or choose one.
 
@@ -68,6 +71,8 @@ def train(
         overwrite: Replace an existing run folder once the new run is complete.
         quiet: Print no progress.
         stream: Where progress goes (default: stderr).
+        pictures: Draw the run's pictures (samples, loss curves, predictions) into `run_dir`;
+            False writes every other file, for scripted runs.
 
     Returns:
         The trained run, with history and metrics for every split given.
@@ -131,6 +136,7 @@ def train(
             callbacks=callbacks,
         )
         seconds = time.perf_counter() - fit_started
+    interrupts.checkpoint("trained")
 
     record = _run_config(config, splits, model, seconds, recorder.history, stopper) | {"trainer": trainer}
     if clock.limit is not None:
@@ -144,8 +150,9 @@ def train(
     if warning is not None:
         run.config["warning"] = warning
         warnings.warn(warning, Img2NumWarning, stacklevel=2)
+    calibrate_run(run, splits["val"].y, predictions["val"], splits["train"].y, config.seed)
     if run_dir is not None:
-        run.save(run_dir, overwrite, extra=lambda folder: _write_extras(folder, run, splits, predictions))
+        run.save(run_dir, overwrite, extra=lambda folder: _write_extras(folder, run, splits, predictions, pictures))
     return run
 
 
@@ -261,14 +268,15 @@ def fit_model(
     )
 
 
-def _write_extras(folder: Path, run: Run, splits: dict, predictions: dict) -> None:
+def _write_extras(folder: Path, run: Run, splits: dict, predictions: dict, pictures: bool = True) -> None:
     from img2num.io import write_text
 
     for name, text in split_records(splits).items():
         write_text(folder / name, text)
     if "selection" in run.config:
         write_text(folder / CANDIDATES_FILE, candidates_csv(run.config["selection"]))
-    _draw_pictures(folder, run, splits, predictions)
+    if pictures:
+        _draw_pictures(folder, run, splits, predictions)
 
 
 def build_model(config: TrainConfig, input_shape: tuple[int, int, int]):
@@ -328,6 +336,7 @@ def _draw_pictures(folder: Path, run: Run, splits: dict, predictions: dict) -> N
     name = run.model_name
     train = first(splits["train"])
     plots.sample_grid(train.x, train.y, folder / "samples.png", title="training samples")
+    interrupts.checkpoint("drawing")
     plots.loss_curves(run.history, folder / "loss.png", name)
     shown = "test" if "test" in splits else "val"
     drawn = first(splits[shown])
@@ -336,7 +345,9 @@ def _draw_pictures(folder: Path, run: Run, splits: dict, predictions: dict) -> N
         drawn.y,
         folder / "predictions.png",
         predictions=predictions[shown][: len(drawn)],
-        title=f"{name}: {'test' if shown == 'test' else 'validation'} predictions",
+        title=f"{name}: {'test' if shown == 'test' else 'validation'} predictions"
+        + (" with 90% intervals" if run.calibration is not None else ""),
+        bounds=grid_bounds(run, predictions[shown][: len(drawn)]),
     )
 
 

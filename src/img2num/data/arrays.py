@@ -179,14 +179,15 @@ def _checked_arrays(x, y, source: str) -> tuple[np.ndarray, np.ndarray | None]:
         raise Img2NumError(f"{source}: labels 'y' must be numbers, got dtype {y.dtype}")
     if len(y) != len(x):
         raise Img2NumError(f"{source}: has {len(y)} labels for {len(x)} images")
-    y = y.astype(np.float32)
-    bad = np.flatnonzero(~np.isfinite(y))
+    with np.errstate(over="ignore"):  # a label beyond float32 is reported below, not warned about
+        y32 = y.astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(y32))
     if bad.size:
         raise Img2NumError(
-            f"{source}: label at index {bad[0]} is {y[bad[0]]}; labels must be finite numbers "
-            f"({bad.size} such label{'s' if bad.size > 1 else ''})"
+            f"{source}: label at index {bad[0]} is {y[bad[0]]}; labels must be finite numbers that fit "
+            f"a 32-bit float ({bad.size} such label{'s' if bad.size > 1 else ''})"
         )
-    return x, y
+    return x, y32
 
 
 def _reason(error: Exception) -> str:

@@ -17,9 +17,9 @@ from img2num.data.images import (
     ImageInfo,
     ImageSpec,
     decode_files,
+    fit_problem,
     is_image_file,
     probe_files,
-    resize_problem,
 )
 from img2num.data.table import BadRow, read_label_table
 from img2num.errors import Img2NumError
@@ -204,17 +204,26 @@ def list_image_files(inputs: list[str | Path]) -> list[str]:
     Raises:
         Img2NumError: A path does not exist, or a folder holds no image files.
     """
-    files = []
+    files, problems = find_image_files(inputs)
+    if problems:
+        raise Img2NumError(problems[0].message)
+    return files
+
+
+def find_image_files(inputs: list[str | Path]) -> tuple[list[str], list[BadRow]]:
+    """`list_image_files`, reporting a path that does not exist or a folder without image files
+    as a `BadRow` instead of failing."""
+    files, problems = [], []
     for item in map(Path, inputs):
         if item.is_dir():
             found = sorted(str(p) for p in item.rglob("*") if p.is_file() and is_image_file(p))
             if not found:
-                raise Img2NumError(f"{item}: holds no image files (searched for {', '.join(_EXTENSION_NAMES)})")
+                problems.append(BadRow("", str(item), f"holds no image files (searched for {', '.join(_EXTENSION_NAMES)})"))
             files.extend(found)
         elif item.exists():
             files.append(str(item))
         else:
-            raise Img2NumError(f"{item}: no such file or folder")
+            problems.append(BadRow("", str(item), "no such file or folder"))
     seen = set()
     unique = []
     for file in files:
@@ -222,7 +231,7 @@ def list_image_files(inputs: list[str | Path]) -> list[str]:
         if key not in seen:
             seen.add(key)
             unique.append(file)
-    return unique
+    return unique, problems
 
 
 _EXTENSION_NAMES = ("png", "jpeg", "bmp", "tiff", "webp", "gif", "pnm")
@@ -274,7 +283,7 @@ def _check_files(paths, wheres, options: DataConfig, spec: ImageSpec | None):
         info = infos.get(path)
         if info is None:
             continue
-        problem = _fit_problem(info, spec)
+        problem = fit_problem(info, spec)
         if problem:
             problems.append(BadRow(wheres[path], path, problem))
         else:
@@ -321,12 +330,6 @@ def derive_spec(infos: dict[str, ImageInfo], options: DataConfig) -> ImageSpec:
                 "(and --resize stretch or --resize crop to change the aspect ratio)"
             )
     return ImageSpec((first.height, first.width), channels, dtype, "none")
-
-
-def _fit_problem(info: ImageInfo, spec: ImageSpec) -> str | None:
-    if info.bands != spec.channels and (info.bands > 3 or spec.channels > 3):
-        return f"has {info.bands} bands; this data takes {spec.channels}"
-    return resize_problem(info.height, info.width, spec.size, spec.resize)
 
 
 def _row_number(where: str) -> int:

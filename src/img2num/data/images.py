@@ -7,6 +7,7 @@ file's name and CSV row and decide whether to fail or skip.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import signal
@@ -24,9 +25,15 @@ IMAGE_EXTENSIONS = frozenset(
      ".ppm", ".pgm", ".pbm", ".pnm"}
 )
 TIFF_EXTENSIONS = frozenset({".tif", ".tiff"})
+# How a TIFF file starts (little- and big-endian, classic and BigTIFF): images read from bytes
+# have no file name to tell.
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 # Resize modes stored in a run: "none" (images must already have the size), "scale" (only
 # resizing that keeps the aspect ratio), "stretch" and "crop" (centre crop, then resize).
 STORED_RESIZE_MODES = ("none", "scale", "stretch", "crop")
+# Full brightness of each pixel type: a pixel keeps its share of it when its type changes.
+FULL_SCALE = {"uint8": 255, "uint16": 65535, "float32": 1.0}
+_DEPTH_NAMES = {"uint8": "8-bit", "uint16": "16-bit"}
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 # Fewer files than this are decoded in this process: starting workers would cost more.
 PARALLEL_MIN_FILES = 256
@@ -82,10 +89,10 @@ def probe(path: str | Path, max_pixels: int | None = None) -> ImageInfo:
     max_pixels = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     _check_exists(path)
     if path.suffix.lower() in TIFF_EXTENSIONS:
-        info = _probe_tiff(path)
-        if info is not None:
-            _check_pixels(info.height, info.width, max_pixels)
-            return info
+        header = _probe_tiff(path)
+        if header is not None:
+            _check_pixels(header[0].height, header[0].width, max_pixels)
+            return header[0]
     with _open(path, max_pixels) as image:
         width, height = image.size
         try:
@@ -94,30 +101,61 @@ def probe(path: str | Path, max_pixels: int | None = None) -> ImageInfo:
             raise BadImage(f"unreadable or truncated image ({_reason(error)})") from None
         if orientation in (5, 6, 7, 8):
             width, height = height, width
-        mode = image.mode
-    if mode in _GRAY_MODES:
-        dtype = "float32" if mode == "F" else "uint16" if mode.startswith("I") else "uint8"
-        return ImageInfo(height, width, 1, dtype)
-    return ImageInfo(height, width, 3, "uint8")
+        return ImageInfo(height, width, *_pillow_bands(image))
 
 
-def read_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
+def read_image(path: str | Path, max_pixels: int | None = None, spec: ImageSpec | None = None) -> np.ndarray:
     """Decode an image file into an array (H, W, C), EXIF orientation applied.
 
-    Grayscale files give one channel, colour files three (alpha is dropped), multi-band TIFF
-    files all their bands. 8-bit files give uint8, 16-bit files uint16, floating-point float32.
+    Grayscale files (palette files whose colours are all grey among them) give one channel,
+    colour files three; alpha is dropped, every other band of a multi-band TIFF file is kept.
+    8-bit files give uint8, 16-bit files uint16, floating-point float32.
+
+    Args:
+        path: The image file.
+        max_pixels: Pillow's pixel limit (default: `PIL.Image.MAX_IMAGE_PIXELS`).
+        spec: When given, an image whose header already shows that it cannot be brought to the
+            spec's size or bands is refused before its pixels are decoded.
 
     Raises:
-        BadImage: The file is missing, not an image, truncated, unreadable or over the limit.
+        BadImage: The file is missing, not an image, truncated, unreadable, over the limit, or
+            (with `spec`) of a size or band count that cannot fit.
     """
     path = Path(path)
     max_pixels = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     _check_exists(path)
     if path.suffix.lower() in TIFF_EXTENSIONS:
-        array = _read_tiff(path, max_pixels)
+        array = _read_tiff(path, max_pixels, spec)
         if array is not None:
             return array
-    with _open(path, max_pixels) as image:
+    return _read_pillow(path, max_pixels, spec)
+
+
+def read_image_bytes(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image held in memory (an upload) exactly as `read_image` decodes a file;
+    TIFF is recognized by its first bytes instead of the file name.
+
+    Raises:
+        BadImage: The bytes are empty, not an image, truncated, unreadable or over the limit.
+    """
+    max_pixels = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    if not data:
+        raise BadImage("empty file")
+    if data[:4] in _TIFF_SIGNATURES:
+        array = _read_tiff(data, max_pixels)
+        if array is not None:
+            return array
+    return _read_pillow(data, max_pixels)
+
+
+def _read_pillow(source: Path | bytes, max_pixels: int | None, spec: ImageSpec | None = None) -> np.ndarray:
+    with _open(source, max_pixels) as image:
+        if spec is not None:
+            # EXIF may turn the image; refuse only a size that fits neither way round.
+            width, height = image.size
+            problem = resize_problem(height, width, spec.size, spec.resize)
+            if problem and resize_problem(width, height, spec.size, spec.resize):
+                raise BadImage(problem)
         try:
             image.load()
             if image.getexif().get(0x0112, 1) != 1:  # transposing copies: only when needed
@@ -140,11 +178,35 @@ def pil_to_array(image: Image.Image) -> np.ndarray:
         array = np.asarray(image, dtype=np.float32)
     elif mode in ("L", "RGB"):
         array = np.asarray(image)
-    elif mode in _GRAY_MODES:
+    elif _pillow_bands(image)[0] == 1:
         array = np.asarray(image.convert("L"))
     else:
         array = np.asarray(image.convert("RGB"))
     return array[..., np.newaxis] if array.ndim == 2 else array
+
+
+def _pillow_bands(image: Image.Image) -> tuple[int, str]:
+    """(bands, pixel type) of the array `pil_to_array` makes of `image`, from its header."""
+    mode = image.mode
+    if mode in _GRAY_MODES:
+        return 1, "float32" if mode == "F" else "uint16" if mode.startswith("I") else "uint8"
+    if mode in ("P", "PA") and _grey_palette(image):
+        return 1, "uint8"
+    return 3, "uint8"
+
+
+def _grey_palette(image: Image.Image) -> bool:
+    """Whether every colour of a palette image's palette is a grey (red = green = blue)."""
+    palette = image.palette
+    if palette is None:
+        return False
+    if palette.rawmode is None and palette.mode in ("RGB", "RGBA"):
+        data = bytes(palette.palette)  # read with the header: no decoding
+        step = len(palette.mode)
+    else:
+        data, step = bytes(image.getpalette("RGB") or b""), 3  # raw palettes: decodes (rare formats)
+    colours = np.frombuffer(data[: len(data) // step * step], np.uint8).reshape(-1, step)
+    return len(colours) > 0 and bool((colours[:, 0] == colours[:, 1]).all() and (colours[:, 1] == colours[:, 2]).all())
 
 
 def conform(array: np.ndarray, spec: ImageSpec) -> np.ndarray:
@@ -154,9 +216,18 @@ def conform(array: np.ndarray, spec: ImageSpec) -> np.ndarray:
         BadImage: The image cannot take the spec's channels or size without a choice the user
             did not make (a distorting resize, dropping bands).
     """
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise BadImage("holds NaN or infinite pixel values")
     array = _to_channels(array, spec.channels)
     array = _to_size(array, spec.size, spec.resize)
     return _to_dtype(array, spec.dtype)
+
+
+def fit_problem(info: ImageInfo, spec: ImageSpec) -> str | None:
+    """Why an image of header `info` cannot be brought to `spec` (bands or size), or None."""
+    if info.bands != spec.channels and (info.bands > 3 or spec.channels > 3):
+        return f"has {info.bands} bands; this data takes {spec.channels}"
+    return resize_problem(info.height, info.width, spec.size, spec.resize)
 
 
 def resize_problem(height: int, width: int, size: tuple[int, int], resize: str) -> str | None:
@@ -240,7 +311,7 @@ def decode_chunk(paths, spec: ImageSpec, keep_pixels: bool, band_stats: bool, ma
     out = []
     for path in paths:
         try:
-            array = conform(read_image(path, max_pixels), spec)
+            array = conform(read_image(path, max_pixels, spec), spec)
         except BadImage as error:
             out.append((None, str(error), None))
             continue
@@ -298,7 +369,7 @@ class _open:
         # Pillow's own check warns or raises by type; one check below gives one clear message.
         Image.MAX_IMAGE_PIXELS = None
         try:
-            self.image = Image.open(self.path)
+            self.image = Image.open(_stream(self.path))
         except UnidentifiedImageError:
             raise BadImage("not an image file (Pillow cannot identify it)") from None
         except (OSError, ValueError, SyntaxError) as error:
@@ -317,14 +388,18 @@ class _open:
         self.image.close()
 
 
-def _probe_tiff(path: Path) -> ImageInfo | None:
+def _probe_tiff(path: Path) -> tuple[ImageInfo, list[int]] | None:
+    """A TIFF file's `ImageInfo` (alpha left out) and the indices of its alpha bands, from its
+    header; None when tifffile cannot read it or its layout is not one image."""
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
-            series = tif.series[0]
+        with tifffile.TiffFile(_stream(path)) as tif:
+            series, page = tif.series[0], tif.pages.first
             shape, axes, dtype = series.shape, series.axes, series.dtype
-            orientation = _tiff_orientation(tif.pages.first)
+            orientation = _tiff_orientation(page)
+            extras = [int(value) for value in getattr(page, "extrasamples", ()) or ()]
+            samples = int(page.samplesperpixel)
     except Exception:  # Not a TIFF tifffile reads: let Pillow try and name the problem.
         return None
     layout = _tiff_layout(shape, axes)
@@ -333,21 +408,29 @@ def _probe_tiff(path: Path) -> ImageInfo | None:
     height, width, bands = layout
     if orientation in (5, 6, 7, 8):
         height, width = width, height
+    # Alpha is what the file marks as alpha (ExtraSamples 1 or 2) at any bit depth; it is dropped
+    # as for every other format. Every other band, an unspecified extra sample too, is kept.
+    alpha = []
+    if bands == samples:
+        alpha = [samples - len(extras) + i for i, value in enumerate(extras) if value in (1, 2)]
     kind = "float32" if dtype.kind == "f" else "uint16" if dtype.itemsize > 1 or dtype.kind == "i" else "uint8"
-    if bands == 4 and kind == "uint8":
-        bands = 3  # RGBA: alpha is dropped, as for every other format.
-    return ImageInfo(height, width, bands, kind)
+    return ImageInfo(height, width, bands - len(alpha), kind), alpha
 
 
-def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray | None:
+def _read_tiff(path: Path, max_pixels: int | None, spec: ImageSpec | None = None) -> np.ndarray | None:
     import tifffile
 
-    info = _probe_tiff(path)
-    if info is None:
+    header = _probe_tiff(path)
+    if header is None:
         return None
+    info, alpha = header
     _check_pixels(info.height, info.width, max_pixels)
+    if spec is not None:
+        problem = fit_problem(info, spec)
+        if problem:
+            raise BadImage(problem)
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(_stream(path)) as tif:
             series = tif.series[0]
             array, axes = series.asarray(), series.axes
             orientation = _tiff_orientation(tif.pages.first)
@@ -363,15 +446,22 @@ def _read_tiff(path: Path, max_pixels: int | None) -> np.ndarray | None:
         array = array[..., np.newaxis]
     elif not axes.endswith("S"):
         array = np.moveaxis(array, 0, -1)  # bands as pages or planes come first; put them last
-    if array.shape[-1] == 4 and array.dtype == np.uint8:
-        array = array[..., :3]
-    if array.dtype.kind == "f":
+    if alpha:
+        array = np.delete(array, alpha, axis=-1)
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * np.uint8(255)  # 1-bit: black and white, as Pillow reads it
+    elif array.dtype.kind == "f":
         array = array.astype(np.float32)
     elif array.dtype.itemsize > 1 or array.dtype.kind == "i":
         array = _int_to_uint16(array)
     else:
         array = array.astype(np.uint8)
     return _orient(array, orientation)
+
+
+def _stream(source: Path | bytes):
+    """What Pillow and tifffile open: a path, or a fresh stream over bytes held in memory."""
+    return io.BytesIO(source) if isinstance(source, bytes) else source
 
 
 def _tiff_layout(shape, axes: str) -> tuple[int, int, int] | None:
@@ -468,14 +558,34 @@ def _resize(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _to_dtype(array: np.ndarray, dtype: str) -> np.ndarray:
+    """Bring pixels to `dtype`, each keeping its share of its own type's full brightness (255,
+    65535, or 1 for floating point): 16-bit 40000 becomes 8-bit 156, never 40000 mod 256.
+
+    Raises:
+        BadImage: The pixels cannot be held by `dtype`: floating-point values outside 0 to 1, or
+            integers beyond the type of a run trained on arrays of another type.
+    """
     if array.dtype == dtype:
         return array
-    if dtype == "uint16" and array.dtype == np.uint8:
+    source, target = FULL_SCALE.get(array.dtype.name), FULL_SCALE.get(np.dtype(dtype).name)
+    if source is None or target is None:  # arrays' own types (such as int64): values as they are
+        source = target = 1
+    if np.dtype(dtype).kind == "f":
+        return array.astype(dtype) * np.dtype(dtype).type(target / source)
+    if array.dtype == np.uint8 and dtype == "uint16":
         return array.astype(np.uint16) * np.uint16(257)
-    if dtype == "float32":
-        scale = {np.dtype(np.uint8): 1 / 255, np.dtype(np.uint16): 1 / 65535}.get(array.dtype, 1.0)
-        return array.astype(np.float32) * np.float32(scale)
-    return array.astype(dtype)
+    scaled = array.astype(np.float64) * (target / source)
+    info = np.iinfo(dtype)
+    low, high = (float(scaled.min()), float(scaled.max())) if scaled.size else (0.0, 0.0)
+    if low < info.min - 0.5 or high > info.max + 0.5:
+        low, high, depth = low * source / target, high * source / target, _DEPTH_NAMES.get(dtype, dtype)
+        if array.dtype.kind == "f":
+            raise BadImage(
+                f"floating-point pixels range from {low:g} to {high:g}; only 0 to 1 (black to white) "
+                f"can become the {depth} pixels this run takes"
+            )
+        raise BadImage(f"pixel values range from {low:g} to {high:g}; the {depth} pixels this run takes hold {info.min} to {info.max}")
+    return np.clip(np.rint(scaled), info.min, info.max).astype(dtype)
 
 
 def _same_aspect(height: int, width: int, size: tuple[int, int]) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,13 +152,26 @@ def _column(path: Path, header: list[str], chosen: str | None, defaults: tuple[s
     raise Img2NumError(f"{path}: has no {wanted} (found: {', '.join(header)}); choose one with {option}")
 
 
+# A label is a plain decimal number as a spreadsheet writes it: sign, digits, one decimal point,
+# exponent. Python's float() also takes "1_000", "infinity" and non-ASCII digits; refusing them
+# keeps "1_000" as doubtful as "1,234".
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _label(text: str, column: str) -> tuple[float | None, str | None]:
     if not text:
         return None, f"missing {column!r}"
-    try:
-        value = float(text)
-    except ValueError:
-        return None, f"{column} {text!r} is not a number"
-    if not math.isfinite(value):
-        return None, f"{column} {text!r} is not a finite number"
+    if not _NUMBER.fullmatch(text):
+        try:
+            finite = math.isfinite(float(text))
+        except ValueError:
+            finite = True
+        if not finite:
+            return None, f"{column} {text!r} is not a finite number"
+        hint = "; write digits without separators, such as 1234.5" if any(c in text for c in ",_ ") else ""
+        return None, f"{column} {text!r} is not a number{hint}"
+    value = float(text)
+    if not abs(value) <= _FLOAT32_MAX:  # labels are float32: 1e300 would become infinity
+        return None, f"{column} {text!r} is too large for a 32-bit float (at most ±3.4e38)"
     return value, None
