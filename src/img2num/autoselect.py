@@ -238,7 +238,6 @@ def select_model(
         raise Img2NumError("no candidate model fits these images; name one with --model")
     started = time.perf_counter()
     budget_note = "no time limit" if clock.limit is None else f"{clock.training_left():.0f} s of training time left"
-    say(f"auto: trying {', '.join(candidates)} ({budget_note})")
     trials, skipped = [], []
     for name in candidates:
         left = clock.training_left()
@@ -247,6 +246,8 @@ def select_model(
             skipped.append(name)
             continue
         trial = _start_trial(name, config, train_split, val_split, loss_factor)
+        if not trials:  # said once the settings proved usable (a trainer that cannot run is an error)
+            say(f"auto: trying {', '.join(candidates)} ({budget_note})")
         _train_trial(
             trial, min(PROBE_EPOCHS, config.epochs), config, train_split, val_split, preprocessing,
             clock.training_deadline, say, "probe",
