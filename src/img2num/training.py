@@ -92,7 +92,9 @@ def train(
     )
     shape = splits["train"].image_shape
     models = candidate_models(shape) if auto else [config.model]
-    select_backend(choose_backend(config.backend, models, shape))
+    # auto runs on the backend of its first candidate, pixel_gap: on PyTorch, where cnn_gap's
+    # rule would put 64x64 images, pixel_gap's epochs were many times slower (docs/auto.md).
+    select_backend(choose_backend(config.backend, models[:1], shape))
     import keras
 
     from img2num.callbacks import EpochRecorder, Progress, TimeLimit
