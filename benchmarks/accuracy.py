@@ -4,14 +4,16 @@ On the points task with the tutorial's data budget (1500 training and 300 valida
 images), trains the default model with the default settings, and the tutorial's `mlp` and `cnn`
 with its plain settings (`TrainConfig.plain()`: 1000 epochs of Adam, no early stopping), then
 prints each one's MSE on 10,000 fresh test images, its ratio to the exact Bayes reference
-(`img2num.bayes.points_bayes_reference`), its training wall seconds, the epochs it ran and its
-median seconds per epoch. With several seeds it prints the median and the range of each figure,
-and each seed's test MSE.
+(`img2num.bayes.points_bayes_reference`), its training seconds and the wall seconds of the
+whole `train` call, the epochs it ran and its median seconds per epoch; for `auto` (the default)
+the model it chose. With several seeds it prints the median and the range of each figure, and
+each seed's test MSE.
 
     .venv/bin/python benchmarks/accuracy.py                      # the README table
     .venv/bin/python benchmarks/accuracy.py --plain-epochs 200   # shorter tutorial models
     .venv/bin/python benchmarks/accuracy.py --models cnn_gap resnet --tutorial-models \\
         --option batch_size=64 --seeds 0 1 2                      # try settings
+    .venv/bin/python benchmarks/accuracy.py --tutorial-models --option time_limit=30   # auto in 30 s
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ def parse_option(text: str) -> tuple[str, object]:
     default = getattr(TrainConfig(), key)
     if value.lower() == "none":
         return key, None
-    if default is None or isinstance(default, bool):  # restore_best is True, False or None
+    if key == "restore_best" or isinstance(default, bool):  # restore_best is True, False or None
         return key, value.lower() in ("1", "true", "yes")
+    if default is None:  # time_limit: seconds
+        return key, float(value)
     kind = type(default)
     return key, kind(value)
 
@@ -58,6 +62,7 @@ def measure(config: TrainConfig, splits, bayes_mse: float) -> dict:
         "best_epoch": run.config["best_epoch"],
         "seconds_per_epoch": statistics.median(seconds[1:] or seconds),
         "parameters": run.config["parameters"],
+        "chosen": run.config.get("selection", {}).get("chosen"),
     }
 
 
@@ -106,15 +111,22 @@ def main() -> None:
         for name in args.tutorial_models
     ]
     print()
-    print("| model | settings | test MSE | per seed | x Bayes | train seconds | epochs run (best) | s/epoch | parameters | load |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| model | settings | test MSE | per seed | x Bayes | train seconds | wall seconds | epochs run (best) | s/epoch "
+        "| parameters | load |"
+    )
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, settings, config in jobs:
         results = [measure(dataclasses.replace(config, seed=seed), splits, bayes) for seed in args.seeds]
         column = lambda key: [result[key] for result in results]  # noqa: E731
+        chosen = sorted({result["chosen"] for result in results if result["chosen"]})
+        if chosen:  # --model auto: the model it chose on each seed
+            name = f"{name} ({', '.join(chosen)})"
         print(
             f"| {name} | {settings} | {summary(column('mse'), 2)} | {' / '.join(f'{v:.2f}' for v in column('mse'))} "
             f"| {summary(column('ratio'), 3)} "
-            f"| {summary(column('train_seconds'), 1)} | {summary(column('epochs_run'), 0)} "
+            f"| {summary(column('train_seconds'), 1)} | {summary(column('wall_seconds'), 1)} "
+            f"| {summary(column('epochs_run'), 0)} "
             f"({summary(column('best_epoch'), 0)}) | {summary(column('seconds_per_epoch'), 3)} "
             f"| {results[0]['parameters']:,} | {os.getloadavg()[0]:.2f} |",
             flush=True,
