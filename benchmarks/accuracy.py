@@ -9,7 +9,7 @@ whole `train` call, the epochs it ran and its median seconds per epoch; for `aut
 the model it chose. With several seeds it prints the median and the range of each figure, and
 each seed's test MSE.
 
-    .venv/bin/python benchmarks/accuracy.py                      # the README table
+    .venv/bin/python benchmarks/accuracy.py                      # the table in docs/accuracy.md
     .venv/bin/python benchmarks/accuracy.py --plain-epochs 200   # shorter tutorial models
     .venv/bin/python benchmarks/accuracy.py --models cnn_gap resnet --tutorial-models \\
         --option batch_size=64 --seeds 0 1 2                      # try settings

@@ -147,7 +147,7 @@ class TrainConfig:
             the epoch with the lowest validation loss, False keeps the last epoch's. None (the
             default) keeps the last when early stopping ends training, since by then the
             learning rate has fallen several times and the weights have settled (the lowest
-            loss on a small validation set is often a lucky epoch; see the README's accuracy
+            loss on a small validation set is often a lucky epoch; see docs/accuracy.md's
             notes), and restores the best when the epoch limit ends it first.
         lr_patience: Halve the learning rate after this many epochs without a lower validation
             loss (down to 1/100 of the initial rate); 0 keeps it constant.

@@ -217,5 +217,5 @@ def pixel_gap(input_shape: tuple[int, int, int]):
     features = layers.Dense(16, activation="relu")(features)
     # The number is a curve of the averaged features, bending sharply where counts saturate (the
     # points task's collisions); a second hidden layer fits such bends where one left a bias
-    # (README, accuracy notes).
+    # (docs/accuracy.md).
     return keras.Model(inputs, _regression_head(features, hidden_layers=2), name="pixel_gap")
