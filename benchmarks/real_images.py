@@ -53,6 +53,8 @@ QUICK_SIZES = {task: (300, 100, 200) for task in TASKS}
 QUICK_EPOCHS = 20
 QUICK_TIME_LIMIT = 60.0
 DEFAULT_ENTRY = "default"
+# Beside each run: what the benchmark read from it, for --reuse.
+ENTRY_FILE = "benchmark_entry.json"
 
 
 def build_task(task: str, folder: Path, sizes: tuple[int, int, int], seed: int, quick: bool) -> None:
@@ -72,10 +74,27 @@ def build_task(task: str, folder: Path, sizes: tuple[int, int, int], seed: int, 
     write_image_folder(folder, splits, overwrite=True, task=task_info(config))
 
 
-def train_in_process(folder: Path, run_dir: Path, model: str | None, options: list[str]) -> dict:
-    """Run `img2num train FOLDER` in its own Python, as a user would; return what its run holds."""
+def train_in_process(folder: Path, run_dir: Path, model: str | None, options: list[str], reuse: bool = False) -> dict:
+    """Run `img2num train FOLDER` in its own Python, as a user would; return what its run holds.
+
+    With `reuse`, a run that an earlier benchmark made with the same command is read back
+    instead of trained again (for the default, only when the default model is still the same).
+    """
     command = [sys.executable, "-m", "img2num", "train", str(folder), "--run", str(run_dir), "--overwrite", "--quiet"]
     command += (["--model", model] if model else []) + options
+    record = run_dir / ENTRY_FILE
+    if reuse and record.is_file():
+        entry = json.loads(record.read_text(encoding="utf-8"))
+        same_default = model is not None or entry.get("default_model") == DEFAULT_MODEL
+        if entry.get("command") == " ".join(["img2num", *command[3:]]) and same_default:
+            return entry | {"reused": True}
+    entry = _train(command, run_dir)
+    if "error" not in entry:
+        write_json(record, entry | {"default_model": DEFAULT_MODEL})
+    return entry
+
+
+def _train(command: list[str], run_dir: Path) -> dict:
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -205,6 +224,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, help=f"--time-limit for the default's run, where train has one (default: train's own; {QUICK_TIME_LIMIT:g} with --quick)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of training")
     parser.add_argument("--out", type=Path, default=Path("results/real_images"))
+    parser.add_argument("--reuse", action="store_true", help="read back runs an earlier benchmark in --out made with the same command, instead of training them again")
     args = parser.parse_args()
 
     has_time_limit = any(field.name == "time_limit" for field in dataclasses.fields(TrainConfig))
@@ -234,10 +254,12 @@ def main() -> None:
         if DEFAULT_MODEL in args.models:
             print(f"  the default ({DEFAULT_MODEL}) is a candidate: its run counts for both", flush=True)
         else:
-            trained[DEFAULT_ENTRY] = train_in_process(folder, args.out / "runs" / task / DEFAULT_ENTRY, None, default_options)
+            trained[DEFAULT_ENTRY] = train_in_process(
+                folder, args.out / "runs" / task / DEFAULT_ENTRY, None, default_options, args.reuse
+            )
             _say(DEFAULT_ENTRY, trained[DEFAULT_ENTRY])
         for model in args.models:
-            trained[model] = train_in_process(folder, args.out / "runs" / task / model, model, common)
+            trained[model] = train_in_process(folder, args.out / "runs" / task / model, model, common, args.reuse)
             _say(model, trained[model])
         if DEFAULT_MODEL in args.models:
             trained = {DEFAULT_ENTRY: trained[DEFAULT_MODEL], **trained}
@@ -269,7 +291,7 @@ def _say(name: str, entry: dict) -> None:
         m = entry["metrics"]["test"]
         print(
             f"  {name} ({entry['model']}): test MSE {m['mse']:.4g}, R^2 {m['r2']:.3f}, "
-            f"{entry['wall_seconds']} s wall, load {entry['load']:.1f}",
+            f"{entry['wall_seconds']} s wall, load {entry['load']:.1f}{' (reused)' if entry.get('reused') else ''}",
             flush=True,
         )
 
