@@ -9,7 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from img2num.data.real import HAZE_TEST_PHOTOS, HAZE_TRAIN_PHOTOS, MAX_BETA, MAX_OBJECTS, build_real_task, write_real_task
+from img2num.data.real import (
+    HAZE_TEST_PHOTOS,
+    HAZE_TRAIN_PHOTOS,
+    MAX_BETA,
+    MAX_OBJECTS,
+    build_real_task,
+    write_real_task,
+)
 from img2num.data.splits import resolve_splits
 from img2num.errors import Img2NumError
 

@@ -32,7 +32,8 @@ MAX_BETA = 3.0
 # scikit-image's bundled photographs (they load without a download). Training and validation
 # crops come from the first group, test crops from the second: new scenes.
 HAZE_TRAIN_PHOTOS = (
-    "astronaut", "chelsea", "rocket", "camera", "coins", "moon", "grass", "brick", "page", "text", "immunohistochemistry",
+    "astronaut", "chelsea", "rocket", "camera", "coins", "moon",
+    "grass", "brick", "page", "text", "immunohistochemistry",
 )
 HAZE_TEST_PHOTOS = ("coffee", "clock", "gravel")
 _PIXEL_NOISE = 0.02
