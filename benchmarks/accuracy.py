@@ -37,8 +37,10 @@ def parse_option(text: str) -> tuple[str, object]:
     default = getattr(TrainConfig(), key)
     if value.lower() == "none":
         return key, None
-    if default is None or isinstance(default, bool):  # restore_best is True, False or None
+    if key == "restore_best" or isinstance(default, bool):  # restore_best is True, False or None
         return key, value.lower() in ("1", "true", "yes")
+    if default is None:  # time_limit: seconds
+        return key, float(value)
     kind = type(default)
     return key, kind(value)
 

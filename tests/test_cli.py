@@ -102,11 +102,12 @@ def test_train_options(capsys, tmp_path, tiny_folder):
     )
     assert status == 0, err
     config = json.loads((run_dir / "config.json").read_text())
+    # The default model, auto, trains its candidates with these options and records the one it chose.
     assert config["train"] == TrainConfig(
-        epochs=3, patience=1, lr_patience=1, weight_decay=0.01, augment=True, standardize_targets=False,
-        batch_size=16, learning_rate=0.002,
+        model=config["selection"]["chosen"], epochs=3, patience=1, lr_patience=1, weight_decay=0.01, augment=True,
+        standardize_targets=False, batch_size=16, learning_rate=0.002,
     ).to_dict()
-    assert config["train"]["model"] == TrainConfig().model and 1 <= config["best_epoch"] <= config["epochs_run"]
+    assert TrainConfig().model == "auto" and 1 <= config["best_epoch"] <= config["epochs_run"]
     assert config["target_scaling"] == {"mean": 0.0, "std": 1.0}
     # The augmentation is saved with the model and predicts as trained.
     run = load_run(run_dir)
@@ -214,7 +215,9 @@ def test_bad_option_values(capsys, argv, message):
 def test_unknown_model(capsys, tiny_folder, tmp_path):
     status, _, err = run_cli(capsys, "train", tiny_folder, "--model", "vgg", "--run", tmp_path / "r")
     assert status == 1
-    assert one_line_error(err) == "img2num: error: unknown model 'vgg'; known models: mlp, cnn, cnn_gap, resnet, pixel_gap"
+    assert one_line_error(err) == (
+        "img2num: error: unknown model 'vgg'; known models: auto (the automatic choice), mlp, cnn, cnn_gap, resnet, pixel_gap"
+    )
     status, _, err = run_cli(capsys, "recipe", "--models", "mlp", "vgg", "--out", tmp_path / "res")
     assert status == 1 and "unknown model 'vgg'" in one_line_error(err)
     assert not (tmp_path / "res").exists()

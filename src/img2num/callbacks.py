@@ -1,4 +1,5 @@
-"""Keras callbacks of img2num's training: the per-epoch record and the progress lines."""
+"""Keras callbacks of img2num's training: the per-epoch record, the progress lines, the time
+limit, and callbacks that carry over several `fit` calls."""
 
 from __future__ import annotations
 
@@ -122,3 +123,69 @@ class Progress(keras.callbacks.Callback):
             f"{self.name} epoch {row['epoch']}/{self.epochs}  loss {row['loss']:.4g}  "
             f"val_loss {row['val_loss']:.4g}  {row['seconds']:.3f} s/epoch"
         )
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Keras callback that ends training after an epoch when another epoch as long as that one
+    would end past `deadline` (a `time.perf_counter()` value); `stopped` says whether it did."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self.stopped = False
+        self._began = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._began = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        now = time.perf_counter()
+        if now + (now - self._began) > self.deadline:
+            self.stopped = True
+            self.model.stop_training = True
+
+
+class Resumable(keras.callbacks.Callback):
+    """Keras callbacks that carry over several `fit` calls of one model as if they were one:
+    epochs count on from call to call, `on_train_begin` reaches them once, and `on_train_end`
+    only through `finish`. So early stopping, the learning-rate schedule and the epoch record
+    continue where the last call left them."""
+
+    def __init__(self, callbacks: Sequence) -> None:
+        super().__init__()
+        self.callbacks = list(callbacks)
+        self.epochs_done = 0
+        self._began = False
+        self._offset = 0
+
+    def set_model(self, model) -> None:
+        super().set_model(model)
+        for callback in self.callbacks:
+            callback.set_model(model)
+
+    def set_params(self, params) -> None:
+        super().set_params(params)
+        for callback in self.callbacks:
+            callback.set_params(params)
+
+    def on_train_begin(self, logs=None) -> None:
+        self._offset = self.epochs_done
+        if not self._began:
+            self._began = True
+            for callback in self.callbacks:
+                callback.on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_begin(epoch + self._offset, logs)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        for callback in self.callbacks:
+            callback.on_epoch_end(epoch + self._offset, logs)
+        self.epochs_done = epoch + self._offset + 1
+
+    def finish(self, model) -> None:
+        """End training for good on `model` (not a channels-first twin it trained as)."""
+        self.set_model(model)
+        for callback in self.callbacks:
+            callback.on_train_end({})

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from img2num import __version__
 from img2num.config import (
     BACKENDS,
     CACHE_MB,
+    DEFAULT_TIME_LIMIT,
     PLAIN_SETTINGS,
     RECIPE_EPOCHS,
     RECIPE_MODELS,
@@ -24,7 +26,7 @@ from img2num.config import (
     PointsConfig,
     TrainConfig,
 )
-from img2num.errors import Img2NumError
+from img2num.errors import Img2NumError, Img2NumWarning
 
 BACKEND_HELP = (
     "Keras backend: auto (KERAS_BACKEND when set, else the faster one for the model and image size), "
@@ -112,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("data", type=Path, help="training data: a label CSV naming image files (or a folder holding one), an .npz file, or a folder from `img2num generate`")
     command.add_argument("--val", type=Path, help="validation data, .npz or label CSV (default: the folder's val.npz or the CSV's val rows, else a held-out share)")
     command.add_argument("--test", type=Path, help="test data to score and draw, .npz or label CSV (default: the folder's test.npz or the CSV's test rows)")
-    command.add_argument("--model", default=train_defaults.model, help="registered model name (default %(default)s; see `img2num models`)")
+    command.add_argument("--model", default=train_defaults.model, help="registered model name (see `img2num models`), or auto: try the candidate models (pixel_gap, cnn_gap) by successive halving and keep the one with the lowest validation loss (default %(default)s)")
+    command.add_argument("--time-limit", metavar="SECONDS", type=_positive_float, help=f"most seconds training, evaluation and saving take, checked between epochs (default {DEFAULT_TIME_LIMIT:g} with --model auto, none with a named model)")
     plain = PLAIN_SETTINGS
     command.add_argument(
         "--plain", action="store_true",
@@ -175,13 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("data", type=Path, help="a label CSV naming image files (or a folder holding one), a training .npz file, or a folder from `img2num generate`")
     command.add_argument("--val", type=Path, help="validation .npz file or label CSV (default: the folder's val.npz, else a held-out share)")
     command.add_argument("--test", type=Path, help="test .npz file or label CSV (default: the folder's test.npz, else a held-out share)")
-    command.add_argument("--models", type=_model_list, help="comma-separated model names, such as mlp,cnn (default: every registered model)")
+    command.add_argument("--models", type=_model_list, help="comma-separated model names, such as mlp,cnn; auto is the automatic choice (default: every registered model)")
     command.add_argument("--epochs", type=_positive_int, help=f"epochs per model (default {train_defaults.epochs})")
     command.add_argument("--seeds", type=_positive_int, default=1, help="train every model on this many seeds, SEED, SEED+1, ...; report mean and spread (default %(default)s)")
     command.add_argument("--seed", type=_count, default=0, help="first training seed, also the seed of held-out shares (default %(default)s)")
     command.add_argument("--val-fraction", type=_fraction, default=train_defaults.val_fraction, help="share held out for validation when none is given (default %(default)s)")
     command.add_argument("--reference-mse", type=_positive_float, help="best possible test MSE of the task (default: from the data folder's task.json)")
     command.add_argument("--backend", choices=BACKENDS, default=train_defaults.backend, help=BACKEND_HELP)
+    command.add_argument("--time-limit", metavar="SECONDS", type=_positive_float, help="most seconds the whole comparison takes, shared equally by the models and seeds still to train (default: none; auto among the models takes its own default)")
     command.add_argument("--no-runs", action="store_true", help="do not keep each trained run folder in OUT/runs")
     command.add_argument("--out", type=Path, default=Path("results/compare"), help="results folder (default %(default)s)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing results folder once the new one is complete")
@@ -288,18 +292,27 @@ def _train(args) -> None:
     from img2num.training import train
 
     config = _train_config(args)
-    run = train(
-        args.data,
-        config,
-        val=args.val,
-        test=args.test,
-        run_dir=args.run or _free_run_folder(Path("runs"), config.model),
-        overwrite=args.overwrite,
-        quiet=args.quiet,
-        data_options=data_config(args),
-    )
+    with warnings.catch_warnings():
+        # The warning is printed below as one line, like every other img2num message.
+        warnings.simplefilter("ignore", Img2NumWarning)
+        run = train(
+            args.data,
+            config,
+            val=args.val,
+            test=args.test,
+            run_dir=args.run or _free_run_folder(Path("runs"), config.model),
+            overwrite=args.overwrite,
+            quiet=args.quiet,
+            data_options=data_config(args),
+        )
+    if "selection" in run.config:
+        from img2num.autoselect import selection_lines
+
+        print("\n".join(selection_lines(run.config["selection"])))
     for split, metrics in run.metrics.items():
         print(f"[{split}]\n{format_metrics(metrics)}")
+    if "warning" in run.config:
+        _note(f"warning: {run.config['warning']}")
     data = run.config["data"]
     if data.get("rows_skipped"):
         _note(f"skipped {data['rows_skipped']} of {data['rows_read']} rows; listed in {run.path / 'skipped.csv'}")
@@ -379,6 +392,7 @@ def _compare(args) -> None:
         overwrite=args.overwrite,
         quiet=args.quiet,
         backend=args.backend,
+        time_limit=args.time_limit,
     )
     width = max(len(row["name"]) for row in summary["leaderboard"])
     for row in summary["leaderboard"]:
@@ -417,6 +431,7 @@ def _train_config(args) -> TrainConfig:
         for name in (
             "model", "epochs", "batch_size", "learning_rate", "seed", "val_fraction", "patience",
             "restore_best", "lr_patience", "standardize_targets", "weight_decay", "augment", "trainer", "backend",
+            "time_limit",
         )
         if getattr(args, name) is not None
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -13,10 +14,11 @@ from typing import TextIO
 
 import numpy as np
 
+from img2num.autoselect import expand_models, time_reserve
 from img2num.backends import choose_backend, select_backend
-from img2num.config import DataConfig, TrainConfig
+from img2num.config import AUTO_MODEL, DataConfig, TrainConfig
 from img2num.data import Dataset, hold_out, read_task, reference_predictions, resolve_splits
-from img2num.errors import Img2NumError
+from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.evaluation import METRIC_NAMES, regression_metrics
 from img2num.io import atomic_folder, check_replaceable, write_json, write_text
 from img2num.models import get_model_spec, list_models
@@ -30,6 +32,8 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 LOSS_CURVES = "loss_curves.png"
 SAMPLES = "samples.png"
+# Seconds each model's pictures in the report take at most, kept from a time limit.
+COMPARE_SECONDS_PER_MODEL = 2.0
 
 
 def compare(
@@ -51,6 +55,7 @@ def compare(
     quiet: bool = False,
     stream: TextIO | None = None,
     backend: str = "auto",
+    time_limit: float | None = None,
 ) -> dict:
     """Train every named model and fit the baselines on the same splits, and report how they compare.
 
@@ -86,6 +91,9 @@ def compare(
         stream: Where progress goes (default: stderr).
         backend: Keras backend for every model: "auto" (KERAS_BACKEND when set, else the
             faster one for the models and image size, see `img2num.backends`) or a name.
+        time_limit: Most seconds the whole comparison takes: each model and seed in turn gets an
+            equal share of the time left, less a reserve for the baselines and the report. None
+            trains every model as `TrainConfig` says ("auto" with its own default limit).
 
     Returns:
         The content of `results.json` plus `folder`: data, settings, reference, every entry
@@ -100,6 +108,11 @@ def compare(
         raise Img2NumError(f"the number of seeds must be a whole number of at least 1, got {seeds!r}")
     if not 0.0 < test_fraction < 1.0:
         raise Img2NumError(f"test fraction must be between 0 and 1, got {test_fraction}")
+    if time_limit is not None and not (
+        isinstance(time_limit, (int, float)) and not isinstance(time_limit, bool) and 0 < time_limit < math.inf
+    ):
+        raise Img2NumError(f"time limit must be a positive number of seconds, got {time_limit!r}")
+    started = time.perf_counter()
     settings = {"backend": backend} if epochs is None else {"backend": backend, "epochs": epochs}
     configs = {
         (name, s): TrainConfig(model=name, seed=s, **settings) for s in range(seed, seed + seeds) for name in models
@@ -110,19 +123,26 @@ def compare(
     splits = _splits(data, val, test, val_fraction, test_fraction, seed, options)
     say = (lambda text: None) if quiet else _printer(stream or sys.stderr)
     # One process runs on one backend: the faster one for the models, chosen before Keras loads.
-    select_backend(choose_backend(backend, models, splits["train"].image_shape))
+    select_backend(choose_backend(backend, expand_models(models, splits["train"].image_shape), splits["train"].image_shape))
 
     from img2num.training import train
 
     with atomic_folder(out_dir, overwrite) as folder:
         entries, test_predictions, histories = [], {}, {}
-        for (name, s), config in configs.items():
-            say(f"[seed {s}] training {name}")
+        for done, ((name, s), config) in enumerate(configs.items()):
+            if time_limit is not None:
+                config = replace(config, time_limit=_time_share(started, time_limit, len(configs) - done, len(models)))
+            say(f"[seed {s}] training {name}" + ("" if time_limit is None else f" (time limit {config.time_limit:.0f} s)"))
             run_dir = folder / "runs" / f"seed-{s}" / name if keep_runs else None
-            run = train(
-                splits["train"], config, val=splits["val"], test=splits["test"], run_dir=run_dir, quiet=quiet, stream=stream
-            )
+            with warnings.catch_warnings():
+                # Said below, with the seed, and shown in the report.
+                warnings.simplefilter("ignore", Img2NumWarning)
+                run = train(
+                    splits["train"], config, val=splits["val"], test=splits["test"], run_dir=run_dir, quiet=quiet, stream=stream
+                )
             entries.append(_model_entry(name, s, run, run_dir and run_dir.relative_to(folder)))
+            if "warning" in run.config:
+                say(f"img2num: warning: [seed {s}] {run.config['warning']}")
             histories.setdefault(name, []).append(run.history)
             if s == seed:
                 test_predictions[name] = run.predict(splits["test"].x, splits["test"].source)
@@ -200,6 +220,14 @@ def _reference(task: dict | None, reference_mse: float | None) -> float | None:
     return reference_mse
 
 
+def _time_share(started: float, time_limit: float, trainings_left: int, models: int) -> float:
+    """Seconds for the next training: an equal share of what is left of `time_limit` once the
+    baselines, pictures and reports have their reserve (at least one second)."""
+    reserve = time_reserve(time_limit) + COMPARE_SECONDS_PER_MODEL * models
+    left = started + time_limit - reserve - time.perf_counter()
+    return max(left / trainings_left, 1.0)
+
+
 def _checked_models(models: Sequence[str] | None) -> list[str]:
     if models is None:
         return [spec.name for spec in list_models()]
@@ -207,7 +235,8 @@ def _checked_models(models: Sequence[str] | None) -> list[str]:
     if not models:
         raise Img2NumError("compare needs at least one model")
     for name in models:
-        get_model_spec(name)
+        if name != AUTO_MODEL:
+            get_model_spec(name)
         if name in BASELINE_NAMES or name == REFERENCE_NAME:
             raise Img2NumError(f"model name {name!r} is taken by a baseline; rename the model")
     repeated = sorted({name for name in models if models.count(name) > 1})
@@ -240,7 +269,7 @@ def _splits(
 
 
 def _model_entry(name: str, seed: int, run, run_dir: Path | None) -> dict:
-    return {
+    entry = {
         "name": name,
         "kind": "model",
         "seed": seed,
@@ -251,6 +280,11 @@ def _model_entry(name: str, seed: int, run, run_dir: Path | None) -> dict:
         "best_epoch": best_epoch(run),
         "run": None if run_dir is None else run_dir.as_posix(),
     }
+    if "selection" in run.config:
+        entry["chosen"] = run.config["selection"]["chosen"]
+    if "warning" in run.config:
+        entry["warning"] = run.config["warning"]
+    return entry
 
 
 def _baselines(splits: dict[str, Dataset]):

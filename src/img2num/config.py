@@ -8,9 +8,17 @@ from dataclasses import dataclass
 from img2num.errors import Img2NumError
 
 
-# The model `img2num train` uses without --model: the best on the accuracy benchmark
-# (benchmarks/accuracy.py; the README gives the figures).
-DEFAULT_MODEL = "pixel_gap"
+# The model name that chooses among the candidate models within a time limit (img2num.autoselect).
+AUTO_MODEL = "auto"
+# The model `img2num train` uses without --model: the automatic choice (docs/auto.md).
+DEFAULT_MODEL = AUTO_MODEL
+# Seconds `--model auto` takes when no --time-limit is given (docs/auto.md gives the measurement).
+DEFAULT_TIME_LIMIT = 300.0
+# Of a time limit, this share (at least TIME_RESERVE_MIN seconds, at most TIME_RESERVE_MAX) is
+# kept for what follows training: predictions on every split, saving, pictures.
+TIME_RESERVE_SHARE = 0.1
+TIME_RESERVE_MIN = 3.0
+TIME_RESERVE_MAX = 30.0
 # The tutorial's training settings, as `img2num recipe` and `img2num train --plain` use them.
 PLAIN_SETTINGS = {
     "epochs": 1000,
@@ -123,8 +131,11 @@ class TrainConfig:
     settings instead (a fixed number of epochs with plain Adam on raw targets).
 
     Attributes:
-        model: Registered model name (see `img2num models`).
-        epochs: Most passes over the training data (exactly this many when `patience` is 0).
+        model: Registered model name (see `img2num models`), or "auto" (the default): try the
+            candidate models on the training split and keep the one with the lowest validation
+            loss, within `time_limit` (see `img2num.autoselect`).
+        epochs: Most passes over the training data (exactly this many when `patience` is 0); with
+            "auto", the most epochs of any one candidate.
         batch_size: Samples per gradient step.
         learning_rate: Initial learning rate of Adam (AdamW when `weight_decay` > 0).
         seed: Seed for weight initialisation, batch shuffling and augmentation.
@@ -153,6 +164,9 @@ class TrainConfig:
             `img2num.loop` and `img2num.layout`).
         backend: Keras backend: "auto" (KERAS_BACKEND when set, else the faster one for the
             model and image size, see `img2num.backends`), "jax", "torch" or "tensorflow".
+        time_limit: Most seconds `train` takes, from its call to the saved run (checked between
+            epochs; a share is kept for predictions, saving and pictures). None: `DEFAULT_TIME_LIMIT`
+            with "auto", no limit for a named model.
     """
 
     model: str = DEFAULT_MODEL
@@ -169,6 +183,7 @@ class TrainConfig:
     augment: bool = False
     trainer: str = "auto"
     backend: str = "auto"
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -190,6 +205,23 @@ class TrainConfig:
         )
         _require(self.backend in BACKENDS, f"unknown backend {self.backend!r}; known: {', '.join(BACKENDS)}")
         _require(self.trainer in TRAINERS, f"unknown trainer {self.trainer!r}; known: {', '.join(TRAINERS)}")
+        _require(
+            self.time_limit is None
+            or (
+                isinstance(self.time_limit, (int, float))
+                and not isinstance(self.time_limit, bool)
+                and 0 < self.time_limit < float("inf")
+            ),
+            f"time limit must be a positive number of seconds, got {self.time_limit}",
+        )
+
+    @property
+    def resolved_time_limit(self) -> float | None:
+        """The time limit in seconds that applies: `time_limit`, else `DEFAULT_TIME_LIMIT` for
+        "auto" and None (no limit) for a named model."""
+        if self.time_limit is not None:
+            return float(self.time_limit)
+        return DEFAULT_TIME_LIMIT if self.model == AUTO_MODEL else None
 
     @classmethod
     def plain(cls, **overrides) -> TrainConfig:

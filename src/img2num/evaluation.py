@@ -40,6 +40,38 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
     return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(error))), "r2": r2}
 
 
+# `train` warns when the validation R^2 of its model is below this: it barely beats the mean.
+WEAK_R2 = 0.1
+
+
+def mean_baseline_mse(train_y, val_y) -> float:
+    """Validation MSE of predicting the mean training label for every image."""
+    train_y = np.asarray(train_y, dtype=np.float64).reshape(-1)
+    val_y = np.asarray(val_y, dtype=np.float64).reshape(-1)
+    return float(np.mean((val_y - train_y.mean()) ** 2))
+
+
+def weak_fit_warning(val_metrics: dict[str, float], baseline_mse: float, model: str) -> str | None:
+    """One line saying a model barely beats the training mean on validation data, or None.
+
+    It applies when the validation R^2 is below `WEAK_R2` or the validation MSE is not below
+    (1 - `WEAK_R2`) times the mean baseline's.
+
+    Args:
+        val_metrics: The model's validation metrics (`regression_metrics`).
+        baseline_mse: Validation MSE of predicting the training mean (`mean_baseline_mse`).
+        model: The model's name, for the message.
+    """
+    if val_metrics["r2"] >= WEAK_R2 and val_metrics["mse"] < (1 - WEAK_R2) * baseline_mse:
+        return None
+    return (
+        f"{model} barely beats predicting the mean (validation R^2 {val_metrics['r2']:.3f}, MSE "
+        f"{val_metrics['mse']:.4g} against {baseline_mse:.4g} for the mean); likely causes: labels the "
+        "images do not show (no signal), a model family that cannot see what matters (try --model "
+        "cnn_gap or pixel_gap), or too little training (raise --time-limit or --epochs)"
+    )
+
+
 def format_metrics(metrics: dict[str, float]) -> str:
     """Metrics as aligned `name value` lines for a terminal."""
     return "\n".join(f"{name:<5} {metrics[name]:.4f}" for name in METRIC_NAMES if name in metrics)

@@ -141,9 +141,25 @@ def seed_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
     return header, [[name, *(_number(values[seed]) for seed in seeds)] for name, values in table.items()]
 
 
+def run_notes(summary: dict) -> list[str]:
+    """One sentence per trained model entry that needs one: the model `auto` chose, and the
+    warning of a model that barely beats the mean (`evaluation.weak_fit_warning`)."""
+    notes = []
+    for entry in summary["entries"]:
+        if entry["kind"] != "model":
+            continue
+        where = f"{entry['name']} (seed {entry['seed']})"
+        if entry.get("chosen"):
+            notes.append(f"{where} chose {entry['chosen']}.")
+        if entry.get("warning"):
+            notes.append(f"Warning, {where}: {entry['warning']}.")
+    return notes
+
+
 def compare_markdown(summary: dict) -> str:
     """The comparison as a markdown summary beside its pictures (`loss_curves.png`, `pictures/`)."""
     parts = [f"# {_title(summary)}\n", _data_text(summary) + "\n", "## Leaderboard\n", leaderboard_markdown(summary)]
+    parts += [f"- {note}\n" for note in run_notes(summary)]
     samples = "## Training samples\n\nThe first 25 training images, titled R (true value).\n\n![training samples](samples.png)\n"
     if len(summary["seeds"]) > 1:
         header, rows = seed_cells(summary)
@@ -182,6 +198,7 @@ def compare_html(summary: dict, folder: str | Path) -> str:
     body = [f"<h1>{esc(_title(summary))}</h1>", f"<p>{esc(_data_text(summary))}</p>", "<h2>Leaderboard</h2>"]
     body.append(_html_table(*leaderboard_cells(summary), summary["leaderboard"]))
     body.append(f"<p class='note'>{esc(_leaderboard_note(summary))}</p>")
+    body += [f"<p><strong>{esc(note)}</strong></p>" for note in run_notes(summary)]
     if len(summary["seeds"]) > 1:
         body += ["<h3>Test MSE per seed</h3>", _html_table(*seed_cells(summary))]
     body += ["<h2>Training samples</h2>", "<p>The first 25 training images, titled R (true value).</p>"]

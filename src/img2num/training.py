@@ -5,22 +5,28 @@ from __future__ import annotations
 import datetime
 import sys
 import time
+import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
+from img2num.autoselect import Clock, candidate_models, candidates_csv, select_model
 from img2num.backends import choose_backend, select_backend
 from img2num.bundle import Preprocessing, Run, TargetScaling
-from img2num.config import LR_REDUCTION_FACTOR, MIN_LR_SHARE, DataConfig, TrainConfig
+from img2num.config import AUTO_MODEL, LR_REDUCTION_FACTOR, MIN_LR_SHARE, DataConfig, TrainConfig
 from img2num.data import Dataset, ImageFiles, resolve_splits, split_records
 from img2num.data.order import batch_order_rng
-from img2num.errors import Img2NumError
-from img2num.evaluation import regression_metrics
+from img2num.errors import Img2NumError, Img2NumWarning
+from img2num.evaluation import mean_baseline_mse, regression_metrics, weak_fit_warning
 from img2num.io import check_replaceable
-from img2num.models import create_model, get_model_spec
+from img2num.models import create_model, get_model_spec, list_models
 
 # Keras (and with it the backend) is imported only once `train` has chosen the backend.
+
+# The candidates `--model auto` tried, one row each, in the run folder.
+CANDIDATES_FILE = "candidates.csv"
 
 
 def train(
@@ -35,7 +41,13 @@ def train(
     quiet: bool = False,
     stream: TextIO | None = None,
 ) -> Run:
-    """Train a registered model with MSE loss, validating after every epoch.
+    """Train a registered model with MSE loss, validating after every epoch, or choose one.
+
+    With `config.model` "auto" (the default), the candidate models (`img2num.autoselect`) train
+    by successive halving within `config.time_limit`, and the one with the lowest validation
+    loss is the run's model; the run's config records every candidate (`selection`) and the run
+    folder lists them in `candidates.csv`. When the run's validation R^2 is below 0.1, the run
+    records a `warning` and `train` issues it as an `Img2NumWarning`.
 
     By default (see `TrainConfig`) training stops early when the validation loss stops falling
     and keeps the best epoch's weights, halves the learning rate on plateaus, and learns
@@ -64,54 +76,85 @@ def train(
         Img2NumError: Bad data, a bad configuration, an unknown model, or an existing run folder
             without `overwrite`.
     """
-    get_model_spec(config.model)
+    started = time.perf_counter()
+    auto = config.model == AUTO_MODEL
+    if not auto:
+        _check_model(config.model)
     if run_dir is not None:
         check_replaceable(run_dir, overwrite)
     splits = resolve_splits(
         data, val, test, val_fraction=config.val_fraction, seed=config.seed, options=data_options
     )
     shape = splits["train"].image_shape
-    select_backend(choose_backend(config.backend, [config.model], shape))
+    models = candidate_models(shape) if auto else [config.model]
+    select_backend(choose_backend(config.backend, models, shape))
     import keras
 
-    from img2num.callbacks import EpochRecorder, Progress
+    from img2num.callbacks import EpochRecorder, Progress, TimeLimit
 
     keras.utils.set_random_seed(config.seed)
     preprocessing = Preprocessing.for_data(splits["train"])
     scaling = TargetScaling.for_targets(splits["train"].y) if config.standardize_targets else TargetScaling()
-    model = build_model(config, shape)
-    recorder = EpochRecorder(scaling.loss_factor)
-    stopper = _early_stopping(config)
-    callbacks = [c for c in (recorder, stopper, _lr_reduction(config)) if c is not None]
-    if not quiet:
-        callbacks.append(Progress(recorder, config.model, config.epochs, stream or sys.stderr, stopper))
-    trainer = choose_trainer(config.trainer, model, splits)
-    started = time.perf_counter()
-    fit_model(
-        model,
-        trainer,
-        splits["train"].with_labels(scaling.scale(splits["train"].y)),
-        splits["val"].with_labels(scaling.scale(splits["val"].y)),
-        preprocessing,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        seed=config.seed,
-        callbacks=callbacks,
-    )
-    seconds = time.perf_counter() - started
+    train_split = splits["train"].with_labels(scaling.scale(splits["train"].y))
+    val_split = splits["val"].with_labels(scaling.scale(splits["val"].y))
+    clock = Clock(started, config.resolved_time_limit)
+    selection = None
+    if auto:
+        say = (lambda text: None) if quiet else _printer(stream or sys.stderr)
+        selection = select_model(
+            models, config, train_split, val_split, preprocessing, scaling.loss_factor, clock, splits["val"].y, say
+        )
+        model, trainer, recorder, stopper, seconds = (
+            selection.model, selection.trainer, selection.recorder, selection.stopper, selection.seconds
+        )
+        config = replace(config, model=selection.name)
+    else:
+        model = build_model(config, shape)
+        recorder = EpochRecorder(scaling.loss_factor)
+        stopper = early_stopping(config)
+        callbacks = [c for c in (recorder, stopper, lr_reduction(config)) if c is not None]
+        if clock.limit is not None:
+            callbacks.append(TimeLimit(clock.training_deadline))
+        if not quiet:
+            callbacks.append(Progress(recorder, config.model, config.epochs, stream or sys.stderr, stopper))
+        trainer = choose_trainer(config.trainer, model, splits)
+        fit_started = time.perf_counter()
+        fit_model(
+            model,
+            trainer,
+            train_split,
+            val_split,
+            preprocessing,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            seed=config.seed,
+            callbacks=callbacks,
+        )
+        seconds = time.perf_counter() - fit_started
 
-    run = Run(
-        model,
-        preprocessing,
-        _run_config(config, splits, model, seconds, recorder.history, stopper) | {"trainer": trainer},
-        recorder.history,
-        target_scaling=scaling,
-    )
+    record = _run_config(config, splits, model, seconds, recorder.history, stopper) | {"trainer": trainer}
+    if clock.limit is not None:
+        record["time_limit"] = clock.limit
+    if selection is not None:
+        record["selection"] = selection.record
+    run = Run(model, preprocessing, record, recorder.history, target_scaling=scaling)
     predictions = {name: run.predict_data(split) for name, split in splits.items()}
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}
+    warning = weak_fit_warning(run.metrics["val"], mean_baseline_mse(splits["train"].y, splits["val"].y), config.model)
+    if warning is not None:
+        run.config["warning"] = warning
+        warnings.warn(warning, Img2NumWarning, stacklevel=2)
     if run_dir is not None:
         run.save(run_dir, overwrite, extra=lambda folder: _write_extras(folder, run, splits, predictions))
     return run
+
+
+def _check_model(name: str) -> None:
+    try:
+        get_model_spec(name)
+    except Img2NumError:
+        known = ", ".join(spec.name for spec in list_models())
+        raise Img2NumError(f"unknown model {name!r}; known models: {AUTO_MODEL} (the automatic choice), {known}") from None
 
 
 def choose_trainer(trainer: str, model, splits) -> str:
@@ -180,7 +223,9 @@ def fit_model(
 
             trained = channels_first_twin(model)
             trained.compile(optimizer=keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer)), loss=model.loss)
-            trained.set_weights(model.get_weights())
+            # Weights, and the optimizer's moments when the model trained before (`--model auto`
+            # continues its candidates).
+            copy_state(model, trained)
         try:
             fit_batches(
                 trained,
@@ -200,7 +245,12 @@ def fit_model(
         return
     from img2num.loop import JaxLoop
 
-    JaxLoop(model, trainer).fit(
+    # The loop keeps its compiled steps, so a model trained again (`--model auto` continues its
+    # candidates) does not compile again.
+    loop = getattr(model, "_img2num_loop", None)
+    if loop is None or loop.mode != trainer:
+        loop = model._img2num_loop = JaxLoop(model, trainer)
+    loop.fit(
         preprocessing.apply(train_split.x, train_split.source),
         train_split.y,
         (preprocessing.apply(val_split.x, val_split.source), val_split.y),
@@ -216,6 +266,8 @@ def _write_extras(folder: Path, run: Run, splits: dict, predictions: dict) -> No
 
     for name, text in split_records(splits).items():
         write_text(folder / name, text)
+    if "selection" in run.config:
+        write_text(folder / CANDIDATES_FILE, candidates_csv(run.config["selection"]))
     _draw_pictures(folder, run, splits, predictions)
 
 
@@ -237,13 +289,15 @@ def build_model(config: TrainConfig, input_shape: tuple[int, int, int]):
     return model
 
 
-def _early_stopping(config: TrainConfig):
+def early_stopping(config: TrainConfig):
+    """Early stopping on the validation loss as `config` asks, or None when its patience is 0."""
     from img2num.callbacks import EarlyStop
 
     return None if config.patience == 0 else EarlyStop(config.patience, config.restore_best)
 
 
-def _lr_reduction(config: TrainConfig):
+def lr_reduction(config: TrainConfig):
+    """Halving of the learning rate on plateaus as `config` asks, or None when its patience is 0."""
     import keras
 
     if config.lr_patience == 0:
@@ -254,6 +308,14 @@ def _lr_reduction(config: TrainConfig):
         patience=config.lr_patience,
         min_lr=config.learning_rate * MIN_LR_SHARE,
     )
+
+
+def _printer(stream: TextIO):
+    def say(text: str) -> None:
+        stream.write(text + "\n")
+        stream.flush()
+
+    return say
 
 
 def _draw_pictures(folder: Path, run: Run, splits: dict, predictions: dict) -> None:
