@@ -107,7 +107,7 @@ def _train(command: list[str], run_dir: Path) -> dict:
     selection = config.get("selection") or {}
     warning = config.get("warning")
     return entry | {
-        "model": selection.get("winner") or config.get("train", {}).get("model"),
+        "model": selection.get("chosen") or config.get("train", {}).get("model"),
         "metrics": metrics,
         "train_seconds": config.get("train_seconds"),
         "epochs_run": config.get("epochs_run"),
@@ -182,6 +182,8 @@ def verdict(result: dict) -> str:
         parts.append(f"Bayes reference MSE {bayes['reference_mse']:.4g} (the Bayes rule on this test split: {bayes['test_mse']:.4g})")
         if default and "metrics" in default:
             parts.append(f"default / Bayes reference {test_mse(default) / bayes['reference_mse']:.3f}x")
+    if default and default.get("selection"):
+        parts.append(f"auto chose {default['selection']['chosen']}: {default['selection']['why']}")
     if default and default.get("warning"):
         parts.append(f"the default warned: {default['warning']}")
     return "; ".join(parts) + "." if parts else ""
@@ -224,7 +226,7 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, help=f"--time-limit for the default's run, where train has one (default: train's own; {QUICK_TIME_LIMIT:g} with --quick)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of training")
     parser.add_argument("--out", type=Path, default=Path("results/real_images"))
-    parser.add_argument("--reuse", action="store_true", help="read back runs an earlier benchmark in --out made with the same command, instead of training them again")
+    parser.add_argument("--reuse", action="store_true", help="read back the data folders and the runs an earlier benchmark in --out made with the same command, instead of making them again")
     args = parser.parse_args()
 
     has_time_limit = any(field.name == "time_limit" for field in dataclasses.fields(TrainConfig))
@@ -246,7 +248,9 @@ def main() -> None:
     for task in args.tasks:
         folder = args.out / "data" / task
         started = time.perf_counter()
-        build_task(task, folder, sizes[task], args.seed, args.quick)
+        # The same seed writes the same bytes, so a folder an earlier call wrote can serve again.
+        if not (args.reuse and (folder / "labels.csv").is_file() and (folder / "task.json").is_file()):
+            build_task(task, folder, sizes[task], args.seed, args.quick)
         entries, bayes = fit_baselines(folder)
         shape = "x".join(str(d) for d in resolve_splits(folder)["train"].image_shape)
         print(f"\n{task}: built {folder} ({shape}) in {time.perf_counter() - started:.1f} s", flush=True)
