@@ -31,8 +31,10 @@ def test_ctrl_c_near_the_end_of_train_keeps_the_old_run(trained_run, tiny_folder
          "--run", str(run_dir), "--overwrite", "--quiet"],
         env=env, capture_output=True, text=True, timeout=300,
     )
-    # One line and 130: no segmentation fault (139), no traceback, not ignored (0).
-    assert (done.returncode, done.stderr, done.stdout) == (130, "img2num: error: interrupted; nothing unfinished was left in place\n", "")
+    # One line and 130: no segmentation fault (139), no traceback, not ignored (0). The one-epoch
+    # model may also get train's one-line weak-fit warning before the interrupt.
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("img2num: warning: ")]
+    assert (done.returncode, lines, done.stdout) == (130, ["img2num: error: interrupted; nothing unfinished was left in place"], "")
     assert _snapshot(run_dir) == before
     assert sorted(p.name for p in run_dir.parent.iterdir()) == ["mlp"]  # no .partial left
 
