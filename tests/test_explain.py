@@ -70,6 +70,12 @@ def test_cli_explain_reads_image_files(trained_run, tmp_path, capsys):
     rows = list(csv.DictReader((tmp_path / "out" / SUMMARY_FILE).open()))
     assert [row["picture"] for row in rows] == ["000-0.png", "001-1.png"]
     assert float(rows[0]["attribution_sum"]) == 0.0  # the black image is its own baseline
+    # The Python function takes the same inputs as the command line.
+    from img2num.explain import explain_images
+
+    explain_images(trained_run, folder, tmp_path / "python", steps=8, limit=1)
+    rows = list(csv.DictReader((tmp_path / "python" / SUMMARY_FILE).open()))
+    assert [row["image"] for row in rows] == [str(folder / "0.png")]
 
 
 def _untrained_run(name):

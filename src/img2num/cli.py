@@ -454,29 +454,11 @@ def _serve(args) -> None:
 
 
 def _explain(args) -> None:
-    from img2num.bundle import load_run
     from img2num.explain import explain_images
-    from img2num.io import check_replaceable
 
-    check_replaceable(args.out, args.overwrite)
-    run = load_run(args.run)
-    if any(path.suffix.lower() == ".npz" for path in args.images):
-        from img2num.data import load_dataset
-
-        if len(args.images) > 1:
-            raise Img2NumError(f"{args.images[0]}: an .npz file is explained alone, not with other inputs")
-        images = load_dataset(args.images[0]).x[: args.limit]
-        names = [f"{args.images[0].name}[{index}]" for index in range(len(images))]
-    else:
-        from img2num.data import list_image_files, read_image_paths
-
-        files = list_image_files(args.images)[: args.limit]
-        names, images, bad = read_image_paths(files, run.preprocessing.image_spec())
-        if bad:
-            raise Img2NumError(bad[0].message)
-        names = [str(name) for name in names]
-    folder = explain_images(run, images, args.out, names=names, steps=args.steps, overwrite=args.overwrite)
-    print(f"{len(images)} explained images in {folder} (one PNG each, explanations.csv)")
+    folder = explain_images(args.run, args.images, args.out, steps=args.steps, limit=args.limit, overwrite=args.overwrite)
+    count = sum(1 for path in folder.glob("*.png"))
+    print(f"{count} explained images in {folder} (one PNG each, explanations.csv)")
 
 
 def _compare(args) -> None:

@@ -165,6 +165,7 @@ def explain_images(
     *,
     names: list[str] | None = None,
     steps: int = DEFAULT_STEPS,
+    limit: int | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Explain a run's predictions: one picture per image and a summary CSV, in a new folder.
@@ -175,10 +176,14 @@ def explain_images(
 
     Args:
         run: A `Run` or the path of a run folder.
-        images: Images (N, H, W, C) or (N, H, W) of the model's input size.
+        images: Images (N, H, W, C) or (N, H, W) of the model's input size; or image files
+            and folders (a path or a list of them, folders searched recursively, sorted), or
+            one `.npz` file with images in `x`, decoded as the run's training images were.
         out_dir: The folder to create.
-        names: A name per image for the pictures and the CSV; default 000, 001, ...
+        names: A name per image for the pictures and the CSV; default: the file names
+            (`FILE.npz[i]` for an `.npz` file), or 000, 001, ... for an array.
         steps: Path points of the integrated gradients.
+        limit: Explain at most this many images (the first ones); None explains all.
         overwrite: Replace an existing folder once the new one is complete.
 
     Returns:
@@ -193,7 +198,11 @@ def explain_images(
 
     check_replaceable(out_dir, overwrite)
     run = as_run(run)
-    images = np.asarray(images)
+    if isinstance(images, np.ndarray):
+        images = images[:limit]
+    else:
+        images, found = _read_inputs(run, images, limit)
+        names = names or found
     names = names or [f"{index:03d}" for index in range(len(images))]
     result = integrated_gradients(run, images, steps)
     buffer = io.StringIO()
@@ -210,6 +219,24 @@ def explain_images(
             )
         write_text(tmp / SUMMARY_FILE, buffer.getvalue())
     return Path(out_dir)
+
+
+def _read_inputs(run, inputs, limit: int | None) -> tuple[np.ndarray, list[str]]:
+    """The first `limit` images of image files and folders, or of one `.npz` file, with names."""
+    paths = [Path(item) for item in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
+    if any(path.suffix.lower() == ".npz" for path in paths):
+        from img2num.data import load_dataset
+
+        if len(paths) > 1:
+            raise Img2NumError(f"{paths[0]}: an .npz file is explained alone, not with other inputs")
+        images = load_dataset(paths[0]).x[:limit]
+        return images, [f"{paths[0].name}[{index}]" for index in range(len(images))]
+    from img2num.data import list_image_files, read_image_paths
+
+    files, images, bad = read_image_paths(list_image_files(paths)[:limit], run.preprocessing.image_spec())
+    if bad:
+        raise Img2NumError(bad[0].message)
+    return images, [str(name) for name in files]
 
 
 def attribution_picture(image: np.ndarray, result: Explanation, index: int, path: str | Path, title: str = "") -> Path:
