@@ -4,6 +4,7 @@ limit, and callbacks that carry over several `fit` calls."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import TextIO
 
 import keras

@@ -4,7 +4,6 @@ on the same test images, written as a leaderboard, pictures, a markdown summary 
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from img2num.evaluation import METRIC_NAMES, regression_metrics
 from img2num.intervals import coverage_record
 from img2num.io import atomic_folder, check_replaceable, write_json, write_text
 from img2num.models import get_model_spec, list_models
+from img2num.training import progress_printer
 
 BASELINE_NAMES = ("mean-baseline", "ridge-baseline")
 REFERENCE_NAME = "bayes-rule"
@@ -122,7 +122,7 @@ def compare(
     reference_mse = _reference(task, reference_mse)
     check_replaceable(out_dir, overwrite)
     splits = _splits(data, val, test, val_fraction, test_fraction, seed, options)
-    say = (lambda text: None) if quiet else _printer(stream or sys.stderr)
+    say = progress_printer(stream, quiet)
     # One process runs on one backend: the faster one for the models, chosen before Keras loads.
     select_backend(choose_backend(backend, expand_models(models, splits["train"].image_shape), splits["train"].image_shape))
 
@@ -357,11 +357,3 @@ def _write_outputs(
     write_text(folder / LEADERBOARD_CSV, report.leaderboard_csv(summary["leaderboard"]))
     write_text(folder / REPORT_MD, report.compare_markdown(summary))
     write_text(folder / REPORT_HTML, report.compare_html(summary, folder))
-
-
-def _printer(stream: TextIO):
-    def say(text: str) -> None:
-        stream.write(text + "\n")
-        stream.flush()
-
-    return say

@@ -107,7 +107,7 @@ def train(
     clock = Clock(started, config.resolved_time_limit, saving=run_dir is not None)
     selection = None
     if auto:
-        say = (lambda text: None) if quiet else _printer(stream or sys.stderr)
+        say = progress_printer(stream, quiet)
         selection = select_model(
             models, config, train_split, val_split, preprocessing, scaling.loss_factor, clock, splits["val"].y, say
         )
@@ -320,7 +320,13 @@ def lr_reduction(config: TrainConfig):
     )
 
 
-def _printer(stream: TextIO):
+def progress_printer(stream: TextIO | None, quiet: bool = False):
+    """A function that writes one progress line to `stream` (default: stderr), or nothing when
+    `quiet`."""
+    if quiet:
+        return lambda text: None
+    stream = stream or sys.stderr
+
     def say(text: str) -> None:
         stream.write(text + "\n")
         stream.flush()
