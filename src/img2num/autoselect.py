@@ -307,16 +307,15 @@ def _start_trial(name: str, config, train_split, val_split, loss_factor: float) 
 
     import keras
 
-    from img2num.callbacks import EpochRecorder, Resumable
-    from img2num.training import build_model, choose_trainer, early_stopping, lr_reduction
+    from img2num.callbacks import Resumable
+    from img2num.training import build_model, choose_trainer, epoch_callbacks
 
     # Each candidate starts from the seed's weights, whichever was tried before it.
     keras.utils.set_random_seed(config.seed)
     named = replace(config, model=name)
     model = build_model(named, train_split.image_shape)
-    recorder = EpochRecorder(loss_factor)
-    stopper = early_stopping(named)
-    callbacks = Resumable([c for c in (recorder, stopper, lr_reduction(named)) if c is not None])
+    recorder, stopper, callbacks = epoch_callbacks(named, loss_factor)
+    callbacks = Resumable(callbacks)
     trainer = choose_trainer(config.trainer, model, {"train": train_split, "val": val_split})
     return _Trial(name, model, trainer, recorder, stopper, callbacks)
 

@@ -97,7 +97,7 @@ def train(
     select_backend(choose_backend(config.backend, models[:1], shape))
     import keras
 
-    from img2num.callbacks import EpochRecorder, Progress, TimeLimit
+    from img2num.callbacks import Progress, TimeLimit
 
     keras.utils.set_random_seed(config.seed)
     preprocessing = Preprocessing.for_data(splits["train"])
@@ -117,9 +117,7 @@ def train(
         config = replace(config, model=selection.name)
     else:
         model = build_model(config, shape)
-        recorder = EpochRecorder(scaling.loss_factor)
-        stopper = early_stopping(config)
-        callbacks = [c for c in (recorder, stopper, lr_reduction(config)) if c is not None]
+        recorder, stopper, callbacks = epoch_callbacks(config, scaling.loss_factor)
         if clock.limit is not None:
             callbacks.append(TimeLimit(clock.training_deadline, compiles_first=True))
         if not quiet:
@@ -299,15 +297,27 @@ def build_model(config: TrainConfig, input_shape: tuple[int, int, int]):
     return model
 
 
-def early_stopping(config: TrainConfig):
-    """Early stopping on the validation loss as `config` asks, or None when its patience is 0."""
+def epoch_callbacks(config: TrainConfig, loss_factor: float) -> tuple:
+    """The callbacks every training by `config` runs: the epoch record (losses in the targets'
+    units by `loss_factor`), early stopping and the learning-rate halving as `config` asks.
+
+    Returns:
+        The `EpochRecorder`, the `EarlyStop` (None when patience is 0), and the list of all.
+    """
+    from img2num.callbacks import EpochRecorder
+
+    recorder = EpochRecorder(loss_factor)
+    stopper = _early_stopping(config)
+    return recorder, stopper, [c for c in (recorder, stopper, _lr_reduction(config)) if c is not None]
+
+
+def _early_stopping(config: TrainConfig):
     from img2num.callbacks import EarlyStop
 
     return None if config.patience == 0 else EarlyStop(config.patience, config.restore_best)
 
 
-def lr_reduction(config: TrainConfig):
-    """Halving of the learning rate on plateaus as `config` asks, or None when its patience is 0."""
+def _lr_reduction(config: TrainConfig):
     import keras
 
     if config.lr_patience == 0:
