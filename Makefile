@@ -15,6 +15,9 @@ setup: $(STAMP)
 # PyTorch's CPU build: a bare `pip install torch` on Linux brings the CUDA build (several GB).
 # The pin matches the CPU wheel this project's machines carry; any torch>=2.4 works.
 TORCH ?= torch==2.13.0
+# keras-hub without its declared dependencies: those it imports are in pyproject.toml; the one
+# left out, tensorflow-text, would bring TensorFlow (docs/backbones.md).
+KERAS_HUB ?= keras-hub==0.32.0
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -22,6 +25,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "$(KERAS_HUB)"
 	@touch $(STAMP)
 
 demo: $(STAMP)
