@@ -144,7 +144,7 @@ def train(
     if selection is not None:
         record["selection"] = selection.record
     run = Run(model, preprocessing, record, recorder.history, target_scaling=scaling)
-    predictions = {name: run.predict_data(split) for name, split in splits.items()}
+    predictions = run.predict_splits(splits)
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}
     warning = weak_fit_warning(run.metrics["val"], mean_baseline_mse(splits["train"].y, splits["val"].y), config.model)
     if warning is not None:
