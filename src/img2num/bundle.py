@@ -380,12 +380,14 @@ def load_run(folder: str | Path) -> Run:
         raise Img2NumError(f"{folder / CONFIG_FILE}: corrupt run configuration (target_scaling: {error})") from None
     metrics = _read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).exists() else {}
     history = _read_history(folder / HISTORY_FILE)
-    from img2num.backends import enable_compilation_cache
+    from img2num.backends import enable_compilation_cache, use_numpy_uniform
 
     enable_compilation_cache()
     import keras
 
     import img2num.layers  # noqa: F401  (registers the layers a saved model may hold)
+
+    use_numpy_uniform()  # building the loaded model draws its initial weights, then replaces them
 
     if not zipfile.is_zipfile(folder / MODEL_FILE):  # Keras calls a damaged archive "File not found"
         raise Img2NumError(f"{folder / MODEL_FILE}: corrupt model file (not a complete .keras zip archive)")
