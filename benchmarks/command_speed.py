@@ -67,8 +67,8 @@ WORKLOADS = [
     Workload("cnn32g", "cnn", "points", (32, 32, 1), 1200, 240, 100, 5, EVERY),
     Workload("cnn32c", "cnn", "points", (32, 32, 3), 1200, 240, 100, 5, EVERY),
     Workload("cnn64g", "cnn", "points", (64, 64, 1), 512, 128, 100, 5, EVERY),
-    Workload("cnn128g", "cnn", "points", (128, 128, 1), 256, 64, 100, 5, EVERY),
-    Workload("cnn128c", "cnn", "points", (128, 128, 3), 256, 64, 100, 5, EVERY),
+    Workload("cnn128g", "cnn", "points", (128, 128, 1), 256, 64, 100, 3, EVERY),
+    Workload("cnn128c", "cnn", "points", (128, 128, 3), 256, 64, 100, 3, EVERY),
 ]
 BACKENDS = ("jax", "torch", "tensorflow")
 PHASES = ("start-up", "data", "build", "compile", "loop", "evaluation", "calibration", "pictures", "saving", "exit")

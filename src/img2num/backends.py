@@ -97,9 +97,30 @@ def select_backend(name: str) -> None:
     enable_compilation_cache()
     # Keras reads KERAS_BACKEND once, when imported: importing it now fixes the choice, so that
     # a later "auto" in this process (each model `compare` trains) keeps it.
-    import keras  # noqa: F401
-
+    import_keras()
     use_numpy_uniform()
+
+
+def import_keras():
+    """Import Keras (once per process) without the scikit-learn it would load for its
+    scikit-learn wrappers, which img2num does not use: where scikit-learn is installed (the
+    `real` and `test` extras), that import took 1.3-1.5 of Keras' 4 CPU seconds (SciPy's
+    statistics). Keras' `keras.wrappers.SKLearn*` then say scikit-learn is missing; import
+    Keras before img2num to keep them.
+
+    Returns:
+        The `keras` module.
+    """
+    if "keras" not in sys.modules and "sklearn" not in sys.modules:
+        sys.modules["sklearn"] = None  # `import sklearn` raises ImportError, which Keras allows for
+        try:
+            import keras
+        finally:
+            if "sklearn" in sys.modules and sys.modules["sklearn"] is None:
+                del sys.modules["sklearn"]
+    import keras
+
+    return keras
 
 
 def compilation_cache_folder() -> Path | None:

@@ -380,10 +380,10 @@ def load_run(folder: str | Path) -> Run:
         raise Img2NumError(f"{folder / CONFIG_FILE}: corrupt run configuration (target_scaling: {error})") from None
     metrics = _read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).exists() else {}
     history = _read_history(folder / HISTORY_FILE)
-    from img2num.backends import enable_compilation_cache, use_numpy_uniform
+    from img2num.backends import enable_compilation_cache, import_keras, use_numpy_uniform
 
     enable_compilation_cache()
-    import keras
+    keras = import_keras()
 
     import img2num.layers  # noqa: F401  (registers the layers a saved model may hold)
 
