@@ -14,6 +14,7 @@ import numpy as np
 
 from img2num import interrupts
 from img2num.autoselect import Clock, candidate_models, candidates_csv, select_model
+from img2num.backbones import backbone_spec, is_backbone
 from img2num.backends import choose_backend, select_backend
 from img2num.bundle import Preprocessing, Run, TargetScaling
 from img2num.config import AUTO_MODEL, LR_REDUCTION_FACTOR, MIN_LR_SHARE, DataConfig, TrainConfig
@@ -106,8 +107,9 @@ def train(
     val_split = splits["val"].with_labels(scaling.scale(splits["val"].y))
     clock = Clock(started, config.resolved_time_limit, saving=run_dir is not None)
     selection = None
+    say = progress_printer(stream, quiet)
+    outputs = None
     if auto:
-        say = progress_printer(stream, quiet)
         selection = select_model(
             models, config, train_split, val_split, preprocessing, scaling.loss_factor, clock, splits["val"].y, say
         )
@@ -115,6 +117,15 @@ def train(
             selection.model, selection.trainer, selection.recorder, selection.stopper, selection.seconds
         )
         config = replace(config, model=selection.name)
+        history = recorder.history
+    elif is_backbone(config.model):
+        from img2num.backbones.train import train_backbone
+
+        fitted = train_backbone(
+            config, splits, {"train": train_split, "val": val_split}, preprocessing, scaling.loss_factor, say
+        )
+        model, trainer, history, stopper, seconds = fitted.model, "features", fitted.history, None, fitted.seconds
+        outputs = fitted.outputs
     else:
         model = build_model(config, shape)
         recorder, stopper, callbacks = epoch_callbacks(config, scaling.loss_factor)
@@ -136,15 +147,21 @@ def train(
             callbacks=callbacks,
         )
         seconds = time.perf_counter() - fit_started
+        history = recorder.history
     interrupts.checkpoint("trained")
 
-    record = _run_config(config, splits, model, seconds, recorder.history, stopper) | {"trainer": trainer}
+    record = _run_config(config, splits, model, seconds, history, stopper) | {"trainer": trainer}
     if clock.limit is not None:
         record["time_limit"] = clock.limit
     if selection is not None:
         record["selection"] = selection.record
-    run = Run(model, preprocessing, record, recorder.history, target_scaling=scaling)
-    predictions = {name: run.predict_data(split) for name, split in splits.items()}
+    if outputs is not None:
+        record["backbone"] = fitted.record
+    run = Run(model, preprocessing, record, history, target_scaling=scaling)
+    if outputs is None:
+        predictions = {name: run.predict_data(split) for name, split in splits.items()}
+    else:  # the backbone's features of every split are computed already
+        predictions = {name: scaling.restore(output).reshape(-1) for name, output in outputs.items()}
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}
     warning = weak_fit_warning(run.metrics["val"], mean_baseline_mse(splits["train"].y, splits["val"].y), config.model)
     if warning is not None:
@@ -157,6 +174,9 @@ def train(
 
 
 def _check_model(name: str) -> None:
+    if is_backbone(name):
+        backbone_spec(name)
+        return
     try:
         get_model_spec(name)
     except Img2NumError:
