@@ -1,0 +1,1 @@
+"""Pretrained backbones from keras-hub presets (docs/backbones.md)."""
