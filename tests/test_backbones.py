@@ -85,6 +85,14 @@ def test_ridge_head_fits_a_linear_target_and_chooses_by_validation():
     assert fit.history[0]["val_loss"] == pytest.approx(4.0 * fit.val_mse)
     kernel, bias = fit.layers[0].get_weights()
     np.testing.assert_allclose(kernel[:, 0], weights, atol=0.05)
+    # With fewer images than features the fit goes through the images' Gram matrix: the same
+    # solution as solving the penalised normal equations directly.
+    wide, target = rng.normal(size=(30, 50)) + 2.0, rng.normal(size=30)
+    fit = fit_ridge(wide[:20], target[:20], wide[20:], target[20:], loss_factor=1.0)
+    centred = wide[:20] - wide[:20].mean(axis=0)
+    penalty = fit.detail["penalty_share"] * np.linalg.eigvalsh(centred.T @ centred)[-1]
+    direct = np.linalg.solve(centred.T @ centred + penalty * np.eye(50), centred.T @ (target[:20] - target[:20].mean()))
+    np.testing.assert_allclose(fit.layers[0].get_weights()[0][:, 0], direct, rtol=1e-3, atol=1e-5)
     # choose_head keeps the head with the lower validation error and gives every head's error.
     features = {"train": z[:200] * 3 + 1, "val": z[200:] * 3 + 1}
     scaling, chosen, errors = choose_head(features, y[:200], y[200:], 1.0, seed=0, heads=("ridge",))

