@@ -73,6 +73,11 @@ def test_feature_scaling_floors_nearly_constant_features():
     np.testing.assert_allclose(spread[:2], x.std(axis=0)[:2], rtol=1e-5)
     # The constant feature's spread is floored at a tenth of the median spread, not 1e-9.
     assert spread[2] == pytest.approx(0.1 * np.median(x.std(axis=0)), rel=1e-5)
+    # Groups weigh alike: a group of two features has its spreads multiplied by sqrt(2).
+    _, grouped = feature_scaling(x, groups=[1, 2])
+    np.testing.assert_allclose(grouped, spread * np.array([1, np.sqrt(2), np.sqrt(2)]), rtol=1e-6)
+    with pytest.raises(ValueError, match="groups of 4 features for vectors of 3"):
+        feature_scaling(x, groups=[2, 2])
 
 
 def test_ridge_head_fits_a_linear_target_and_chooses_by_validation():
