@@ -12,8 +12,9 @@ from img2num.backbones import backbone_spec, is_backbone, is_finetune
 from img2num.backbones import features as feats
 from img2num.backbones.heads import choose_head, feature_scaling, fit_ridge, head_outputs
 from img2num.bundle import Preprocessing
-from img2num.data import Dataset
+from img2num.data import Dataset, resolve_splits
 from img2num.errors import Img2NumError
+from img2num.evaluation import regression_metrics
 from img2num.layers import BackboneInput, MeanStdPooling
 from img2num.models import check_model_name
 
@@ -149,3 +150,68 @@ def test_feature_cache_folder_setting(monkeypatch, tmp_path):
     assert feats.feature_cache_folder() == tmp_path / "img2num" / "features"
     assert len(feats.image_keys(np.zeros((2, 3, 3, 1), np.uint8))[0]) == 16
     assert feats.image_keys(np.zeros((1, 3, 3, 1), np.uint8))[0] != feats.image_keys(np.zeros((1, 3, 3, 1), np.uint16))[0]
+
+
+@pytest.fixture(scope="module")
+def random_preset(tmp_path_factory):
+    from img2num.backbones.presets import save_random_preset
+
+    return save_random_preset(tmp_path_factory.mktemp("preset") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from conftest import write_photos
+
+    folder = tmp_path_factory.mktemp("photos")
+    write_photos(folder, count=40, size=(32, 32), split=True)
+    return folder
+
+
+def test_train_save_and_predict_with_a_backbone(random_preset, photos, tmp_path, capsys):
+    from conftest import run_cli
+
+    from img2num.bundle import load_run
+
+    run_dir = tmp_path / "run"
+    status, out, err = run_cli(capsys, "train", photos, "--model", f"backbone:{random_preset}", "--run", run_dir)
+    assert status == 0, err
+    assert "features of 40 images" in err and "(40 computed, 0 from the cache)" in err
+    config = json.loads((run_dir / "config.json").read_text())
+    record = config["backbone"]
+    assert config["train"]["model"] == f"backbone:{random_preset}" and config["trainer"] == "features"
+    assert record["stages"] == ["P1", "P2", "P3"] and record["feature_size"] == [64, 64]
+    assert record["head"] in ("ridge", "mlp") and set(record["head_val_mse"]) == {"ridge", "mlp"}
+    # Mean and spread of the 3 bands and of each stage's channels.
+    assert record["features"] > 6 and record["features"] % 2 == 0
+    for name in ("model.keras", "metrics.json", "predictions.png", "loss.png"):
+        assert (run_dir / name).is_file(), name
+    # The saved model alone predicts what the run was evaluated with.
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    run = load_run(run_dir)
+    test = resolve_splits(photos)["test"]
+    assert regression_metrics(test.y, run.predict_data(test))["mse"] == pytest.approx(metrics["test"]["mse"], rel=1e-4)
+    # A second run reads every image's features from the cache.
+    status, _, err = run_cli(capsys, "train", photos, "--model", f"backbone:{random_preset}", "--run", tmp_path / "again")
+    assert status == 0 and "(0 computed, 40 from the cache)" in err
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text()) == metrics
+
+
+def test_backbone_bad_input_is_one_line_and_writes_nothing(random_preset, photos, tmp_path, capsys):
+    from conftest import one_line_error, run_cli, write_photos
+
+    small = tmp_path / "small"
+    write_photos(small, count=12, size=(6, 6))
+    not_preset = tmp_path / "not_a_preset"
+    not_preset.mkdir()
+    cases = {
+        ("backbone:no_such_preset", photos): "unknown backbone preset 'no_such_preset'",
+        (f"backbone:{not_preset}", photos): "not a keras-hub preset",
+        (f"backbone:{random_preset}", small): "images of 6x6 pixels are smaller than backbone",
+        ("backbone:", photos): "names no backbone",
+    }
+    for (model, data), message in cases.items():
+        run_dir = tmp_path / "run"
+        status, _, err = run_cli(capsys, "train", data, "--model", model, "--run", run_dir)
+        assert status == 1 and message in one_line_error(err), (model, err)
+        assert not run_dir.exists()
