@@ -20,6 +20,7 @@ from img2num import layout
 from img2num.config import PREDICT_BATCH_SIZE
 from img2num.data import shape_text
 from img2num.data.images import STORED_RESIZE_MODES
+from img2num.backbones import is_backbone
 from img2num.errors import Img2NumError
 from img2num.intervals import load_calibration, save_calibration
 from img2num.io import atomic_folder, records_csv, write_json, write_text
@@ -365,6 +366,9 @@ def load_run(folder: str | Path) -> Run:
     import keras
 
     import img2num.layers  # noqa: F401  (registers the layers a saved model may hold)
+
+    if is_backbone(config.get("train", {}).get("model", "")):
+        import keras_hub  # noqa: F401  (registers the backbone's layers; loads nothing from a hub)
 
     if not zipfile.is_zipfile(folder / MODEL_FILE):  # Keras calls a damaged archive "File not found"
         raise Img2NumError(f"{folder / MODEL_FILE}: corrupt model file (not a complete .keras zip archive)")

@@ -1,0 +1,109 @@
+"""Training a `backbone:PRESET` model: the backbone's feature vectors of every split (from the
+cache where it has them), a head chosen on validation, and the run's one Keras model."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from img2num.backbones import backbone_spec
+from img2num.errors import Img2NumError
+
+# A run's model must give the predictions it was evaluated with: the head on cached features and
+# the whole model on images may differ by float rounding only (a share of the targets' spread).
+CONSISTENCY_TOLERANCE = 1e-3
+CONSISTENCY_IMAGES = 8
+
+
+@dataclass
+class BackboneTraining:
+    """A trained backbone model and what `train` records of it.
+
+    Attributes:
+        model: The run's Keras model (images to the learned, standardized number).
+        history: Per-epoch records of the chosen head.
+        seconds: Seconds of feature extraction and head fitting.
+        outputs: The model's outputs (N, 1) on every split, by name.
+        record: JSON-ready facts: backbone, stages, feature size, heads' validation MSE, cache use.
+    """
+
+    model: object
+    history: list[dict]
+    seconds: float
+    outputs: dict
+    record: dict
+
+
+def train_backbone(config, splits: dict, labelled: dict, preprocessing, loss_factor: float, say) -> BackboneTraining:
+    """Fit a head on the frozen features of `config.model`'s backbone.
+
+    Args:
+        config: The `TrainConfig`; its model is `backbone:PRESET`.
+        splits: Every split of the run by name (`train`, `val`, maybe `test`), original labels.
+        labelled: The training and validation splits labelled with the learned targets.
+        preprocessing: The run's `Preprocessing`.
+        loss_factor: Turns squared errors of the learned targets into the targets' units.
+        say: Where progress lines go.
+
+    Returns:
+        The trained model and its record.
+
+    Raises:
+        Img2NumError: The preset cannot be found or loaded, or the images are too small for it.
+    """
+    from img2num.backbones.features import (
+        FeatureCache, check_image_size, extract_features, feature_cache_folder, feature_model, feature_size, model_key,
+    )
+    from img2num.backbones.heads import choose_head, head_outputs, run_model
+    from img2num.backbones.presets import load_backbone, resolve_backbone
+
+    started = time.perf_counter()
+    info = resolve_backbone(backbone_spec(config.model))
+    check_image_size(preprocessing.input_shape, info)
+    backbone, info = load_backbone(info.spec)
+    features_model = feature_model(backbone, info, preprocessing)
+    cache = FeatureCache(feature_cache_folder(), model_key(info, preprocessing))
+    features, computed = {}, 0
+    for name, split in splits.items():
+        features[name], fresh = extract_features(features_model, split, preprocessing, cache)
+        computed += fresh
+    total = sum(len(split) for split in splits.values())
+    extract_seconds = time.perf_counter() - started
+    say(
+        f"{config.model}: features of {total} images in {extract_seconds:.1f} s "
+        f"({computed} computed, {total - computed} from the cache)"
+    )
+    scaling, head, head_mse = choose_head(features, labelled["train"].y, labelled["val"].y, loss_factor, config.seed)
+    say(f"{config.model}: head {head.kind} (validation MSE " + ", ".join(f"{k} {v:.4g}" for k, v in head_mse.items()) + ")")
+    model = run_model(features_model, scaling, head, name=config.model.replace(":", "_").replace("/", "_"))
+    outputs = {name: head_outputs(values, scaling, head) for name, values in features.items()}
+    _check_consistency(model, splits["val"], preprocessing, outputs["val"])
+    record = {
+        "backbone": info.spec,
+        "fingerprint": info.fingerprint,
+        "stages": list(info.stages),
+        "feature_size": list(feature_size(preprocessing.input_shape)),
+        "features": int(features["train"].shape[1]),
+        "head": head.kind,
+        "head_val_mse": head_mse,
+        **head.detail,
+        "images_computed": computed,
+        "images_cached": total - computed,
+        "extract_seconds": round(extract_seconds, 3),
+    }
+    return BackboneTraining(model, head.history, time.perf_counter() - started, outputs, record)
+
+
+def _check_consistency(model, val_split, preprocessing, val_outputs: np.ndarray) -> None:
+    """The whole model on a few validation images gives what the head gave on their features."""
+    from img2num.bundle import predict_inputs
+
+    count = min(CONSISTENCY_IMAGES, len(val_split))
+    sample = val_split.take(np.arange(count)).to_dataset()
+    direct = predict_inputs(model, preprocessing.apply(sample.x, sample.source))
+    spread = max(float(np.std(val_outputs)), 1e-6)
+    gap = float(np.max(np.abs(direct - val_outputs[:count]))) if count else 0.0
+    if gap > CONSISTENCY_TOLERANCE * max(spread, 1.0):
+        raise RuntimeError(f"the run's model differs from its evaluated head by {gap:.3g}")
