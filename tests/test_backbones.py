@@ -16,7 +16,7 @@ from img2num.data import Dataset, resolve_splits
 from img2num.errors import Img2NumError
 from img2num.evaluation import regression_metrics
 from img2num.layers import BackboneInput, MeanStdPooling
-from img2num.models import check_model_name
+from img2num.models import check_model_name, model_folder_name
 
 
 def test_backbone_names():
@@ -30,6 +30,15 @@ def test_backbone_names():
             check_model_name(bad)
     with pytest.raises(Img2NumError, match="unknown model 'nope'.*backbone:PRESET"):
         check_model_name("nope")
+    # Folder names of runs and pictures never nest a preset's path.
+    names = {
+        "cnn_gap": "cnn_gap",
+        "backbone:efficientnet_lite0": "backbone-efficientnet_lite0",
+        "finetune:/presets/tiny/": "finetune-tiny",
+        "backbone:hf://timm/efficientnet_lite0.ra_in1k": "backbone-efficientnet_lite0.ra_in1k",
+        "backbone:kaggle://keras/efficientnet/keras/lite0/2": "backbone-lite0",
+    }
+    assert {name: model_folder_name(name) for name in names} == names
 
 
 def test_mean_std_pooling_matches_numpy():
@@ -187,14 +196,36 @@ def test_train_save_and_predict_with_a_backbone(random_preset, photos, tmp_path,
     for name in ("model.keras", "metrics.json", "predictions.png", "loss.png"):
         assert (run_dir / name).is_file(), name
     # The saved model alone predicts what the run was evaluated with.
+    # It needs neither the preset nor the hub: the run is loaded with the preset moved away.
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    run = load_run(run_dir)
-    test = resolve_splits(photos)["test"]
-    assert regression_metrics(test.y, run.predict_data(test))["mse"] == pytest.approx(metrics["test"]["mse"], rel=1e-4)
+    moved = random_preset.with_name("moved")
+    random_preset.rename(moved)
+    try:
+        run = load_run(run_dir)
+        test = resolve_splits(photos)["test"]
+        predicted = run.predict_data(test)
+    finally:
+        moved.rename(random_preset)
+    assert regression_metrics(test.y, predicted)["mse"] == pytest.approx(metrics["test"]["mse"], rel=1e-4)
     # A second run reads every image's features from the cache.
     status, _, err = run_cli(capsys, "train", photos, "--model", f"backbone:{random_preset}", "--run", tmp_path / "again")
     assert status == 0 and "(0 computed, 40 from the cache)" in err
     assert json.loads((tmp_path / "again" / "metrics.json").read_text()) == metrics
+
+
+def test_compare_a_backbone_beside_a_model(random_preset, photos, tmp_path, capsys):
+    from conftest import run_cli
+
+    name = f"backbone:{random_preset}"
+    status, out, err = run_cli(capsys, "compare", photos, "--models", f"{name},pixel_gap", "--epochs", "2", "--out", tmp_path / "cmp")
+    assert status == 0, err
+    results = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    entries = {entry["name"]: entry for entry in results["entries"]}
+    assert {name, "pixel_gap", "mean-baseline", "ridge-baseline"} <= set(entries)
+    assert entries[name]["run"] == "runs/seed-0/backbone-tiny"
+    assert (tmp_path / "cmp" / "runs" / "seed-0" / "backbone-tiny" / "model.keras").is_file()
+    assert (tmp_path / "cmp" / "pictures" / "backbone-tiny-diagnostics.png").is_file()
+    assert "pictures/backbone-tiny-worst.png" in (tmp_path / "cmp" / "report.md").read_text()
 
 
 def test_backbone_bad_input_is_one_line_and_writes_nothing(random_preset, photos, tmp_path, capsys):
