@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from img2num.backbones import is_backbone
 from img2num.config import AUTO_MODEL, TIME_RESERVE_MAX, TIME_RESERVE_MIN, TIME_RESERVE_SHARE
 from img2num.errors import Img2NumError
-from img2num.backbones import is_backbone
 from img2num.models import check_model_name
 
 # Epochs the first look at every candidate takes: the first epoch holds compilation, the

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from img2num import layout
+from img2num.backbones import is_backbone
 from img2num.config import PREDICT_BATCH_SIZE
 from img2num.data import shape_text
 from img2num.data.images import STORED_RESIZE_MODES
-from img2num.backbones import is_backbone
 from img2num.errors import Img2NumError
 from img2num.intervals import load_calibration, save_calibration
 from img2num.io import atomic_folder, records_csv, write_json, write_text
