@@ -122,9 +122,9 @@ def train(
         from img2num.backbones.train import train_backbone
 
         fitted = train_backbone(
-            config, splits, {"train": train_split, "val": val_split}, preprocessing, scaling.loss_factor, say
+            config, splits, {"train": train_split, "val": val_split}, preprocessing, scaling.loss_factor, say, clock
         )
-        model, trainer, history, stopper, seconds = fitted.model, "features", fitted.history, None, fitted.seconds
+        model, trainer, history, stopper, seconds = fitted.model, fitted.trainer, fitted.history, fitted.stopper, fitted.seconds
         outputs = fitted.outputs
     else:
         model = build_model(config, shape)
