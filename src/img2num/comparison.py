@@ -21,7 +21,7 @@ from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.evaluation import METRIC_NAMES, regression_metrics
 from img2num.intervals import coverage_record
 from img2num.io import atomic_folder, check_replaceable, write_json, write_text
-from img2num.models import get_model_spec, list_models
+from img2num.models import check_model_name, list_models
 from img2num.training import progress_printer
 
 BASELINE_NAMES = ("mean-baseline", "ridge-baseline")
@@ -238,7 +238,7 @@ def _checked_models(models: Sequence[str] | None) -> list[str]:
         raise Img2NumError("compare needs at least one model")
     for name in models:
         if name != AUTO_MODEL:
-            get_model_spec(name)
+            check_model_name(name)
         if name in BASELINE_NAMES or name == REFERENCE_NAME:
             raise Img2NumError(f"model name {name!r} is taken by a baseline; rename the model")
     repeated = sorted({name for name in models if models.count(name) > 1})

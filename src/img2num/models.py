@@ -65,6 +65,24 @@ def get_model_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
+def check_model_name(name: str) -> None:
+    """Accept a registered model or a pretrained backbone's name (`backbone:PRESET`,
+    `finetune:PRESET`; the preset itself is checked when the model is built).
+
+    Raises:
+        Img2NumError: Neither; the message lists the known names.
+    """
+    from img2num.backbones import backbone_spec, is_backbone
+
+    if is_backbone(name):
+        backbone_spec(name)
+    elif name not in _REGISTRY:
+        raise Img2NumError(
+            f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}, "
+            "backbone:PRESET and finetune:PRESET (pretrained backbones)"
+        )
+
+
 def create_model(name: str, input_shape: tuple[int, int, int]):
     """Build a registered model, uncompiled, for images of `input_shape`.
 

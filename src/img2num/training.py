@@ -14,7 +14,7 @@ import numpy as np
 
 from img2num import interrupts
 from img2num.autoselect import Clock, candidate_models, candidates_csv, select_model
-from img2num.backbones import backbone_spec, is_backbone
+from img2num.backbones import is_backbone
 from img2num.backends import choose_backend, select_backend
 from img2num.bundle import Preprocessing, Run, TargetScaling
 from img2num.config import AUTO_MODEL, LR_REDUCTION_FACTOR, MIN_LR_SHARE, DataConfig, TrainConfig
@@ -24,7 +24,7 @@ from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.evaluation import mean_baseline_mse, regression_metrics, weak_fit_warning
 from img2num.intervals import calibrate_run, grid_bounds
 from img2num.io import check_replaceable
-from img2num.models import create_model, get_model_spec, list_models
+from img2num.models import check_model_name, create_model
 
 # Keras (and with it the backend) is imported only once `train` has chosen the backend.
 
@@ -108,24 +108,28 @@ def train(
     clock = Clock(started, config.resolved_time_limit, saving=run_dir is not None)
     selection = None
     say = progress_printer(stream, quiet)
-    outputs = None
+    outputs = backbone = None
+
+    def fit_backbone(name: str):
+        from img2num.backbones.train import train_backbone
+
+        labelled = {"train": train_split, "val": val_split}
+        return train_backbone(replace(config, model=name), splits, labelled, preprocessing, scaling.loss_factor, say, clock)
+
     if auto:
         selection = select_model(
-            models, config, train_split, val_split, preprocessing, scaling.loss_factor, clock, splits["val"].y, say
+            models, config, train_split, val_split, preprocessing, scaling.loss_factor, clock, splits["val"].y, say,
+            fit_backbone,
         )
         model, trainer, recorder, stopper, seconds = (
             selection.model, selection.trainer, selection.recorder, selection.stopper, selection.seconds
         )
         config = replace(config, model=selection.name)
-        history = recorder.history
+        history, outputs, backbone = recorder.history, selection.outputs, selection.backbone
     elif is_backbone(config.model):
-        from img2num.backbones.train import train_backbone
-
-        fitted = train_backbone(
-            config, splits, {"train": train_split, "val": val_split}, preprocessing, scaling.loss_factor, say, clock
-        )
+        fitted = fit_backbone(config.model)
         model, trainer, history, stopper, seconds = fitted.model, fitted.trainer, fitted.history, fitted.stopper, fitted.seconds
-        outputs = fitted.outputs
+        outputs, backbone = fitted.outputs, fitted.record
     else:
         model = build_model(config, shape)
         recorder, stopper, callbacks = epoch_callbacks(config, scaling.loss_factor)
@@ -155,8 +159,8 @@ def train(
         record["time_limit"] = clock.limit
     if selection is not None:
         record["selection"] = selection.record
-    if outputs is not None:
-        record["backbone"] = fitted.record
+    if backbone is not None:
+        record["backbone"] = backbone
     run = Run(model, preprocessing, record, history, target_scaling=scaling)
     if outputs is None:
         predictions = {name: run.predict_data(split) for name, split in splits.items()}
@@ -174,14 +178,10 @@ def train(
 
 
 def _check_model(name: str) -> None:
-    if is_backbone(name):
-        backbone_spec(name)
-        return
     try:
-        get_model_spec(name)
-    except Img2NumError:
-        known = ", ".join(spec.name for spec in list_models())
-        raise Img2NumError(f"unknown model {name!r}; known models: {AUTO_MODEL} (the automatic choice), {known}") from None
+        check_model_name(name)
+    except Img2NumError as error:
+        raise Img2NumError(str(error).replace("known models: ", f"known models: {AUTO_MODEL} (the automatic choice), ")) from None
 
 
 def choose_trainer(trainer: str, model, splits) -> str:

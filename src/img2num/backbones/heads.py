@@ -61,21 +61,22 @@ def fit_ridge(z_train: np.ndarray, y_train: np.ndarray, z_val: np.ndarray, y_val
     started = time.perf_counter()
     z = z_train.astype(np.float64)
     y = y_train.astype(np.float64).reshape(-1)
-    y_mean = y.mean()
-    u, s, vt = np.linalg.svd(z, full_matrices=False)
+    z_mean, y_mean = z.mean(axis=0), y.mean()
+    u, s, vt = np.linalg.svd(z - z_mean, full_matrices=False)
     uty = u.T @ (y - y_mean)
     best = None
     for share in RIDGE_PENALTIES:
         penalty = share * s[0] ** 2
         weights = vt.T @ (s / (s**2 + penalty) * uty)
-        val_mse = float(np.mean((z_val @ weights + y_mean - y_val.reshape(-1)) ** 2))
+        bias = y_mean - z_mean @ weights
+        val_mse = float(np.mean((z_val @ weights + bias - y_val.reshape(-1)) ** 2))
         if best is None or val_mse < best[0]:
-            best = (val_mse, share, weights)
-    val_mse, share, weights = best
-    train_mse = float(np.mean((z @ weights + y_mean - y) ** 2))
+            best = (val_mse, share, weights, bias)
+    val_mse, share, weights, bias = best
+    train_mse = float(np.mean((z @ weights + bias - y) ** 2))
     layer = keras.layers.Dense(1, name="ridge")
     layer.build((None, z.shape[1]))
-    layer.set_weights([weights.reshape(-1, 1).astype(np.float32), np.array([y_mean], np.float32)])
+    layer.set_weights([weights.reshape(-1, 1).astype(np.float32), np.array([bias], np.float32)])
     history = [
         {"epoch": 1, "loss": train_mse * loss_factor, "val_loss": val_mse * loss_factor, "seconds": time.perf_counter() - started}
     ]
