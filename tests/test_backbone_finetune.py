@@ -39,11 +39,8 @@ def data():
 @pytest.fixture(scope="module")
 def tuned_run(preset, data, tmp_path_factory):
     """One `finetune:` run of two epochs, saved."""
-    import os
-
     from img2num import train
 
-    os.environ["IMG2NUM_FEATURES"] = str(tmp_path_factory.mktemp("features"))
     folder = tmp_path_factory.mktemp("runs") / "tuned"
     config = TrainConfig(model=f"finetune:{preset}", epochs=2, batch_size=8, seed=2)
     run = train(data["train"], config, val=data["val"], test=data["test"], run_dir=folder, quiet=True, pictures=False)

@@ -243,7 +243,7 @@ def finetune(
             inputs[part] = [features[part][:, :frozen_size], cuts]
             computed += fresh
         trained = tuning_model(split, frozen_size, to_cut.output_shape[1:], head_layers)
-    else:
+    else:  # images in memory only: this way is for measurements and tests
         inputs = {part: preprocessing.apply(splits[part].x, splits[part].source) for part in ("train", "val")}
         trained = model
     cut_seconds = time.perf_counter() - started
@@ -266,10 +266,11 @@ def finetune(
     history = [{"epoch": 0, "loss": mse0["train"] * loss_factor, "val_loss": mse0["val"] * loss_factor,
                 "seconds": 0.0, "learning_rate": 0.0}] + recorder.history
     best = min(recorder.history, key=lambda row: row["val_loss"], default=None)
-    if best is None or best["val_loss"] >= history[0]["val_loss"]:
+    # With early stopping the best epoch's weights are kept, and epoch 0 (the frozen head) is
+    # one of the epochs; without it (patience 0) the last epoch's, as for other models.
+    if stopper is not None and (best is None or best["val_loss"] >= history[0]["val_loss"]):
         trained.set_weights(start_weights)
-        if stopper is not None:
-            stopper.best_epoch = -1
+        stopper.best_epoch = -1  # `train` records best_epoch + 1: epoch 0
         say(f"{config.model}: no fine-tuning epoch beat epoch 0 (the frozen head), whose weights it keeps")
     outputs = {part: np.asarray(trained.predict(inputs[part], batch_size=256, verbose=0), np.float32) for part in ("train", "val")}
     record = {
