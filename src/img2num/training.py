@@ -114,7 +114,7 @@ def train(
         from img2num.backbones.train import train_backbone
 
         labelled = {"train": train_split, "val": val_split}
-        return train_backbone(replace(config, model=name), splits, labelled, preprocessing, scaling.loss_factor, say)
+        return train_backbone(replace(config, model=name), splits, labelled, preprocessing, scaling.loss_factor, say, clock)
 
     if auto:
         selection = select_model(
@@ -128,7 +128,7 @@ def train(
         history, outputs, backbone = recorder.history, selection.outputs, selection.backbone
     elif is_backbone(config.model):
         fitted = fit_backbone(config.model)
-        model, trainer, history, stopper, seconds = fitted.model, "features", fitted.history, None, fitted.seconds
+        model, trainer, history, stopper, seconds = fitted.model, fitted.trainer, fitted.history, fitted.stopper, fitted.seconds
         outputs, backbone = fitted.outputs, fitted.record
     else:
         model = build_model(config, shape)
