@@ -341,7 +341,7 @@ def _backbone_trial(name: str, fit_backbone) -> _Trial:
     from types import SimpleNamespace
 
     fitted = fit_backbone(name)
-    trial = _Trial(name, fitted.model, "features", SimpleNamespace(history=fitted.history), None, None)
+    trial = _Trial(name, fitted.model, fitted.trainer, SimpleNamespace(history=fitted.history), fitted.stopper, None)
     trial.seconds = trial.epoch_seconds = fitted.seconds
     trial.converged = True
     trial.outputs = fitted.outputs
