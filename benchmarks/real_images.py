@@ -40,7 +40,7 @@ from img2num.evaluation import regression_metrics
 from img2num.io import write_json, write_text
 
 TASKS = (*REAL_TASK_NAMES, "points", "dust")
-CANDIDATES = ("pixel_gap", "cnn_gap", "mlp", "cnn")
+CANDIDATES = ("pixel_gap", "cnn_gap", "mlp", "cnn", "backbone:efficientnet_lite0", "finetune:efficientnet_lite0")
 # (train, val, test) per task; --quick uses the second set and caps the epochs.
 FULL_SIZES = {
     "digits": (1200, 250, 347),

@@ -17,6 +17,12 @@ if "IMG2NUM_JAX_CACHE" not in os.environ:
     os.environ["IMG2NUM_JAX_CACHE"] = tempfile.mkdtemp(prefix="img2num-test-jax-cache-")
     atexit.register(shutil.rmtree, os.environ["IMG2NUM_JAX_CACHE"], ignore_errors=True)
 
+# Backbone presets and cached feature vectors too: a test never reads or fills the user's cache.
+for _variable in ("IMG2NUM_PRESETS", "IMG2NUM_FEATURES"):
+    if _variable not in os.environ:
+        os.environ[_variable] = tempfile.mkdtemp(prefix=f"img2num-test-{_variable[8:].lower()}-")
+        atexit.register(shutil.rmtree, os.environ[_variable], ignore_errors=True)
+
 import pytest  # noqa: E402
 
 from img2num import backends  # noqa: E402

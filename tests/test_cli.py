@@ -239,7 +239,8 @@ def test_unknown_model(capsys, tiny_folder, tmp_path):
     status, _, err = run_cli(capsys, "train", tiny_folder, "--model", "vgg", "--run", tmp_path / "r")
     assert status == 1
     assert one_line_error(err) == (
-        "img2num: error: unknown model 'vgg'; known models: auto (the automatic choice), mlp, cnn, cnn_gap, resnet, pixel_gap"
+        "img2num: error: unknown model 'vgg'; known models: auto (the automatic choice), mlp, cnn, cnn_gap, resnet, "
+        "pixel_gap, backbone:PRESET and finetune:PRESET (pretrained backbones)"
     )
     status, _, err = run_cli(capsys, "recipe", "--models", "mlp", "vgg", "--out", tmp_path / "res")
     assert status == 1 and "unknown model 'vgg'" in one_line_error(err)

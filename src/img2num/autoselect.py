@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from img2num.backbones import is_backbone
 from img2num.config import AUTO_MODEL, TIME_RESERVE_MAX, TIME_RESERVE_MIN, TIME_RESERVE_SHARE
 from img2num.errors import Img2NumError
-from img2num.models import get_model_spec
+from img2num.models import check_model_name
 
 # Epochs the first look at every candidate takes: the first epoch holds compilation, the
 # second measures an epoch.
@@ -25,6 +26,9 @@ PROBE_EPOCHS = 2
 # (its first epoch less a later one): a 60 s run on a loaded machine compiled pixel_gap in 12-13 s
 # and needed 25-30 s after training for predictions, saving and pictures.
 FINISH_COMPILES = 2.0
+# Images with a shorter side below this do not try the pretrained backbone: a five-stage network
+# has nothing left of them at its last stage.
+BACKBONE_MIN_SIDE = 32
 # Epoch counts are rounded down to one of these (and their doublings), so that a small change
 # of the measured epoch time rarely changes the schedule: steps of about 2^(1/4).
 _ROUND_STEPS = (4, 5, 6, 7)
@@ -35,7 +39,7 @@ class Candidate:
     """A model `--model auto` may choose.
 
     Attributes:
-        name: Registered model name.
+        name: Registered model name, or a pretrained backbone's (`backbone:PRESET`).
         applies: Whether the candidate is tried on images of a (height, width, channels) shape.
         reason: Why it is a candidate, for the docs and the run record.
     """
@@ -56,7 +60,8 @@ def register_candidate(
     This is where further model families join the automatic choice (such as pretrained backbones).
 
     Args:
-        name: A registered model name (`img2num.models.register_model`).
+        name: A registered model name (`img2num.models.register_model`), or a pretrained
+            backbone's (`backbone:PRESET`), which is fitted once rather than by epochs.
         reason: One line: what kind of number the model is good at.
         applies: Whether to try it on images of a given (height, width, channels); default always.
 
@@ -64,7 +69,7 @@ def register_candidate(
         Img2NumError: The model is not registered.
         ValueError: It is a candidate already.
     """
-    get_model_spec(name)
+    check_model_name(name)
     if any(candidate.name == name for candidate in _CANDIDATES):
         raise ValueError(f"model {name!r} is a candidate already")
     _CANDIDATES.append(Candidate(name, applies or (lambda shape: True), reason))
@@ -72,6 +77,18 @@ def register_candidate(
 
 register_candidate("pixel_gap", "numbers that are sums over pixels: counts of dots, covered fractions, colour")
 register_candidate("cnn_gap", "numbers that depend on shapes larger than a pixel: digits, objects, textures")
+register_candidate(
+    "backbone:efficientnet_lite0",
+    "photographs: what an ImageNet network sees, at several depths, with a head fitted on it",
+    lambda shape: min(shape[:2]) >= BACKBONE_MIN_SIDE and _offline_backbone("efficientnet_lite0"),
+)
+
+
+def _offline_backbone(spec: str) -> bool:
+    """Whether the backbone can be had without a network (a candidate never downloads)."""
+    from img2num.backbones.presets import available_offline
+
+    return available_offline(spec)
 
 
 def list_candidates() -> list[Candidate]:
@@ -163,6 +180,8 @@ class _Trial:
     converged: bool = False
     dropped: str = ""
     rungs: list[int] = field(default_factory=list)
+    outputs: dict | None = None
+    backbone: dict | None = None
 
     @property
     def epochs(self) -> int:
@@ -186,6 +205,9 @@ class Selection:
         seconds: Seconds spent training every candidate.
         record: JSON-ready account: time limit, candidates (name, epochs, seconds, best
             validation MSE and R^2, outcome) and why the winner won.
+        outputs: The model's outputs on every split when the winner is a pretrained backbone
+            (its features of every split are computed already), else None.
+        backbone: The backbone's record (`BackboneTraining.record`) when the winner is one.
     """
 
     name: str
@@ -195,6 +217,8 @@ class Selection:
     stopper: object
     seconds: float
     record: dict
+    outputs: dict | None = None
+    backbone: dict | None = None
 
 
 def select_model(
@@ -207,6 +231,7 @@ def select_model(
     clock: Clock,
     val_targets: np.ndarray,
     say: Callable[[str], None] = lambda text: None,
+    fit_backbone: Callable[[str], object] | None = None,
 ) -> Selection:
     """Successive halving over `candidates` within `clock`'s training time.
 
@@ -229,6 +254,9 @@ def select_model(
         clock: The call's time limit.
         val_targets: Validation targets in original units, for R^2.
         say: Where progress lines go.
+        fit_backbone: Trains a `backbone:PRESET` candidate in one go (feature extraction and
+            head; `img2num.backbones.train.train_backbone`), returning its `BackboneTraining`.
+            Such a candidate takes part in the ranking but trains no further.
 
     Returns:
         The chosen candidate and the record of the choice.
@@ -238,15 +266,21 @@ def select_model(
     started = time.perf_counter()
     budget_note = "no time limit" if clock.limit is None else f"{clock.training_left():.0f} s of training time left"
     trials, skipped = [], []
+    say(f"auto: trying {', '.join(candidates)} ({budget_note})")
     for name in candidates:
         left = clock.training_left()
         # A candidate needs time to compile (at least as long as the slowest so far) and to train.
         if trials and left <= 2 * max(_compile_seconds(trial) for trial in trials):
-            skipped.append(name)
+            skipped.append((name, "no time left"))
+            continue
+        if is_backbone(name):
+            try:
+                trials.append(_backbone_trial(name, fit_backbone))
+            except Img2NumError as error:  # a preset that cannot load leaves the other candidates
+                say(f"auto: {name} not tried: {error}")
+                skipped.append((name, str(error)))
             continue
         trial = _start_trial(name, config, train_split, val_split, loss_factor)
-        if not trials:  # said once the settings proved usable (a trainer that cannot run is an error)
-            say(f"auto: trying {', '.join(candidates)} ({budget_note})")
         _train_trial(
             trial, min(PROBE_EPOCHS, config.epochs), config, train_split, val_split, preprocessing,
             clock.training_deadline, say, "probe",
@@ -258,8 +292,11 @@ def select_model(
             # compiling was slow (a loaded machine), keep more for them.
             compiling = max(_compile_seconds(trial) for trial in trials)
             clock.reserve = min(max(clock.reserve, FINISH_COMPILES * compiling), 0.5 * clock.limit)
-    if skipped:
-        say(f"auto: no time left to try {', '.join(skipped)}")
+    if not trials:
+        raise Img2NumError(f"no candidate model could be tried: {skipped[0][0]}: {skipped[0][1]}")
+    late = [name for name, why in skipped if why == "no time left"]
+    if late:
+        say(f"auto: no time left to try {', '.join(late)}")
     rungs = max(1, math.ceil(math.log2(len(trials))) + 1)
     alive = list(trials)
     decided_at = "the probe"
@@ -288,16 +325,36 @@ def select_model(
     for trial in alive:
         if trial is not winner:
             trial.dropped = f"lost at {decided_at}"
-    winner.callbacks.finish(winner.model)
+    if winner.callbacks is not None:
+        winner.callbacks.finish(winner.model)
     record = _record(trials, winner, clock, val_targets, rungs, skipped)
     say(f"auto: chose {winner.name}: {record['why']}")
     return Selection(
-        winner.name, winner.model, winner.trainer, winner.recorder, winner.stopper, time.perf_counter() - started, record
+        winner.name, winner.model, winner.trainer, winner.recorder, winner.stopper, time.perf_counter() - started, record,
+        winner.outputs, winner.backbone,
     )
 
 
+def _backbone_trial(name: str, fit_backbone) -> _Trial:
+    """A pretrained backbone's candidate, fitted at once: it takes part in the ranking as if it
+    had converged."""
+    from types import SimpleNamespace
+
+    fitted = fit_backbone(name)
+    trial = _Trial(name, fitted.model, fitted.trainer, SimpleNamespace(history=fitted.history), fitted.stopper, None)
+    trial.seconds = trial.epoch_seconds = fitted.seconds
+    trial.converged = True
+    trial.outputs = fitted.outputs
+    trial.backbone = fitted.record
+    trial.rungs.append(trial.epochs)
+    return trial
+
+
 def _compile_seconds(trial: _Trial) -> float:
-    """The first epoch's excess over a later one; the whole first epoch when it is the only one."""
+    """The first epoch's excess over a later one; the whole first epoch when it is the only one
+    (none for a backbone's candidate, which compiles no training step)."""
+    if trial.outputs is not None:
+        return 0.0
     first = trial.recorder.history[0]["seconds"]
     return first - trial.epoch_seconds if trial.epochs > 1 else first
 
@@ -356,7 +413,7 @@ def _train_trial(
 
 
 def _record(
-    trials: list[_Trial], winner: _Trial, clock: Clock, val_targets: np.ndarray, rungs: int, skipped: list[str]
+    trials: list[_Trial], winner: _Trial, clock: Clock, val_targets: np.ndarray, rungs: int, skipped: list[tuple[str, str]]
 ) -> dict:
     variance = float(np.var(np.asarray(val_targets, dtype=np.float64)))
     rows = []
@@ -374,7 +431,7 @@ def _record(
                 "stopped_early": trial.converged,
             }
         )
-    for name in skipped:
+    for name, reason in skipped:
         rows.append(
             {
                 "model": name,
@@ -384,7 +441,7 @@ def _record(
                 "val_mse": None,
                 "val_r2": None,
                 "epochs_after_rung": [],
-                "outcome": "not tried: no time left",
+                "outcome": f"not tried: {reason}",
                 "stopped_early": False,
             }
         )
@@ -392,8 +449,8 @@ def _record(
     why = f"lowest validation MSE, {winner.best_val:.4g}"
     if others:
         why += " against " + ", ".join(f"{row['model']} {row['val_mse']:.4g} ({row['outcome']})" for row in others)
-    if skipped:
-        why += f"; not tried for lack of time: {', '.join(skipped)}"
+    if late := [name for name, reason in skipped if reason == "no time left"]:
+        why += f"; not tried for lack of time: {', '.join(late)}"
     return {
         "requested": AUTO_MODEL,
         "time_limit": clock.limit,

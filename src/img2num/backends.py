@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from img2num.backbones import is_backbone
 from img2num.config import BACKENDS
 from img2num.errors import Img2NumError
 from img2num.models import get_model_spec
@@ -56,6 +57,8 @@ def preferred_backend(models: Sequence[str], image_shape: Sequence[int]) -> str:
     trains faster there on images of `image_shape` (and PyTorch is installed), else "jax"."""
     pixels = int(image_shape[0]) * int(image_shape[1])
     for name in models:
+        if is_backbone(name):  # pretrained backbones run on JAX (docs/backbones.md)
+            continue
         threshold = get_model_spec(name).torch_from_pixels
         if threshold is not None and pixels >= threshold and _installed("torch"):
             return "torch"

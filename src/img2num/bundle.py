@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from img2num import layout
+from img2num.backbones import is_backbone
 from img2num.config import PREDICT_BATCH_SIZE
 from img2num.data import shape_text
 from img2num.data.images import STORED_RESIZE_MODES
@@ -388,6 +389,9 @@ def load_run(folder: str | Path) -> Run:
     import img2num.layers  # noqa: F401  (registers the layers a saved model may hold)
 
     use_numpy_uniform()  # building the loaded model draws its initial weights, then replaces them
+
+    if is_backbone(config.get("train", {}).get("model", "")):
+        import keras_hub  # noqa: F401  (registers the backbone's layers; loads nothing from a hub)
 
     if not zipfile.is_zipfile(folder / MODEL_FILE):  # Keras calls a damaged archive "File not found"
         raise Img2NumError(f"{folder / MODEL_FILE}: corrupt model file (not a complete .keras zip archive)")

@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("data", type=Path, help="training data: a label CSV naming image files (or a folder holding one), an .npz file, or a folder from `img2num generate`")
     command.add_argument("--val", type=Path, help="validation data, .npz or label CSV (default: the folder's val.npz or the CSV's val rows, else a held-out share)")
     command.add_argument("--test", type=Path, help="test data to score and draw, .npz or label CSV (default: the folder's test.npz or the CSV's test rows)")
-    command.add_argument("--model", default=train_defaults.model, help="registered model name (see `img2num models`), or auto: try the candidate models (pixel_gap, cnn_gap) by successive halving and keep the one with the lowest validation loss (default %(default)s)")
+    command.add_argument("--model", default=train_defaults.model, help="registered model name (see `img2num models`); backbone:PRESET or finetune:PRESET for a pretrained backbone (PRESET: efficientnet_lite0, a keras-hub preset, an hf:// or kaggle:// handle, or a local preset folder); or auto: try the candidate models by successive halving and keep the one with the lowest validation loss (default %(default)s)")
     command.add_argument("--time-limit", metavar="SECONDS", type=_positive_float, help=f"most seconds training, evaluation and saving take, checked between epochs (default {DEFAULT_TIME_LIMIT:g} with --model auto, none with a named model)")
     plain = PLAIN_SETTINGS
     command.add_argument(
@@ -330,16 +330,22 @@ def _models(args) -> None:
 
     from img2num.autoselect import list_candidates
 
-    specs = list_models()
-    width = max(len(spec.name) for spec in specs)
-    for spec in specs:
-        print(f"{spec.name:<{width}}  {spec.description}")
+    lines = {spec.name: spec.description for spec in list_models()}
+    lines |= {
+        "backbone:PRESET": "a pretrained backbone's features at several depths, a ridge or MLP head fitted on them "
+        "(PRESET: efficientnet_lite0, offline; a keras-hub preset; an hf:// or kaggle:// handle; a local preset folder)",
+        "finetune:PRESET": "the same backbone with its last stages trained too, at a lower learning rate",
+    }
     names = ", ".join(candidate.name for candidate in list_candidates())
-    print(f"{'auto':<{width}}  the default of `train`: the best of {names} on validation data, within --time-limit")
+    lines["auto"] = f"the default of `train`: the best of {names} on validation data, within --time-limit"
+    width = max(len(name) for name in lines)
+    for name, text in lines.items():
+        print(f"{name:<{width}}  {text}")
 
 
 def _train(args) -> None:
     from img2num.evaluation import format_metrics
+    from img2num.models import model_folder_name
     from img2num.training import train
 
     config = _train_config(args)
@@ -348,7 +354,7 @@ def _train(args) -> None:
         config,
         val=args.val,
         test=args.test,
-        run_dir=args.run or _free_run_folder(Path("runs"), config.model),
+        run_dir=args.run or _free_run_folder(Path("runs"), model_folder_name(config.model)),
         overwrite=args.overwrite,
         quiet=args.quiet,
         data_options=data_config(args),

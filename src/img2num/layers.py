@@ -1,4 +1,5 @@
-"""Keras layers that img2num saves inside its models: label-preserving augmentation.
+"""Keras layers that img2num saves inside its models: label-preserving augmentation, and the
+input and pooling of pretrained backbones.
 
 Importing this module registers the layers, so `keras.saving.load_model` can rebuild them.
 """
@@ -61,3 +62,71 @@ def with_augmentation(model, seed: int):
     inputs = keras.Input(model.input_shape[1:])
     augmented = RandomFlipsRotations(seed=seed, name="augmentation")(inputs)
     return keras.Model(inputs, model(augmented), name=model.name)
+
+
+@keras.saving.register_keras_serializable(package="img2num")
+class BackboneInput(keras.layers.Layer):
+    """The run's model input as a pretrained backbone takes it: three bands, its normalisation,
+    its size.
+
+    One band is repeated three times, two get their mean as the third, more than three keep the
+    first three. Pixels of full scale `pixel_range` (1 for images scaled by their pixel type)
+    are brought to 0-255 and normalised per band as `pixels * scale + offset`; with
+    `pixel_range` 0 the bands are passed as they are (bands already standardized). Images are
+    resized (bilinear) to `size` when they differ.
+
+    Args:
+        scale: Three per-band factors of the backbone's normalisation, on 0-255 pixels.
+        offset: Three per-band offsets.
+        pixel_range: The value of a full-scale pixel in the input, or 0.
+        size: (height, width) the backbone takes.
+        **kwargs: Other `keras.layers.Layer` arguments (name, ...).
+    """
+
+    def __init__(self, scale, offset, pixel_range: float = 1.0, size=None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.scale = tuple(float(v) for v in scale)
+        self.offset = tuple(float(v) for v in offset)
+        self.pixel_range = float(pixel_range)
+        self.size = None if size is None else tuple(int(v) for v in size)
+
+    def call(self, inputs):
+        channels = inputs.shape[-1]
+        if channels == 1:
+            images = ops.concatenate([inputs] * 3, axis=-1)
+        elif channels == 2:
+            images = ops.concatenate([inputs, ops.mean(inputs, axis=-1, keepdims=True)], axis=-1)
+        else:
+            images = inputs[..., :3]
+        if self.pixel_range > 0:
+            factor = ops.convert_to_tensor([255.0 / self.pixel_range * s for s in self.scale], dtype=images.dtype)
+            images = images * factor + ops.convert_to_tensor(self.offset, dtype=images.dtype)
+        if self.size is not None and tuple(images.shape[1:3]) != self.size:
+            images = ops.image.resize(images, self.size, interpolation="bilinear")
+        return images
+
+    def compute_output_shape(self, input_shape):
+        size = self.size or tuple(input_shape[1:3])
+        return (input_shape[0], *size, 3)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "scale": list(self.scale),
+            "offset": list(self.offset),
+            "pixel_range": self.pixel_range,
+            "size": None if self.size is None else list(self.size),
+        }
+
+
+@keras.saving.register_keras_serializable(package="img2num")
+class MeanStdPooling(keras.layers.Layer):
+    """Each channel's mean and standard deviation over an image: (N, H, W, C) to (N, 2C)."""
+
+    def call(self, inputs):
+        mean = ops.mean(inputs, axis=(1, 2))
+        spread = ops.sqrt(ops.var(inputs, axis=(1, 2)) + 1e-12)
+        return ops.concatenate([mean, spread], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * input_shape[-1])

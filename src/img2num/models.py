@@ -65,6 +65,36 @@ def get_model_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
+def check_model_name(name: str) -> None:
+    """Accept a registered model or a pretrained backbone's name (`backbone:PRESET`,
+    `finetune:PRESET`; the preset itself is checked when the model is built).
+
+    Raises:
+        Img2NumError: Neither; the message lists the known names.
+    """
+    from img2num.backbones import backbone_spec, is_backbone
+
+    if is_backbone(name):
+        backbone_spec(name)
+    elif name not in _REGISTRY:
+        raise Img2NumError(
+            f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}, "
+            "backbone:PRESET and finetune:PRESET (pretrained backbones)"
+        )
+
+
+def model_folder_name(name: str) -> str:
+    """A file and folder name for a model: the name itself, or for a backbone `backbone-PRESET`
+    with the preset's last path part that is not a version number (`backbone:/presets/lite0/`
+    gives `backbone-lite0`), so that a preset's path never makes nested folders."""
+    if ":" not in name:
+        return name
+    kind, spec = name.split(":", 1)
+    parts = [part for part in spec.replace("\\", "/").split("/") if part and not part.endswith(":")]
+    named = [part for part in parts if not part.isdigit()]
+    return f"{kind}-{(named or parts or ['preset'])[-1].replace(':', '-')}"
+
+
 def create_model(name: str, input_shape: tuple[int, int, int]):
     """Build a registered model, uncompiled, for images of `input_shape`.
 

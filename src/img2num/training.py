@@ -14,6 +14,7 @@ import numpy as np
 
 from img2num import interrupts
 from img2num.autoselect import Clock, candidate_models, candidates_csv, select_model
+from img2num.backbones import is_backbone
 from img2num.backends import choose_backend, select_backend
 from img2num.bundle import Preprocessing, Run, TargetScaling
 from img2num.config import AUTO_MODEL, LR_REDUCTION_FACTOR, MIN_LR_SHARE, DataConfig, TrainConfig
@@ -23,7 +24,7 @@ from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.evaluation import mean_baseline_mse, regression_metrics, weak_fit_warning
 from img2num.intervals import calibrate_run, grid_bounds
 from img2num.io import check_replaceable
-from img2num.models import create_model, get_model_spec, list_models
+from img2num.models import check_model_name, create_model
 
 # Keras (and with it the backend) is imported only once `train` has chosen the backend.
 
@@ -106,15 +107,29 @@ def train(
     val_split = splits["val"].with_labels(scaling.scale(splits["val"].y))
     clock = Clock(started, config.resolved_time_limit, saving=run_dir is not None)
     selection = None
+    say = progress_printer(stream, quiet)
+    outputs = backbone = None
+
+    def fit_backbone(name: str):
+        from img2num.backbones.train import train_backbone
+
+        labelled = {"train": train_split, "val": val_split}
+        return train_backbone(replace(config, model=name), splits, labelled, preprocessing, scaling.loss_factor, say, clock)
+
     if auto:
-        say = progress_printer(stream, quiet)
         selection = select_model(
-            models, config, train_split, val_split, preprocessing, scaling.loss_factor, clock, splits["val"].y, say
+            models, config, train_split, val_split, preprocessing, scaling.loss_factor, clock, splits["val"].y, say,
+            fit_backbone,
         )
         model, trainer, recorder, stopper, seconds = (
             selection.model, selection.trainer, selection.recorder, selection.stopper, selection.seconds
         )
         config = replace(config, model=selection.name)
+        history, outputs, backbone = recorder.history, selection.outputs, selection.backbone
+    elif is_backbone(config.model):
+        fitted = fit_backbone(config.model)
+        model, trainer, history, stopper, seconds = fitted.model, fitted.trainer, fitted.history, fitted.stopper, fitted.seconds
+        outputs, backbone = fitted.outputs, fitted.record
     else:
         model = build_model(config, shape)
         recorder, stopper, callbacks = epoch_callbacks(config, scaling.loss_factor)
@@ -136,15 +151,21 @@ def train(
             callbacks=callbacks,
         )
         seconds = time.perf_counter() - fit_started
+        history = recorder.history
     interrupts.checkpoint("trained")
 
-    record = _run_config(config, splits, model, seconds, recorder.history, stopper) | {"trainer": trainer}
+    record = _run_config(config, splits, model, seconds, history, stopper) | {"trainer": trainer}
     if clock.limit is not None:
         record["time_limit"] = clock.limit
     if selection is not None:
         record["selection"] = selection.record
-    run = Run(model, preprocessing, record, recorder.history, target_scaling=scaling)
-    predictions = run.predict_splits(splits)
+    if backbone is not None:
+        record["backbone"] = backbone
+    run = Run(model, preprocessing, record, history, target_scaling=scaling)
+    if outputs is None:
+        predictions = run.predict_splits(splits)
+    else:  # the backbone's features of every split are computed already
+        predictions = {name: scaling.restore(output).reshape(-1) for name, output in outputs.items()}
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}
     warning = weak_fit_warning(run.metrics["val"], mean_baseline_mse(splits["train"].y, splits["val"].y), config.model)
     if warning is not None:
@@ -158,10 +179,9 @@ def train(
 
 def _check_model(name: str) -> None:
     try:
-        get_model_spec(name)
-    except Img2NumError:
-        known = ", ".join(spec.name for spec in list_models())
-        raise Img2NumError(f"unknown model {name!r}; known models: {AUTO_MODEL} (the automatic choice), {known}") from None
+        check_model_name(name)
+    except Img2NumError as error:
+        raise Img2NumError(str(error).replace("known models: ", f"known models: {AUTO_MODEL} (the automatic choice), ")) from None
 
 
 def choose_trainer(trainer: str, model, splits) -> str:
