@@ -292,3 +292,21 @@ def test_backbone_candidate_applies_to_large_enough_images_with_weights_on_disk(
     assert "backbone:efficientnet_lite0" not in autoselect.candidate_models((31, 64, 3))
     monkeypatch.setattr(presets, "available_offline", lambda spec: False)
     assert "backbone:efficientnet_lite0" not in autoselect.candidate_models((224, 224, 3))
+
+
+def test_extraction_stops_when_its_deadline_cannot_be_kept(monkeypatch):
+    import time
+
+    monkeypatch.setattr(feats.ExtractionBudget, "PIECE", 4)
+    x = np.random.default_rng(4).integers(0, 256, size=(12, 4, 4, 1), dtype=np.uint8)
+    split = Dataset(x, np.zeros(12, np.float32), "budget-test")
+    preprocessing = Preprocessing.for_images(x)
+    model = _counter_model()
+    budget = feats.ExtractionBudget(time.perf_counter() + 3600, 12)
+    vectors, computed = feats.extract_features(model, split, preprocessing, None, budget)
+    assert computed == 12 and budget.computed == 12 and budget.images_left == 0 and vectors.shape == (12, 2)
+    # A deadline already past: the first piece shows the rest cannot be done; one line says so.
+    late = feats.ExtractionBudget(time.perf_counter() - 1, 12)
+    with pytest.raises(Img2NumError, match=r"feature extraction would need about \d+ s more for 8 images .* 0 s are left"):
+        feats.extract_features(model, split, preprocessing, None, late)
+    assert late.computed == 4
