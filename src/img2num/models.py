@@ -83,6 +83,18 @@ def check_model_name(name: str) -> None:
         )
 
 
+def model_folder_name(name: str) -> str:
+    """A file and folder name for a model: the name itself, or for a backbone `backbone-PRESET`
+    with the preset's last path part that is not a version number (`backbone:/presets/lite0/`
+    gives `backbone-lite0`), so that a preset's path never makes nested folders."""
+    if ":" not in name:
+        return name
+    kind, spec = name.split(":", 1)
+    parts = [part for part in spec.replace("\\", "/").split("/") if part and not part.endswith(":")]
+    named = [part for part in parts if not part.isdigit()]
+    return f"{kind}-{(named or parts or ['preset'])[-1].replace(':', '-')}"
+
+
 def create_model(name: str, input_shape: tuple[int, int, int]):
     """Build a registered model, uncompiled, for images of `input_shape`.
 

@@ -163,7 +163,7 @@ def train(
         record["backbone"] = backbone
     run = Run(model, preprocessing, record, history, target_scaling=scaling)
     if outputs is None:
-        predictions = {name: run.predict_data(split) for name, split in splits.items()}
+        predictions = run.predict_splits(splits)
     else:  # the backbone's features of every split are computed already
         predictions = {name: scaling.restore(output).reshape(-1) for name, output in outputs.items()}
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}

@@ -97,6 +97,13 @@ def feature_model(backbone, info, preprocessing):
     return model
 
 
+def feature_groups(model, info) -> list[int]:
+    """The sizes of a `feature_model`'s groups of features, in the vector's order: the input's
+    band statistics, then each stage's pooled channels."""
+    names = ["input_statistics"] + [f"pool_{name}" for name in info.stages]
+    return [int(model.get_layer(name).output.shape[-1]) for name in names]
+
+
 def _pixel_range(preprocessing) -> float:
     """The value of a full-scale pixel in the run's model input: 1 for images scaled by their
     pixel type, 0 for bands standardized to zero mean and unit variance (then the backbone gets

