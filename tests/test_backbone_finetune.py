@@ -19,16 +19,9 @@ SPLITS = PointsConfig(height=16, width=16, train=24, val=8, test=8, seed=5)
 @pytest.fixture(scope="module")
 def preset(tmp_path_factory):
     """A tiny random EfficientNet-style preset (stages P1-P3)."""
-    from img2num.backbones import presets
+    from img2num.backbones.presets import save_random_preset
 
-    original = presets._tiny_config
-    # keras-hub 0.32's EfficientNetBackbone does not save `num_features`, so a preset saved with
-    # any other value than its default (1280) does not load back.
-    presets._tiny_config = lambda: {**original(), "num_features": 1280}
-    try:
-        return str(presets.save_random_preset(tmp_path_factory.mktemp("presets") / "tiny", seed=1))
-    finally:
-        presets._tiny_config = original
+    return str(save_random_preset(tmp_path_factory.mktemp("presets") / "tiny", seed=1))
 
 
 @pytest.fixture(scope="module")
