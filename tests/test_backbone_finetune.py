@@ -19,16 +19,9 @@ SPLITS = PointsConfig(height=16, width=16, train=24, val=8, test=8, seed=5)
 @pytest.fixture(scope="module")
 def preset(tmp_path_factory):
     """A tiny random EfficientNet-style preset (stages P1-P3)."""
-    from img2num.backbones import presets
+    from img2num.backbones.presets import save_random_preset
 
-    original = presets._tiny_config
-    # keras-hub 0.32's EfficientNetBackbone does not save `num_features`, so a preset saved with
-    # any other value than its default (1280) does not load back.
-    presets._tiny_config = lambda: {**original(), "num_features": 1280}
-    try:
-        return str(presets.save_random_preset(tmp_path_factory.mktemp("presets") / "tiny", seed=1))
-    finally:
-        presets._tiny_config = original
+    return str(save_random_preset(tmp_path_factory.mktemp("presets") / "tiny", seed=1))
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +66,9 @@ def test_saved_finetuned_run_predicts_what_was_evaluated(tuned_run, data):
 
 
 def _weights(model) -> dict[str, np.ndarray]:
-    return {variable.path: np.array(variable.numpy()) for variable in model.weights}
+    import keras
+
+    return {variable.path: keras.ops.convert_to_numpy(variable.value).copy() for variable in model.weights}
 
 
 def test_cached_prefix_step_equals_whole_network_step_and_only_the_suffix_moves(preset, data):
@@ -88,14 +83,15 @@ def test_cached_prefix_step_equals_whole_network_step_and_only_the_suffix_moves(
     preprocessing = Preprocessing.for_data(data["train"])
     x = preprocessing.apply(data["train"].x[:8], "train")
     y = data["train"].y[:8].reshape(-1, 1) / 10
-    features = np.asarray(feature_model(backbone, info, preprocessing)(x))
+    numpy = keras.ops.convert_to_numpy
+    features = numpy(feature_model(backbone, info, preprocessing)(x))
     split = split_backbone(backbone, info.stages, 2)
     head = [keras.layers.Dense(1, name="head")]
     whole = whole_model(split, info, preprocessing, head, "whole")
     frozen_size = 2 * x.shape[-1] + 2 * int(backbone.pyramid_outputs["P1"].shape[-1])
-    cuts = np.asarray(cut_model(split, info, preprocessing)(x))
+    cuts = numpy(cut_model(split, info, preprocessing)(x))
     tuning = tuning_model(split, frozen_size, cuts.shape[1:], head)
-    np.testing.assert_allclose(tuning([features[:, :frozen_size], cuts]), whole(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(numpy(tuning([features[:, :frozen_size], cuts])), numpy(whole(x)), rtol=1e-5, atol=1e-5)
 
     start = _weights(whole)
     tuning.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
