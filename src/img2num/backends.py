@@ -102,6 +102,9 @@ def select_backend(name: str) -> None:
     # a later "auto" in this process (each model `compare` trains) keeps it.
     import_keras()
     use_numpy_uniform()
+    from img2num.jax_ops import use_fast_depthwise
+
+    use_fast_depthwise()
 
 
 def import_keras():

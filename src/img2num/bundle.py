@@ -382,6 +382,7 @@ def load_run(folder: str | Path) -> Run:
     metrics = _read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).exists() else {}
     history = _read_history(folder / HISTORY_FILE)
     from img2num.backends import enable_compilation_cache, import_keras, use_numpy_uniform
+    from img2num.jax_ops import use_fast_depthwise
 
     enable_compilation_cache()
     keras = import_keras()
@@ -389,6 +390,7 @@ def load_run(folder: str | Path) -> Run:
     import img2num.layers  # noqa: F401  (registers the layers a saved model may hold)
 
     use_numpy_uniform()  # building the loaded model draws its initial weights, then replaces them
+    use_fast_depthwise()
 
     if is_backbone(config.get("train", {}).get("model", "")):
         import keras_hub  # noqa: F401  (registers the backbone's layers; loads nothing from a hub)
