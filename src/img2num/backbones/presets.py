@@ -298,7 +298,7 @@ def _local_info(spec: str, folder: Path) -> BackboneInfo:
     folder = folder.resolve()
     config = _read_json(folder / "config.json")
     if config is None:
-        what = "metadata.json" if (folder / "metadata.json").is_file() else "no config.json"
+        what = "metadata.json but no config.json" if (folder / "metadata.json").is_file() else "no config.json"
         raise Img2NumError(
             f"backbone folder {spec!r} is not a keras-hub preset ({what}; write one with "
             "backbone.save_to_preset(folder))"
