@@ -13,10 +13,14 @@ The img2num process runs `img2num.cli.main`, as the `img2num` script does, with 
 wrapped around the functions of `img2num.training` that mark the phases. JAX's compilation
 cache goes to a folder of the benchmark's own: round 1 starts with it empty (the first run a
 user sees), the later rounds find it filled (every run after); `--cold` empties it before every
-img2num run.
+img2num run, and `--first-and-second` runs img2num twice a round, first with it emptied, then
+with it filled. `--img2num-backends jax,torch` runs img2num once per backend named (for the
+backend rule), `auto` (the default) as a user would. Each line and table carries the machine's
+load average.
 
     .venv/bin/python benchmarks/command_speed.py                       # every workload, 3 rounds
-    .venv/bin/python benchmarks/command_speed.py --only mlp16 --rounds 3 --backends jax
+    .venv/bin/python benchmarks/command_speed.py --only mlp16,cnn16,cnn64 --first-and-second --backends jax,torch
+    .venv/bin/python benchmarks/command_speed.py --only cnn64,cnn128g,cnn128c --img2num-backends jax,torch --backends none
 """
 
 from __future__ import annotations
@@ -55,15 +59,23 @@ class Workload:
         return f"{self.model} {'x'.join(map(str, self.shape))}, {self.train} images, {self.epochs} epochs"
 
 
+EVERY = ("jax", "torch", "tensorflow")
 WORKLOADS = [
     # The tutorial's two models on its data (issue 16's workloads).
     Workload("mlp16", "mlp", "points", (16, 16, 1), 1500, 300, 100, 200),
     Workload("cnn16", "cnn", "points", (16, 16, 1), 1500, 300, 100, 100),
     # The tutorial's CNN on photo-like RGB images.
-    Workload("cnn64", "cnn", "dust", (64, 64, 3), 512, 128, 100, 5, ("jax", "torch", "tensorflow")),
+    Workload("cnn64", "cnn", "dust", (64, 64, 3), 512, 128, 100, 5, EVERY),
+    # The tutorial's CNN at the sizes users have, grey and RGB, for its backend rule
+    # (`ModelSpec.torch_from_pixels`; run with --img2num-backends jax,torch).
+    Workload("cnn32g", "cnn", "points", (32, 32, 1), 1200, 240, 100, 5, EVERY),
+    Workload("cnn32c", "cnn", "points", (32, 32, 3), 1200, 240, 100, 5, EVERY),
+    Workload("cnn64g", "cnn", "points", (64, 64, 1), 512, 128, 100, 5, EVERY),
+    Workload("cnn128g", "cnn", "points", (128, 128, 1), 256, 64, 100, 3, EVERY),
+    Workload("cnn128c", "cnn", "points", (128, 128, 3), 256, 64, 100, 3, EVERY),
 ]
 BACKENDS = ("jax", "torch", "tensorflow")
-PHASES = ("start-up", "data", "build", "compile", "loop", "evaluation", "pictures", "saving", "exit")
+PHASES = ("start-up", "data", "build", "compile", "loop", "evaluation", "calibration", "pictures", "saving", "exit")
 
 
 def generate(workload: Workload, folder: Path) -> Path:
@@ -110,6 +122,7 @@ def img2num_phases(marks: dict) -> dict:
     compile_seconds = max(0.0, epochs[0] - steady) if epochs else 0.0
     fit = marks["fit_end"] - marks["fit_start"]
     pictures = marks.get("pictures_end", 0.0) - marks.get("pictures_start", 0.0)
+    calibration = marks.get("calibrate_end", 0.0) - marks.get("calibrate_start", 0.0)
     return {
         # Python, img2num's and Keras' imports, the backend's set-up.
         "start-up": marks["data_start"] - marks["launched"] + marks["backend_end"] - marks["data_end"],
@@ -117,7 +130,8 @@ def img2num_phases(marks: dict) -> dict:
         "build": marks["fit_start"] - marks["backend_end"],
         "compile": compile_seconds,
         "loop": fit - compile_seconds,
-        "evaluation": marks["save_start"] - marks["fit_end"],
+        "evaluation": marks["save_start"] - marks["fit_end"] - calibration,
+        "calibration": calibration,
         "pictures": pictures,
         "saving": marks["save_end"] - marks["save_start"] - pictures,
         # Printing the metrics, then the interpreter's and the backend's tear-down.
@@ -148,6 +162,7 @@ def child_img2num(argv: list[str]) -> None:
     around(training, "select_backend", "backend_start", "backend_end")
     around(training, "fit_model", "fit_start", "fit_end")
     around(training, "_draw_pictures", "pictures_start", "pictures_end")
+    around(training, "calibrate_run", "calibrate_start", "calibrate_end")
     original_save = bundle.Run.save
 
     def save(self, *args, **kwargs):
@@ -193,12 +208,29 @@ def child_keras(model_name: str, data: str, epochs: int) -> None:
     Path(os.environ["BENCH_MARKS"]).write_text(json.dumps(marks))
 
 
+def load() -> str:
+    """The machine's load average over 1, 5 and 15 minutes, as `uptime` prints it."""
+    return "load average " + ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def img2num_sides(names: list[str], first_and_second: bool) -> list[str]:
+    sides = []
+    for name in names:
+        side = "img2num" if name == "auto" else f"img2num-{name}"
+        sides += [f"{side} first", f"{side} second"] if first_and_second else [side]
+    return sides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds per workload (default %(default)s)")
     parser.add_argument("--only", help="comma-separated workload keys: " + ", ".join(w.key for w in WORKLOADS))
     parser.add_argument("--backends", default=",".join(BACKENDS), help="plain Keras backends when installed (default %(default)s)")
+    parser.add_argument("--img2num-backends", default="auto",
+                        help="img2num's --backend, one side per name, e.g. jax,torch (default %(default)s)")
     parser.add_argument("--cold", action="store_true", help="empty JAX's compilation cache before every img2num run")
+    parser.add_argument("--first-and-second", action="store_true",
+                        help="run img2num twice a round: first with an empty compilation cache, then with it filled")
     parser.add_argument("--img2num-args", default="", help="more options for `img2num train`, such as --no-pictures")
     parser.add_argument("--data", type=Path, help="folder for the generated data (default: a temporary one)")
     parser.add_argument("--json", help="also write every measurement to this JSON file")
@@ -219,66 +251,88 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="img2num-command-speed-"))
     data_root = args.data or work / "data"
     cache = work / "jax-cache"
-    print(f"{os.cpu_count()} CPUs, {args.rounds} rounds, plain Keras on {', '.join(backends)}; "
-          f"img2num {'with an empty compilation cache every run' if args.cold else 'round 1 with an empty compilation cache'}")
-    results = {}
+    if args.cold:
+        caching = "with an empty compilation cache every run"
+    elif args.first_and_second:
+        caching = "twice a round: first with an empty compilation cache, second with it filled"
+    else:
+        caching = "round 1 with an empty compilation cache"
+    print(f"{os.cpu_count()} CPUs, {args.rounds} rounds, plain Keras on {', '.join(backends)}; img2num {caching}")
+    print(f"start: {load()}", flush=True)
+    results, loads = {}, {}
     for workload in workloads:
         data = generate(workload, data_root)
-        sides = ["img2num"] + [f"keras-{b}" for b in backends if b in workload.backends]
+        sides = img2num_sides(args.img2num_backends.split(","), args.first_and_second)
+        sides += [f"keras-{b}" for b in backends if b in workload.backends]
+        # The first and second run of one backend stay together, in that order.
+        groups = [sides[i : i + 2] for i in range(0, 2 * len(args.img2num_backends.split(",")), 2)] if args.first_and_second else [[s] for s in sides if s.startswith("img2num")]
+        groups += [[s] for s in sides if s.startswith("keras")]
         raw: dict = {side: [] for side in sides}
         shutil.rmtree(cache, ignore_errors=True)
         for number in range(args.rounds):
-            for side in sides[number % len(sides):] + sides[: number % len(sides)]:
-                env = {**os.environ, "IMG2NUM_JAX_CACHE": str(cache)}
-                if side == "img2num":
-                    if args.cold:
-                        shutil.rmtree(cache, ignore_errors=True)
-                    command = [
-                        sys.executable, __file__, "--child-img2num", "train", str(data), "--model", workload.model,
-                        "--plain", "--epochs", str(workload.epochs), "--run", str(work / "run"), "--overwrite", "--quiet",
-                        *args.img2num_args.split(),
-                    ]
-                else:
-                    env["KERAS_BACKEND"] = side.removeprefix("keras-")
-                    command = [sys.executable, __file__, "--child-keras", workload.model, str(data), str(workload.epochs)]
-                seconds, marks = timed(command, env)
-                raw[side].append({"seconds": seconds, "marks": marks})
-                print(f"  {workload.key} {side} round {number + 1}: {seconds:.2f} s", file=sys.stderr, flush=True)
+            for group in groups[number % len(groups):] + groups[: number % len(groups)]:
+                for side in group:
+                    env = {**os.environ, "IMG2NUM_JAX_CACHE": str(cache)}
+                    if side.startswith("img2num"):
+                        if args.cold or side.endswith(" first"):
+                            shutil.rmtree(cache, ignore_errors=True)
+                        backend = side.split()[0].removeprefix("img2num").removeprefix("-") or "auto"
+                        command = [
+                            sys.executable, __file__, "--child-img2num", "train", str(data), "--model", workload.model,
+                            "--plain", "--epochs", str(workload.epochs), "--run", str(work / "run"), "--overwrite", "--quiet",
+                            "--backend", backend, *args.img2num_args.split(),
+                        ]
+                    else:
+                        env["KERAS_BACKEND"] = side.removeprefix("keras-")
+                        command = [sys.executable, __file__, "--child-keras", workload.model, str(data), str(workload.epochs)]
+                    seconds, marks = timed(command, env)
+                    raw[side].append({"seconds": seconds, "marks": marks})
+                    print(f"  {workload.key} {side} round {number + 1}: {seconds:.2f} s ({load()})", file=sys.stderr, flush=True)
         results[workload.key] = raw
+        loads[workload.key] = load()
 
-    print(f"\nwhole process, wall seconds from launch to exit (median of {args.rounds}; img2num's round 1 "
-          "had an empty compilation cache)")
-    print(f"{'workload':<44} {'side':<14} {'median':>7} {'min':>7} {'max':>7} {'img2num faster':>15} {'CPU s':>7} {'by CPU':>7}")
+    print(f"\nwhole process, wall seconds from launch to exit (median of {args.rounds}); "
+          "faster = the plain side's median / img2num's")
     for workload in workloads:
         raw = results[workload.key]
-        ours = statistics.median(r["seconds"] for r in raw["img2num"])
-        our_cpu = statistics.median(r["marks"]["cpu_seconds"] for r in raw["img2num"])
-        for side, runs in raw.items():
-            seconds = [r["seconds"] for r in runs]
-            median = statistics.median(seconds)
-            cpu = statistics.median(r["marks"]["cpu_seconds"] for r in runs)
-            ratio = "" if side == "img2num" else f"{median / ours:.2f}x"
-            cpu_ratio = "" if side == "img2num" else f"{cpu / our_cpu:.2f}x"
-            print(f"{workload.label:<44} {side:<14} {median:>7.2f} {min(seconds):>7.2f} {max(seconds):>7.2f} {ratio:>15} {cpu:>7.1f} {cpu_ratio:>7}")
-        if len(raw["img2num"]) > 1:
-            first, later = raw["img2num"][0]["seconds"], statistics.median(r["seconds"] for r in raw["img2num"][1:])
-            print(f"{'':<44} img2num round 1 (empty cache) {first:.2f} s, later rounds {later:.2f} s")
+        ours = [side for side in raw if side.startswith("img2num")]
+        plain = [side for side in raw if side.startswith("keras")]
+        median = {side: statistics.median(r["seconds"] for r in runs) for side, runs in raw.items()}
+        cpu = {side: statistics.median(r["marks"]["cpu_seconds"] for r in runs) for side, runs in raw.items()}
+        print(f"\n{workload.key}: {workload.label} ({loads[workload.key]} at its end)")
+        print(f"{'side':<22} {'median':>7} {'min':>7} {'max':>7} {'CPU s':>7} " + " ".join(f"{'vs ' + p:>14}" for p in plain))
+        for side in ours + plain:
+            seconds = [r["seconds"] for r in raw[side]]
+            ratios = " ".join(f"{median[p] / median[side]:>13.2f}x" for p in plain) if side in ours else ""
+            print(f"{side:<22} {median[side]:>7.2f} {min(seconds):>7.2f} {max(seconds):>7.2f} {cpu[side]:>7.1f} {ratios}")
+        if plain:
+            fastest = min(plain, key=median.get)
+            for side in ours:
+                print(f"  {side}: {median[fastest] / median[side]:.2f}x the fastest plain fit ({fastest}), "
+                      f"{cpu[fastest] / cpu[side]:.2f}x by CPU seconds")
+        if not args.cold and not args.first_and_second and args.rounds > 1:
+            for side in ours:
+                first = raw[side][0]["seconds"]
+                later = statistics.median(r["seconds"] for r in raw[side][1:])
+                print(f"  {side} round 1 (empty cache) {first:.2f} s, later rounds {later:.2f} s")
 
     print("\nwhere the seconds go, median of the rounds (img2num; plain Keras: start-up until fit, fit, exit)")
-    print(f"{'workload':<10} {'side':<14} " + " ".join(f"{p:>10}" for p in PHASES))
+    print(f"{'workload':<10} {'side':<22} " + " ".join(f"{p:>10}" for p in PHASES))
     for workload in workloads:
         raw = results[workload.key]
-        phases = [img2num_phases(r["marks"]) for r in raw["img2num"]]
-        print(f"{workload.key:<10} {'img2num':<14} " + " ".join(f"{statistics.median(p[n] for p in phases):>10.2f}" for n in PHASES))
         for side, runs in raw.items():
-            if side == "img2num":
-                continue
-            marks = [r["marks"] for r in runs]
-            start = statistics.median(m["fit_start"] - m["launched"] for m in marks)
-            fit = statistics.median(m["fit_end"] - m["fit_start"] for m in marks)
-            end = statistics.median(m["exited"] - m["fit_end"] for m in marks)
-            row = {"start-up": start, "loop": fit, "exit": end}
-            print(f"{workload.key:<10} {side:<14} " + " ".join(f"{row[n]:>10.2f}" if n in row else f"{'':>10}" for n in PHASES))
+            if side.startswith("img2num"):
+                phases = [img2num_phases(r["marks"]) for r in runs]
+                row = {n: statistics.median(p[n] for p in phases) for n in PHASES}
+            else:
+                marks = [r["marks"] for r in runs]
+                row = {
+                    "start-up": statistics.median(m["fit_start"] - m["launched"] for m in marks),
+                    "loop": statistics.median(m["fit_end"] - m["fit_start"] for m in marks),
+                    "exit": statistics.median(m["exited"] - m["fit_end"] for m in marks),
+                }
+            print(f"{workload.key:<10} {side:<22} " + " ".join(f"{row[n]:>10.2f}" if n in row else f"{'':>10}" for n in PHASES))
+    print(f"\nend: {load()}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     shutil.rmtree(work, ignore_errors=True)

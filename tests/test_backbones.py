@@ -12,10 +12,11 @@ from img2num.backbones import backbone_spec, is_backbone, is_finetune
 from img2num.backbones import features as feats
 from img2num.backbones.heads import choose_head, feature_scaling, fit_ridge, head_outputs
 from img2num.bundle import Preprocessing
-from img2num.data import Dataset
+from img2num.data import Dataset, resolve_splits
 from img2num.errors import Img2NumError
+from img2num.evaluation import regression_metrics
 from img2num.layers import BackboneInput, MeanStdPooling
-from img2num.models import check_model_name
+from img2num.models import check_model_name, model_folder_name
 
 
 def test_backbone_names():
@@ -29,6 +30,15 @@ def test_backbone_names():
             check_model_name(bad)
     with pytest.raises(Img2NumError, match="unknown model 'nope'.*backbone:PRESET"):
         check_model_name("nope")
+    # Folder names of runs and pictures never nest a preset's path.
+    names = {
+        "cnn_gap": "cnn_gap",
+        "backbone:efficientnet_lite0": "backbone-efficientnet_lite0",
+        "finetune:/presets/tiny/": "finetune-tiny",
+        "backbone:hf://timm/efficientnet_lite0.ra_in1k": "backbone-efficientnet_lite0.ra_in1k",
+        "backbone:kaggle://keras/efficientnet/keras/lite0/2": "backbone-lite0",
+    }
+    assert {name: model_folder_name(name) for name in names} == names
 
 
 def test_mean_std_pooling_matches_numpy():
@@ -57,8 +67,9 @@ def test_backbone_input_bands_normalisation_and_size():
 
 
 def test_feature_size_and_too_small_images():
-    assert feats.feature_size((32, 48, 1)) == (64, 96)
-    assert feats.feature_size((100, 80, 3)) == (100, 80)
+    assert feats.feature_size((32, 48, 1)) == (128, 192)
+    assert feats.feature_size((100, 80, 3)) == (160, 128)
+    assert feats.feature_size((200, 150, 3)) == (200, 150)
     info = SimpleNamespace(spec="tiny", min_size=32)
     feats.check_image_size((32, 40, 3), info)
     with pytest.raises(Img2NumError, match=r"images of 16x40 pixels are smaller than backbone 'tiny' accepts \(32x32"):
@@ -73,6 +84,11 @@ def test_feature_scaling_floors_nearly_constant_features():
     np.testing.assert_allclose(spread[:2], x.std(axis=0)[:2], rtol=1e-5)
     # The constant feature's spread is floored at a tenth of the median spread, not 1e-9.
     assert spread[2] == pytest.approx(0.1 * np.median(x.std(axis=0)), rel=1e-5)
+    # Groups weigh alike: a group of two features has its spreads multiplied by sqrt(2).
+    _, grouped = feature_scaling(x, groups=[1, 2])
+    np.testing.assert_allclose(grouped, spread * np.array([1, np.sqrt(2), np.sqrt(2)]), rtol=1e-6)
+    with pytest.raises(ValueError, match="groups of 4 features for vectors of 3"):
+        feature_scaling(x, groups=[2, 2])
 
 
 def test_ridge_head_fits_a_linear_target_and_chooses_by_validation():
@@ -85,6 +101,14 @@ def test_ridge_head_fits_a_linear_target_and_chooses_by_validation():
     assert fit.history[0]["val_loss"] == pytest.approx(4.0 * fit.val_mse)
     kernel, bias = fit.layers[0].get_weights()
     np.testing.assert_allclose(kernel[:, 0], weights, atol=0.05)
+    # With fewer images than features the fit goes through the images' Gram matrix: the same
+    # solution as solving the penalised normal equations directly.
+    wide, target = rng.normal(size=(30, 50)) + 2.0, rng.normal(size=30)
+    fit = fit_ridge(wide[:20], target[:20], wide[20:], target[20:], loss_factor=1.0)
+    centred = wide[:20] - wide[:20].mean(axis=0)
+    penalty = fit.detail["penalty_share"] * np.linalg.eigvalsh(centred.T @ centred)[-1]
+    direct = np.linalg.solve(centred.T @ centred + penalty * np.eye(50), centred.T @ (target[:20] - target[:20].mean()))
+    np.testing.assert_allclose(fit.layers[0].get_weights()[0][:, 0], direct, rtol=1e-3, atol=1e-5)
     # choose_head keeps the head with the lower validation error and gives every head's error.
     features = {"train": z[:200] * 3 + 1, "val": z[200:] * 3 + 1}
     scaling, chosen, errors = choose_head(features, y[:200], y[200:], 1.0, seed=0, heads=("ridge",))
@@ -136,3 +160,153 @@ def test_feature_cache_folder_setting(monkeypatch, tmp_path):
     assert feats.feature_cache_folder() == tmp_path / "img2num" / "features"
     assert len(feats.image_keys(np.zeros((2, 3, 3, 1), np.uint8))[0]) == 16
     assert feats.image_keys(np.zeros((1, 3, 3, 1), np.uint8))[0] != feats.image_keys(np.zeros((1, 3, 3, 1), np.uint16))[0]
+
+
+@pytest.fixture(scope="module")
+def random_preset(tmp_path_factory):
+    from img2num.backbones.presets import save_random_preset
+
+    return save_random_preset(tmp_path_factory.mktemp("preset") / "tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    from conftest import write_photos
+
+    folder = tmp_path_factory.mktemp("photos")
+    write_photos(folder, count=40, size=(32, 32), split=True)
+    return folder
+
+
+def test_train_save_and_predict_with_a_backbone(random_preset, photos, tmp_path, capsys):
+    from conftest import run_cli
+
+    from img2num.bundle import load_run
+
+    run_dir = tmp_path / "run"
+    status, out, err = run_cli(capsys, "train", photos, "--model", f"backbone:{random_preset}", "--run", run_dir)
+    assert status == 0, err
+    assert "features of 40 images" in err and "(40 computed, 0 from the cache)" in err
+    config = json.loads((run_dir / "config.json").read_text())
+    record = config["backbone"]
+    assert config["train"]["model"] == f"backbone:{random_preset}" and config["trainer"] == "features"
+    assert record["stages"] == ["P1", "P2", "P3"] and record["feature_size"] == [128, 128]
+    assert record["head"] in ("ridge", "mlp") and set(record["head_val_mse"]) == {"ridge", "mlp"}
+    # Mean and spread of the 3 bands and of each stage's channels.
+    assert record["features"] > 6 and record["features"] % 2 == 0
+    for name in ("model.keras", "metrics.json", "predictions.png", "loss.png"):
+        assert (run_dir / name).is_file(), name
+    # The saved model alone predicts what the run was evaluated with.
+    # It needs neither the preset nor the hub: the run is loaded with the preset moved away.
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    moved = random_preset.with_name("moved")
+    random_preset.rename(moved)
+    try:
+        run = load_run(run_dir)
+        test = resolve_splits(photos)["test"]
+        predicted = run.predict_data(test)
+    finally:
+        moved.rename(random_preset)
+    assert regression_metrics(test.y, predicted)["mse"] == pytest.approx(metrics["test"]["mse"], rel=1e-4)
+    # A second run reads every image's features from the cache.
+    status, _, err = run_cli(capsys, "train", photos, "--model", f"backbone:{random_preset}", "--run", tmp_path / "again")
+    assert status == 0 and "(0 computed, 40 from the cache)" in err
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text()) == metrics
+
+
+def test_compare_a_backbone_beside_a_model(random_preset, photos, tmp_path, capsys):
+    from conftest import run_cli
+
+    name = f"backbone:{random_preset}"
+    status, out, err = run_cli(capsys, "compare", photos, "--models", f"{name},pixel_gap", "--epochs", "2", "--out", tmp_path / "cmp")
+    assert status == 0, err
+    results = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    entries = {entry["name"]: entry for entry in results["entries"]}
+    assert {name, "pixel_gap", "mean-baseline", "ridge-baseline"} <= set(entries)
+    assert entries[name]["run"] == "runs/seed-0/backbone-tiny"
+    assert (tmp_path / "cmp" / "runs" / "seed-0" / "backbone-tiny" / "model.keras").is_file()
+    assert (tmp_path / "cmp" / "pictures" / "backbone-tiny-diagnostics.png").is_file()
+    assert "pictures/backbone-tiny-worst.png" in (tmp_path / "cmp" / "report.md").read_text()
+
+
+def test_backbone_bad_input_is_one_line_and_writes_nothing(random_preset, photos, tmp_path, capsys):
+    from conftest import one_line_error, run_cli, write_photos
+
+    small = tmp_path / "small"
+    write_photos(small, count=12, size=(6, 6))
+    not_preset = tmp_path / "not_a_preset"
+    not_preset.mkdir()
+    cases = {
+        ("backbone:no_such_preset", photos): "unknown backbone preset 'no_such_preset'",
+        (f"backbone:{not_preset}", photos): "not a keras-hub preset",
+        (f"backbone:{random_preset}", small): "images of 6x6 pixels are smaller than backbone",
+        ("backbone:", photos): "names no backbone",
+    }
+    for (model, data), message in cases.items():
+        run_dir = tmp_path / "run"
+        status, _, err = run_cli(capsys, "train", data, "--model", model, "--run", run_dir)
+        assert status == 1 and message in one_line_error(err), (model, err)
+        assert not run_dir.exists()
+
+
+def test_auto_ranks_a_backbone_candidate_with_the_others(random_preset, photos, tmp_path, monkeypatch):
+    import io
+
+    from img2num import autoselect
+    from img2num.config import TrainConfig
+    from img2num.training import train
+
+    name = f"backbone:{random_preset}"
+    monkeypatch.setattr(
+        autoselect, "_CANDIDATES",
+        [autoselect.Candidate("pixel_gap", lambda shape: True, "sums"), autoselect.Candidate(name, lambda shape: True, "photos")],
+    )
+    stream = io.StringIO()
+    run = train(photos, TrainConfig(epochs=3, seed=0), run_dir=tmp_path / "run", stream=stream)
+    rows = {row["model"]: row for row in run.config["selection"]["candidates"]}
+    assert set(rows) == {"pixel_gap", name}
+    assert rows[name]["epochs"] >= 1 and rows[name]["stopped_early"] and rows[name]["val_mse"] > 0
+    chosen = run.config["selection"]["chosen"]
+    assert min(rows, key=lambda model: rows[model]["val_mse"]) == chosen
+    assert ("backbone" in run.config) == (chosen == name)
+    assert f"auto: trying pixel_gap, {name}" in stream.getvalue()
+    # A candidate whose preset cannot load is reported and leaves the others.
+    monkeypatch.setattr(
+        autoselect, "_CANDIDATES",
+        [autoselect.Candidate("backbone:no_such_preset", lambda shape: True, "x"), autoselect.Candidate("pixel_gap", lambda shape: True, "y")],
+    )
+    stream = io.StringIO()
+    run = train(photos, TrainConfig(epochs=2, seed=0), stream=stream)
+    assert run.config["selection"]["chosen"] == "pixel_gap"
+    assert "auto: backbone:no_such_preset not tried: unknown backbone preset" in stream.getvalue()
+    outcomes = {row["model"]: row["outcome"] for row in run.config["selection"]["candidates"]}
+    assert outcomes["backbone:no_such_preset"].startswith("not tried: unknown backbone preset")
+
+
+def test_backbone_candidate_applies_to_large_enough_images_with_weights_on_disk(monkeypatch):
+    from img2num import autoselect
+    from img2num.backbones import presets
+
+    monkeypatch.setattr(presets, "available_offline", lambda spec: True)
+    assert "backbone:efficientnet_lite0" in autoselect.candidate_models((32, 40, 3))
+    assert "backbone:efficientnet_lite0" not in autoselect.candidate_models((31, 64, 3))
+    monkeypatch.setattr(presets, "available_offline", lambda spec: False)
+    assert "backbone:efficientnet_lite0" not in autoselect.candidate_models((224, 224, 3))
+
+
+def test_extraction_stops_when_its_deadline_cannot_be_kept(monkeypatch):
+    import time
+
+    monkeypatch.setattr(feats.ExtractionBudget, "PIECE", 4)
+    x = np.random.default_rng(4).integers(0, 256, size=(12, 4, 4, 1), dtype=np.uint8)
+    split = Dataset(x, np.zeros(12, np.float32), "budget-test")
+    preprocessing = Preprocessing.for_images(x)
+    model = _counter_model()
+    budget = feats.ExtractionBudget(time.perf_counter() + 3600, 12)
+    vectors, computed = feats.extract_features(model, split, preprocessing, None, budget)
+    assert computed == 12 and budget.computed == 12 and budget.images_left == 0 and vectors.shape == (12, 2)
+    # A deadline already past: the first piece shows the rest cannot be done; one line says so.
+    late = feats.ExtractionBudget(time.perf_counter() - 1, 12)
+    with pytest.raises(Img2NumError, match=r"feature extraction would need about \d+ s more for 8 images .* 0 s are left"):
+        feats.extract_features(model, split, preprocessing, None, late)
+    assert late.computed == 4

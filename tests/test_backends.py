@@ -168,3 +168,42 @@ def test_compilation_cache_folder(monkeypatch, tmp_path):
     for off in ("off", "0", "", "False"):
         monkeypatch.setenv(backends.CACHE_VARIABLE, off)
         assert backends.compilation_cache_folder() is None
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**31 + 5])
+def test_numpy_uniform_is_jax_uniform_bit_for_bit(seed):
+    import jax
+    import jax.numpy as jnp
+
+    key = jnp.array([seed % 2**32, (seed * 2654435761) % 2**32], jnp.uint32)
+    for shape, low, high in [((3, 3, 3, 32), -0.2, 0.2), ((256, 1), -0.15, 0.15), ((7,), 0.0, 1.0), ((301, 300), -1.7, 3.1)]:
+        expected = np.asarray(jax.random.uniform(key, shape, jnp.float32, low, high))
+        drawn = backends.threefry_uniform(np.asarray(key), shape, low, high)
+        assert drawn.dtype == np.float32 and drawn.shape == shape
+        assert np.array_equal(drawn, expected)
+
+
+def test_models_built_on_jax_get_keras_own_initial_weights():
+    import jax
+    import keras
+    from keras.src.backend.jax import random
+
+    from img2num.config import TrainConfig
+    from img2num.training import build_model
+
+    assert backends.use_numpy_uniform()
+    assert random.uniform._img2num_numpy
+    weights = {}
+    for way, uniform in (("numpy", random.uniform), ("jax", random.uniform.__wrapped__)):
+        random.uniform, patched = uniform, random.uniform
+        try:
+            keras.utils.set_random_seed(3)
+            weights[way] = [w.numpy() for w in build_model(TrainConfig(model="cnn"), (12, 12, 2)).weights]
+        finally:
+            random.uniform = patched
+    assert len(weights["numpy"]) == len(weights["jax"]) > 4
+    assert all(np.array_equal(a, b) for a, b in zip(weights["numpy"], weights["jax"]))
+    # Inside compiled code the key is traced: JAX draws, as before.
+    key = jax.numpy.array([1, 2], jax.numpy.uint32)
+    traced = jax.jit(lambda k: random.uniform((5,), seed=k))(key)
+    assert np.array_equal(traced, jax.random.uniform(key, (5,)))

@@ -53,3 +53,14 @@ def test_damaged_run_files_are_one_line(capsys, trained_run, tiny_folder, tmp_pa
     status, _, err = run_cli(capsys, "evaluate", run_dir, tiny_folder / "test.npz")
     assert status == 1
     assert one_line_error(err) == f"img2num: error: {run_dir / 'model.keras'}: corrupt model file (not a complete .keras zip archive)"
+
+
+def test_splits_are_predicted_together_as_each_alone(trained_run, tiny_folder):
+    from img2num.data import load_dataset
+
+    splits = {name: load_dataset(tiny_folder / f"{name}.npz") for name in ("train", "val", "test")}
+    together = trained_run.predict_splits(splits)
+    assert list(together) == ["train", "val", "test"]
+    for name, split in splits.items():
+        assert together[name].shape == (len(split),)
+        assert np.allclose(together[name], trained_run.predict_data(split), atol=1e-5)

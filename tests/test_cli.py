@@ -34,11 +34,14 @@ def test_help_models_and_generate_do_not_import_keras(tmp_path):
 
 
 def test_train_without_pictures_imports_no_torch_nor_plotting_and_caches_compilation(tmp_path, tiny_folder):
+    # keras_hub (about 5 s to import) only when a pretrained backbone is trained; no scikit-learn
+    # (Keras would import it for wrappers img2num does not use).
     code = (
         "import sys; from img2num.cli import main\n"
         f"assert main(['train', {str(tiny_folder)!r}, '--model', 'mlp', '--epochs', '2', '--backend', 'jax', "
         f"'--run', {str(tmp_path / 'run')!r}, '--quiet', '--no-pictures']) == 0\n"
-        "print('heavy:', sorted(m for m in ('torch', 'tensorflow', 'matplotlib.pyplot', 'matplotlib.figure') if m in sys.modules))"
+        "print('heavy:', sorted(m for m in ('torch', 'tensorflow', 'keras_hub', 'sklearn', 'matplotlib.pyplot', 'matplotlib.figure') "
+        "if m in sys.modules))"
     )
     env = {**os.environ, "IMG2NUM_JAX_CACHE": str(tmp_path / "cache")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
@@ -236,7 +239,8 @@ def test_unknown_model(capsys, tiny_folder, tmp_path):
     status, _, err = run_cli(capsys, "train", tiny_folder, "--model", "vgg", "--run", tmp_path / "r")
     assert status == 1
     assert one_line_error(err) == (
-        "img2num: error: unknown model 'vgg'; known models: auto (the automatic choice), mlp, cnn, cnn_gap, resnet, pixel_gap"
+        "img2num: error: unknown model 'vgg'; known models: auto (the automatic choice), mlp, cnn, cnn_gap, resnet, "
+        "pixel_gap, backbone:PRESET and finetune:PRESET (pretrained backbones)"
     )
     status, _, err = run_cli(capsys, "recipe", "--models", "mlp", "vgg", "--out", tmp_path / "res")
     assert status == 1 and "unknown model 'vgg'" in one_line_error(err)

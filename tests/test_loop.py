@@ -121,11 +121,14 @@ def test_prediction_matches_keras_and_compiles_once_per_shape():
     assert np.allclose(predict(model, x, 128), model.predict(x, batch_size=128, verbose=0), atol=1e-5)
     compiled = model._img2num_predict
     sizes = compiled._cache_size()
-    # 300 = 128 + 128 + 44, the last padded to 64: two shapes, now compiled.
-    assert sizes == 2
+    # 300 = 128 + 128 + 44, the last padded to 128: one shape, now compiled.
+    assert sizes == 1
     predict(model, x, 128)
-    predict(model, x[:60], 128)  # also pads to 64
+    predict(model, x[:200], 128)  # 128 + 72, padded to 128
     assert compiled._cache_size() == sizes
+    predict(model, x[:60], 128)  # one batch: padded to 64
+    predict(model, x[:33], 128)  # also 64
+    assert compiled._cache_size() == sizes + 1
     assert predict(model, x[:0], 128).shape == (0, 1)
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from img2num.backbones import is_backbone
 from img2num.config import AUTO_MODEL, TIME_RESERVE_MAX, TIME_RESERVE_MIN, TIME_RESERVE_SHARE
 from img2num.errors import Img2NumError
-from img2num.backbones import is_backbone
 from img2num.models import check_model_name
 
 # Epochs the first look at every candidate takes: the first epoch holds compilation, the
@@ -85,7 +85,7 @@ register_candidate(
 
 
 def _offline_backbone(spec: str) -> bool:
-    """Whether the backbone preset can be had without a network (its weights package is installed)."""
+    """Whether the backbone can be had without a network (a candidate never downloads)."""
     from img2num.backbones.presets import available_offline
 
     return available_offline(spec)
@@ -341,7 +341,7 @@ def _backbone_trial(name: str, fit_backbone) -> _Trial:
     from types import SimpleNamespace
 
     fitted = fit_backbone(name)
-    trial = _Trial(name, fitted.model, "features", SimpleNamespace(history=fitted.history), None, None)
+    trial = _Trial(name, fitted.model, fitted.trainer, SimpleNamespace(history=fitted.history), fitted.stopper, None)
     trial.seconds = trial.epoch_seconds = fitted.seconds
     trial.converged = True
     trial.outputs = fitted.outputs

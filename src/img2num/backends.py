@@ -8,16 +8,21 @@ as XLA's on the CPU, for convolutional models with enough work per image; each r
 model states from which image area that holds (`ModelSpec.torch_from_pixels`).
 
 On JAX, compiled programs are kept in a persistent cache folder (`compilation_cache_folder`), so
-that a second run of the same model and shapes loads them instead of compiling again.
+that a second run of the same model and shapes loads them instead of compiling again, and Keras'
+uniform weight initializers draw their numbers with NumPy, bit for bit as JAX would, instead of
+compiling one program per weight shape (`use_numpy_uniform`).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from img2num.backbones import is_backbone
 from img2num.config import BACKENDS
@@ -95,7 +100,30 @@ def select_backend(name: str) -> None:
     enable_compilation_cache()
     # Keras reads KERAS_BACKEND once, when imported: importing it now fixes the choice, so that
     # a later "auto" in this process (each model `compare` trains) keeps it.
-    import keras  # noqa: F401
+    import_keras()
+    use_numpy_uniform()
+
+
+def import_keras():
+    """Import Keras (once per process) without the scikit-learn it would load for its
+    scikit-learn wrappers, which img2num does not use: where scikit-learn is installed (the
+    `real` and `test` extras), that import took 1.3-1.5 of Keras' 4 CPU seconds (SciPy's
+    statistics). Keras' `keras.wrappers.SKLearn*` then say scikit-learn is missing; import
+    Keras before img2num to keep them.
+
+    Returns:
+        The `keras` module.
+    """
+    if "keras" not in sys.modules and "sklearn" not in sys.modules:
+        sys.modules["sklearn"] = None  # `import sklearn` raises ImportError, which Keras allows for
+        try:
+            import keras
+        finally:
+            if "sklearn" in sys.modules and sys.modules["sklearn"] is None:
+                del sys.modules["sklearn"]
+    import keras
+
+    return keras
 
 
 def compilation_cache_folder() -> Path | None:
@@ -138,6 +166,96 @@ def enable_compilation_cache() -> Path | None:
     # take 0.05-1 s each, and a run compiles several.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return folder
+
+
+# Threefry-2x32's rotations, alternating by group of four rounds (JAX's `threefry2x32`).
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+# Weights of more values than this draw by JAX as before (NumPy's pass costs about 0.06 CPU s
+# per million values; a compilation 0.3-2 CPU s).
+_NUMPY_UNIFORM_MAX = 1 << 26
+
+
+def use_numpy_uniform() -> bool:
+    """When Keras runs on JAX, draw its uniform random numbers outside compiled code (the weight
+    initializers: `glorot_uniform`, the default of Dense and Conv layers, and `random_uniform`)
+    with NumPy, bit for bit the numbers JAX's threefry generator gives.
+
+    JAX compiles its generator once per shape, 0.3-2 CPU seconds each on 2 CPU cores: most of
+    a first run's model build (docs/speed.md). Numbers drawn inside compiled code (dropout,
+    augmentation), other dtypes and other generator settings go to JAX as before.
+
+    Returns:
+        Whether the NumPy path is in place (False on other backends).
+    """
+    if loaded_backend() != "jax":
+        return False
+    from keras.src.backend.jax import random
+
+    if not getattr(random.uniform, "_img2num_numpy", False):
+        random.uniform = _numpy_uniform(random.uniform)
+    return True
+
+
+def _numpy_uniform(original):
+    @functools.wraps(original)
+    def uniform(shape, minval=0.0, maxval=1.0, dtype=None, seed=None):
+        import jax
+        from keras.src.backend import standardize_dtype
+        from keras.src.backend.config import floatx
+        from keras.src.backend.jax.random import jax_draw_seed
+
+        key = jax_draw_seed(seed)
+        size = int(np.prod(shape)) if all(isinstance(d, (int, np.integer)) for d in shape) else -1
+        if (
+            isinstance(key, jax.core.Tracer)
+            or not isinstance(key, jax.Array)
+            or key.dtype != np.uint32
+            or key.shape != (2,)
+            or not 0 <= size <= _NUMPY_UNIFORM_MAX
+            or standardize_dtype(dtype or floatx()) != "float32"
+            or not all(isinstance(v, (int, float, np.floating, np.integer)) for v in (minval, maxval))
+            or jax.config.jax_default_prng_impl != "threefry2x32"
+            or not jax.config.jax_threefry_partitionable
+        ):
+            return original(shape, minval=minval, maxval=maxval, dtype=dtype, seed=key)
+        return jax.numpy.asarray(threefry_uniform(np.asarray(key), tuple(shape), minval, maxval))
+
+    uniform._img2num_numpy = True
+    return uniform
+
+
+def threefry_uniform(key: np.ndarray, shape: tuple[int, ...], minval: float, maxval: float) -> np.ndarray:
+    """float32 numbers in [minval, maxval) of `shape`, equal to `jax.random.uniform(key, shape,
+    float32, minval, maxval)` for a raw threefry key (two uint32) with JAX's partitionable
+    threefry (the default): hash each element's index, keep 23 bits as the mantissa of a
+    number in [1, 2), shift and scale."""
+    k1, k2 = np.uint32(key[0]), np.uint32(key[1])
+    keys = (k1, k2, k1 ^ k2 ^ np.uint32(0x1BD11BDA))
+    size = int(np.prod(shape))
+    # The index's high word is 0 below 2**32 elements; the low word counts.
+    high = np.full(size, keys[0], np.uint32)
+    low = np.arange(size, dtype=np.uint32)
+    low += keys[1]
+    spare = np.empty_like(low)
+    with np.errstate(over="ignore"):
+        for group in range(5):
+            for rotation in _ROTATIONS[group % 2]:
+                high += low
+                np.right_shift(low, np.uint32(32 - rotation), out=spare)
+                np.left_shift(low, np.uint32(rotation), out=low)
+                low |= spare
+                low ^= high
+            high += keys[(group + 1) % 3]
+            low += keys[(group + 2) % 3] + np.uint32(group + 1)
+    high ^= low
+    high >>= np.uint32(9)
+    high |= np.uint32(0x3F800000)  # the exponent of [1, 2)
+    floats = high.view(np.float32) - np.float32(1.0)
+    low_bound, high_bound = np.float32(minval), np.float32(maxval)
+    # XLA computes floats * (max - min) + min as one fused multiply-add: the product is exact in
+    # float64, and one rounding to float32 follows.
+    scaled = (floats.astype(np.float64) * np.float64(high_bound - low_bound) + np.float64(low_bound)).astype(np.float32)
+    return np.maximum(low_bound, scaled).reshape(shape)
 
 
 def _installed(package: str) -> bool:

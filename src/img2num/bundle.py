@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from img2num import layout
+from img2num.backbones import is_backbone
 from img2num.config import PREDICT_BATCH_SIZE
 from img2num.data import shape_text
 from img2num.data.images import STORED_RESIZE_MODES
-from img2num.backbones import is_backbone
 from img2num.errors import Img2NumError
 from img2num.intervals import load_calibration, save_calibration
 from img2num.io import atomic_folder, records_csv, write_json, write_text
@@ -29,6 +29,8 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+# `Run.predict_splits` predicts the splits in memory together up to this much model input.
+ONE_PASS_MB = 512
 
 
 @dataclass(frozen=True)
@@ -284,6 +286,25 @@ class Run:
             predictions = np.concatenate(parts) if parts else np.zeros(0, np.float32)
         return predictions if interval is None else self.interval(predictions, interval)
 
+    def predict_splits(self, splits: dict) -> dict:
+        """Predictions for each split of `splits` (name -> `Dataset` or `ImageFiles`), the same
+        as `predict_data` on each; the splits in memory go through the model in one batched
+        pass (up to `ONE_PASS_MB` of model input), so that a first run compiles one prediction
+        shape on JAX instead of one per split (docs/speed.md)."""
+        predictions, together, size = {}, [], 0
+        for name, split in splits.items():
+            size += len(split) * int(np.prod(self.preprocessing.input_shape)) * 4 if hasattr(split, "x") else 0
+            if hasattr(split, "x") and size <= ONE_PASS_MB * 2**20:
+                together.append(name)
+            else:
+                predictions[name] = self.predict_data(split)
+        if together:
+            inputs = [self.preprocessing.apply(splits[name].x, splits[name].source) for name in together]
+            output = self.target_scaling.restore(predict_inputs(self.model, np.concatenate(inputs))).reshape(-1)
+            ends = np.cumsum([len(part) for part in inputs])[:-1]
+            predictions.update(zip(together, np.split(output, ends)))
+        return {name: predictions[name] for name in splits}
+
     def interval(self, predictions: np.ndarray, level: float):
         """Intervals at `level` around this run's `predictions` (an `intervals.Interval`).
 
@@ -360,12 +381,14 @@ def load_run(folder: str | Path) -> Run:
         raise Img2NumError(f"{folder / CONFIG_FILE}: corrupt run configuration (target_scaling: {error})") from None
     metrics = _read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).exists() else {}
     history = _read_history(folder / HISTORY_FILE)
-    from img2num.backends import enable_compilation_cache
+    from img2num.backends import enable_compilation_cache, import_keras, use_numpy_uniform
 
     enable_compilation_cache()
-    import keras
+    keras = import_keras()
 
     import img2num.layers  # noqa: F401  (registers the layers a saved model may hold)
+
+    use_numpy_uniform()  # building the loaded model draws its initial weights, then replaces them
 
     if is_backbone(config.get("train", {}).get("model", "")):
         import keras_hub  # noqa: F401  (registers the backbone's layers; loads nothing from a hub)

@@ -345,6 +345,7 @@ def _models(args) -> None:
 
 def _train(args) -> None:
     from img2num.evaluation import format_metrics
+    from img2num.models import model_folder_name
     from img2num.training import train
 
     config = _train_config(args)
@@ -353,7 +354,7 @@ def _train(args) -> None:
         config,
         val=args.val,
         test=args.test,
-        run_dir=args.run or _free_run_folder(Path("runs"), config.model),
+        run_dir=args.run or _free_run_folder(Path("runs"), model_folder_name(config.model)),
         overwrite=args.overwrite,
         quiet=args.quiet,
         data_options=data_config(args),

@@ -21,7 +21,7 @@ from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.evaluation import METRIC_NAMES, regression_metrics
 from img2num.intervals import coverage_record
 from img2num.io import atomic_folder, check_replaceable, write_json, write_text
-from img2num.models import check_model_name, list_models
+from img2num.models import check_model_name, list_models, model_folder_name
 from img2num.training import progress_printer
 
 BASELINE_NAMES = ("mean-baseline", "ridge-baseline")
@@ -134,7 +134,7 @@ def compare(
             if time_limit is not None:
                 config = replace(config, time_limit=_time_share(started, time_limit, len(configs) - done, len(models)))
             say(f"[seed {s}] training {name}" + ("" if time_limit is None else f" (time limit {config.time_limit:.0f} s)"))
-            run_dir = folder / "runs" / f"seed-{s}" / name if keep_runs else None
+            run_dir = folder / "runs" / f"seed-{s}" / model_folder_name(name) if keep_runs else None
             with warnings.catch_warnings():
                 # Warned again below with the model and seed, and shown in the report.
                 warnings.simplefilter("ignore", Img2NumWarning)
@@ -348,9 +348,10 @@ def _write_outputs(
         {name: runs[1:] for name, runs in histories.items()},
     )
     for name, predicted in predictions.items():
-        plots.diagnostics(test.y, predicted, folder / "pictures" / f"{name}-diagnostics.png", f"{name} on the test split", best)
+        file = model_folder_name(name)
+        plots.diagnostics(test.y, predicted, folder / "pictures" / f"{file}-diagnostics.png", f"{name} on the test split", best)
         plots.worst_predictions(
-            test.x, test.y, predicted, folder / "pictures" / f"{name}-worst.png", f"{name}: the 25 worst test predictions"
+            test.x, test.y, predicted, folder / "pictures" / f"{file}-worst.png", f"{name}: the 25 worst test predictions"
         )
     write_json(folder / RESULTS_FILE, summary)
     write_text(folder / LEADERBOARD_FILE, report.leaderboard_markdown(summary))

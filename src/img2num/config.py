@@ -167,6 +167,8 @@ class TrainConfig:
         time_limit: Most seconds `train` takes, from its call to the saved run (checked between
             epochs; a share is kept for predictions, saving and pictures). None: `DEFAULT_TIME_LIMIT`
             with "auto", no limit for a named model.
+        finetune_stages: How many of the backbone's last stages a `finetune:PRESET` model
+            trains (with its head); 0 trains the whole network (docs/backbones.md).
     """
 
     model: str = DEFAULT_MODEL
@@ -184,6 +186,7 @@ class TrainConfig:
     trainer: str = "auto"
     backend: str = "auto"
     time_limit: float | None = None
+    finetune_stages: int = 2
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -213,6 +216,10 @@ class TrainConfig:
                 and 0 < self.time_limit < float("inf")
             ),
             f"time limit must be a positive number of seconds, got {self.time_limit}",
+        )
+        _require(
+            isinstance(self.finetune_stages, int) and self.finetune_stages >= 0,
+            f"finetune stages must be a whole number of at least 0, got {self.finetune_stages}",
         )
 
     @property

@@ -276,8 +276,11 @@ def _compile_epoch(train_step, test_step):
 def predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
     """The model's outputs on `inputs`, one compiled call per batch of at most `batch_size`.
 
-    A short last batch is padded to the next power of two, so the compiled function is reused
-    across calls (at most log2(batch_size) + 1 batch shapes per input shape).
+    A call of more than `batch_size` inputs pads its short last batch to `batch_size`, so that
+    it runs one compiled shape, the one every larger call reuses (a first run compiles each
+    shape, 0.2-0.4 s for the tutorial's models on 2 CPU cores). A call of at most `batch_size`
+    pads to the next power of two, so the compiled function is reused across calls (at most
+    log2(batch_size) + 1 batch shapes per input shape).
 
     Returns:
         The outputs as a NumPy array, one row per input.
@@ -289,7 +292,7 @@ def predict(model, inputs: np.ndarray, batch_size: int) -> np.ndarray:
     outputs = []
     for start in range(0, len(inputs), batch_size):
         batch = inputs[start : start + batch_size]
-        size = min(batch_size, 1 << (len(batch) - 1).bit_length())
+        size = batch_size if len(inputs) > batch_size else min(batch_size, 1 << (len(batch) - 1).bit_length())
         if size != len(batch):
             batch = np.concatenate([batch, np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)])
         outputs.append(function(state, batch))

@@ -11,6 +11,7 @@ from img2num.bundle import Run
 from img2num.evaluation import r2_text
 from img2num.intervals import COVERAGE_TEXT, coverage_cells, coverage_markdown
 from img2num.io import records_csv
+from img2num.models import model_folder_name
 
 
 def comparison_table(runs: dict[str, Run], split: str = "test") -> str:
@@ -180,8 +181,8 @@ def compare_markdown(summary: dict) -> str:
         if row["kind"] != "reference":
             name = row["name"]
             parts.append(
-                f"### {name}\n\n![{name} diagnostics](pictures/{name}-diagnostics.png)\n\n"
-                f"![{name} worst predictions](pictures/{name}-worst.png)\n"
+                f"### {name}\n\n![{name} diagnostics](pictures/{model_folder_name(name)}-diagnostics.png)\n\n"
+                f"![{name} worst predictions](pictures/{model_folder_name(name)}-worst.png)\n"
             )
     return "\n".join(parts)
 
@@ -215,8 +216,8 @@ def compare_html(summary: dict, folder: str | Path) -> str:
             name = row["name"]
             body += [
                 f"<h3 id='{esc(name)}'>{esc(name)}</h3>",
-                _html_image(folder / "pictures" / f"{name}-diagnostics.png", f"{name} diagnostics"),
-                _html_image(folder / "pictures" / f"{name}-worst.png", f"{name} worst predictions"),
+                _html_image(folder / "pictures" / f"{model_folder_name(name)}-diagnostics.png", f"{name} diagnostics"),
+                _html_image(folder / "pictures" / f"{model_folder_name(name)}-worst.png", f"{name} worst predictions"),
             ]
     return (
         "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"

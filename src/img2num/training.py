@@ -114,7 +114,7 @@ def train(
         from img2num.backbones.train import train_backbone
 
         labelled = {"train": train_split, "val": val_split}
-        return train_backbone(replace(config, model=name), splits, labelled, preprocessing, scaling.loss_factor, say)
+        return train_backbone(replace(config, model=name), splits, labelled, preprocessing, scaling.loss_factor, say, clock)
 
     if auto:
         selection = select_model(
@@ -128,7 +128,7 @@ def train(
         history, outputs, backbone = recorder.history, selection.outputs, selection.backbone
     elif is_backbone(config.model):
         fitted = fit_backbone(config.model)
-        model, trainer, history, stopper, seconds = fitted.model, "features", fitted.history, None, fitted.seconds
+        model, trainer, history, stopper, seconds = fitted.model, fitted.trainer, fitted.history, fitted.stopper, fitted.seconds
         outputs, backbone = fitted.outputs, fitted.record
     else:
         model = build_model(config, shape)
@@ -163,7 +163,7 @@ def train(
         record["backbone"] = backbone
     run = Run(model, preprocessing, record, history, target_scaling=scaling)
     if outputs is None:
-        predictions = {name: run.predict_data(split) for name, split in splits.items()}
+        predictions = run.predict_splits(splits)
     else:  # the backbone's features of every split are computed already
         predictions = {name: scaling.restore(output).reshape(-1) for name, output in outputs.items()}
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}

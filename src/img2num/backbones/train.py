@@ -1,5 +1,7 @@
 """Training a `backbone:PRESET` model: the backbone's feature vectors of every split (from the
-cache where it has them), a head chosen on validation, and the run's one Keras model."""
+cache where it has them), a head chosen on validation, and the run's one Keras model; for
+`finetune:PRESET`, then the backbone's last stages trained with that head
+(`img2num.backbones.finetune`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from img2num.backbones import backbone_spec
+from img2num.backbones import backbone_spec, is_finetune
 from img2num.errors import Img2NumError
 
 # A run's model must give the predictions it was evaluated with: the head on cached features and
@@ -23,10 +25,16 @@ class BackboneTraining:
 
     Attributes:
         model: The run's Keras model (images to the learned, standardized number).
-        history: Per-epoch records of the chosen head.
-        seconds: Seconds of feature extraction and head fitting.
+        history: Per-epoch records of the chosen head (of fine-tuning for `finetune:`, epoch 0
+            being the frozen head).
+        seconds: Seconds of feature extraction, head fitting and fine-tuning.
         outputs: The model's outputs (N, 1) on every split, by name.
-        record: JSON-ready facts: backbone, stages, feature size, heads' validation MSE, cache use.
+        record: JSON-ready facts: backbone, stages, feature size, heads' validation MSE, cache
+            use, fine-tuning.
+        trainer: How the model was trained: "features" (a head on frozen features) or
+            "finetune".
+        stopper: The early stopping of fine-tuning (its `best_epoch` counts from epoch 1), or
+            None.
     """
 
     model: object
@@ -34,10 +42,15 @@ class BackboneTraining:
     seconds: float
     outputs: dict
     record: dict
+    trainer: str = "features"
+    stopper: object = None
 
 
-def train_backbone(config, splits: dict, labelled: dict, preprocessing, loss_factor: float, say) -> BackboneTraining:
-    """Fit a head on the frozen features of `config.model`'s backbone.
+def train_backbone(
+    config, splits: dict, labelled: dict, preprocessing, loss_factor: float, say, clock=None
+) -> BackboneTraining:
+    """Fit a head on the frozen features of `config.model`'s backbone; for `finetune:PRESET`,
+    then fine-tune the backbone's last stages with it (`img2num.backbones.finetune.finetune`).
 
     Args:
         config: The `TrainConfig`; its model is `backbone:PRESET`.
@@ -46,6 +59,8 @@ def train_backbone(config, splits: dict, labelled: dict, preprocessing, loss_fac
         preprocessing: The run's `Preprocessing`.
         loss_factor: Turns squared errors of the learned targets into the targets' units.
         say: Where progress lines go.
+        clock: The `train` call's `autoselect.Clock`, whose training deadline fine-tuning
+            keeps; None: `config.resolved_time_limit` from now.
 
     Returns:
         The trained model and its record.
@@ -54,32 +69,38 @@ def train_backbone(config, splits: dict, labelled: dict, preprocessing, loss_fac
         Img2NumError: The preset cannot be found or loaded, or the images are too small for it.
     """
     from img2num.backbones.features import (
-        FeatureCache, check_image_size, extract_features, feature_cache_folder, feature_model, feature_size, model_key,
+        ExtractionBudget, FeatureCache, check_image_size, extract_features, feature_cache_folder, feature_groups,
+        feature_model, feature_size, model_key,
     )
     from img2num.backbones.heads import choose_head, head_outputs, run_model
     from img2num.backbones.presets import load_backbone, resolve_backbone
 
+    from img2num.autoselect import Clock
+
     started = time.perf_counter()
+    clock = clock or Clock(started, config.resolved_time_limit)
     info = resolve_backbone(backbone_spec(config.model))
     check_image_size(preprocessing.input_shape, info)
     backbone, info = load_backbone(info.spec)
     features_model = feature_model(backbone, info, preprocessing)
     cache = FeatureCache(feature_cache_folder(), model_key(info, preprocessing))
     features, computed = {}, 0
-    for name, split in splits.items():
-        features[name], fresh = extract_features(features_model, split, preprocessing, cache)
-        computed += fresh
     total = sum(len(split) for split in splits.values())
+    # With a time limit (the automatic choice's), extraction stops as soon as it cannot end in time.
+    budget = None if clock.limit is None else ExtractionBudget(clock.training_deadline, total)
+    for name, split in splits.items():
+        features[name], fresh = extract_features(features_model, split, preprocessing, cache, budget)
+        computed += fresh
     extract_seconds = time.perf_counter() - started
     say(
         f"{config.model}: features of {total} images in {extract_seconds:.1f} s "
         f"({computed} computed, {total - computed} from the cache)"
     )
-    scaling, head, head_mse = choose_head(features, labelled["train"].y, labelled["val"].y, loss_factor, config.seed)
+    scaling, head, head_mse = choose_head(
+        features, labelled["train"].y, labelled["val"].y, loss_factor, config.seed,
+        groups=feature_groups(features_model, info),
+    )
     say(f"{config.model}: head {head.kind} (validation MSE " + ", ".join(f"{k} {v:.4g}" for k, v in head_mse.items()) + ")")
-    model = run_model(features_model, scaling, head, name=config.model.replace(":", "_").replace("/", "_"))
-    outputs = {name: head_outputs(values, scaling, head) for name, values in features.items()}
-    _check_consistency(model, splits["val"], preprocessing, outputs["val"])
     record = {
         "backbone": info.spec,
         "fingerprint": info.fingerprint,
@@ -93,7 +114,32 @@ def train_backbone(config, splits: dict, labelled: dict, preprocessing, loss_fac
         "images_cached": total - computed,
         "extract_seconds": round(extract_seconds, 3),
     }
-    return BackboneTraining(model, head.history, time.perf_counter() - started, outputs, record)
+    if is_finetune(config.model):
+        from img2num.backbones.finetune import finetune
+
+        tuned = finetune(
+            backbone, info, preprocessing, splits, labelled, features, scaling, head, config, loss_factor,
+            clock.training_deadline, say, feature_cache_folder(),
+        )
+        model, history, stopper, trainer = tuned.model, tuned.history, tuned.stopper, "finetune"
+        outputs = {name: tuned.outputs.get(name) for name in splits}
+        outputs.update({name: _model_outputs(model, splits[name], preprocessing) for name, out in outputs.items() if out is None})
+        record |= tuned.record
+    else:
+        model = run_model(features_model, scaling, head, name=config.model.replace(":", "_").replace("/", "_"))
+        outputs = {name: head_outputs(values, scaling, head) for name, values in features.items()}
+        history, stopper, trainer = head.history, None, "features"
+    _check_consistency(model, splits["val"], preprocessing, outputs["val"])
+    return BackboneTraining(model, history, time.perf_counter() - started, outputs, record, trainer, stopper)
+
+
+def _model_outputs(model, split, preprocessing) -> np.ndarray:
+    """The model's outputs (N, 1) on a split, chunk by chunk for images on disk."""
+    from img2num.bundle import predict_inputs
+
+    chunks = [split.x] if hasattr(split, "x") else split.chunks()
+    parts = [predict_inputs(model, preprocessing.apply(np.asarray(chunk), split.source)) for chunk in chunks]
+    return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
 
 def _check_consistency(model, val_split, preprocessing, val_outputs: np.ndarray) -> None:
