@@ -70,6 +70,10 @@ def keras_worker(args) -> dict:
     import numpy as np
 
     from img2num.backbones.presets import load_backbone
+    from img2num.jax_ops import use_fast_depthwise
+
+    # As img2num runs it: on JAX, depthwise convolutions as shifted sums (a no-op elsewhere).
+    use_fast_depthwise()
 
     backbone, info = load_backbone("efficientnet_lite0")
     pooled = [keras.layers.GlobalAveragePooling2D()(backbone.pyramid_outputs[s]) for s in info.stages]
