@@ -13,10 +13,14 @@ The img2num process runs `img2num.cli.main`, as the `img2num` script does, with 
 wrapped around the functions of `img2num.training` that mark the phases. JAX's compilation
 cache goes to a folder of the benchmark's own: round 1 starts with it empty (the first run a
 user sees), the later rounds find it filled (every run after); `--cold` empties it before every
-img2num run.
+img2num run, and `--first-and-second` runs img2num twice a round, first with it emptied, then
+with it filled. `--img2num-backends jax,torch` runs img2num once per backend named (for the
+backend rule), `auto` (the default) as a user would. Each line and table carries the machine's
+load average.
 
     .venv/bin/python benchmarks/command_speed.py                       # every workload, 3 rounds
-    .venv/bin/python benchmarks/command_speed.py --only mlp16 --rounds 3 --backends jax
+    .venv/bin/python benchmarks/command_speed.py --only mlp16,cnn16,cnn64 --first-and-second --backends jax,torch
+    .venv/bin/python benchmarks/command_speed.py --only cnn64,cnn128g,cnn128c --img2num-backends jax,torch --backends none
 """
 
 from __future__ import annotations

@@ -67,8 +67,9 @@ def test_backbone_input_bands_normalisation_and_size():
 
 
 def test_feature_size_and_too_small_images():
-    assert feats.feature_size((32, 48, 1)) == (64, 96)
-    assert feats.feature_size((100, 80, 3)) == (100, 80)
+    assert feats.feature_size((32, 48, 1)) == (128, 192)
+    assert feats.feature_size((100, 80, 3)) == (160, 128)
+    assert feats.feature_size((200, 150, 3)) == (200, 150)
     info = SimpleNamespace(spec="tiny", min_size=32)
     feats.check_image_size((32, 40, 3), info)
     with pytest.raises(Img2NumError, match=r"images of 16x40 pixels are smaller than backbone 'tiny' accepts \(32x32"):
@@ -189,7 +190,7 @@ def test_train_save_and_predict_with_a_backbone(random_preset, photos, tmp_path,
     config = json.loads((run_dir / "config.json").read_text())
     record = config["backbone"]
     assert config["train"]["model"] == f"backbone:{random_preset}" and config["trainer"] == "features"
-    assert record["stages"] == ["P1", "P2", "P3"] and record["feature_size"] == [64, 64]
+    assert record["stages"] == ["P1", "P2", "P3"] and record["feature_size"] == [128, 128]
     assert record["head"] in ("ridge", "mlp") and set(record["head_val_mse"]) == {"ridge", "mlp"}
     # Mean and spread of the 3 bands and of each stage's channels.
     assert record["features"] > 6 and record["features"] % 2 == 0
@@ -291,3 +292,21 @@ def test_backbone_candidate_applies_to_large_enough_images_with_weights_on_disk(
     assert "backbone:efficientnet_lite0" not in autoselect.candidate_models((31, 64, 3))
     monkeypatch.setattr(presets, "available_offline", lambda spec: False)
     assert "backbone:efficientnet_lite0" not in autoselect.candidate_models((224, 224, 3))
+
+
+def test_extraction_stops_when_its_deadline_cannot_be_kept(monkeypatch):
+    import time
+
+    monkeypatch.setattr(feats.ExtractionBudget, "PIECE", 4)
+    x = np.random.default_rng(4).integers(0, 256, size=(12, 4, 4, 1), dtype=np.uint8)
+    split = Dataset(x, np.zeros(12, np.float32), "budget-test")
+    preprocessing = Preprocessing.for_images(x)
+    model = _counter_model()
+    budget = feats.ExtractionBudget(time.perf_counter() + 3600, 12)
+    vectors, computed = feats.extract_features(model, split, preprocessing, None, budget)
+    assert computed == 12 and budget.computed == 12 and budget.images_left == 0 and vectors.shape == (12, 2)
+    # A deadline already past: the first piece shows the rest cannot be done; one line says so.
+    late = feats.ExtractionBudget(time.perf_counter() - 1, 12)
+    with pytest.raises(Img2NumError, match=r"feature extraction would need about \d+ s more for 8 images .* 0 s are left"):
+        feats.extract_features(model, split, preprocessing, None, late)
+    assert late.computed == 4

@@ -69,8 +69,8 @@ def train_backbone(
         Img2NumError: The preset cannot be found or loaded, or the images are too small for it.
     """
     from img2num.backbones.features import (
-        FeatureCache, check_image_size, extract_features, feature_cache_folder, feature_groups, feature_model,
-        feature_size, model_key,
+        ExtractionBudget, FeatureCache, check_image_size, extract_features, feature_cache_folder, feature_groups,
+        feature_model, feature_size, model_key,
     )
     from img2num.backbones.heads import choose_head, head_outputs, run_model
     from img2num.backbones.presets import load_backbone, resolve_backbone
@@ -85,10 +85,12 @@ def train_backbone(
     features_model = feature_model(backbone, info, preprocessing)
     cache = FeatureCache(feature_cache_folder(), model_key(info, preprocessing))
     features, computed = {}, 0
-    for name, split in splits.items():
-        features[name], fresh = extract_features(features_model, split, preprocessing, cache)
-        computed += fresh
     total = sum(len(split) for split in splits.values())
+    # With a time limit (the automatic choice's), extraction stops as soon as it cannot end in time.
+    budget = None if clock.limit is None else ExtractionBudget(clock.training_deadline, total)
+    for name, split in splits.items():
+        features[name], fresh = extract_features(features_model, split, preprocessing, cache, budget)
+        computed += fresh
     extract_seconds = time.perf_counter() - started
     say(
         f"{config.model}: features of {total} images in {extract_seconds:.1f} s "
