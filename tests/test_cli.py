@@ -113,6 +113,9 @@ def test_train_options(capsys, tmp_path, tiny_folder):
     assert parse("--plain", "--epochs", "3", "--augment") == TrainConfig.plain(epochs=3, augment=True)
     assert parse("--restore-best") == TrainConfig(restore_best=True)
     assert parse("--no-restore-best") == TrainConfig(restore_best=False)
+    assert parse("--model", "finetune:efficientnet_lite0", "--finetune-stages", "0") == TrainConfig(
+        model="finetune:efficientnet_lite0", finetune_stages=0
+    )
 
     run_dir = tmp_path / "tuned"
     status, _, err = run_cli(
