@@ -17,6 +17,11 @@ from img2num.evaluation import evaluate, regression_metrics
 from img2num.prediction import predict, predict_files
 
 
+# The run's own metrics come from one batched pass over all its splits (Run.predict_splits); a
+# batch of another size may sum in another order, which float32 rounds differently (1.2e-6 seen).
+FLOAT32_BATCHES = 1e-5
+
+
 def _split_rows(run_dir, split):
     with open(run_dir / "split.csv") as handle:
         return [row for row in csv.DictReader(handle) if row["split"] == split]
@@ -47,7 +52,7 @@ def test_prediction_on_image_files_equals_evaluation(image_run, tmp_path):
     done, predictions, bad = predict_files(image_run.path, paths)
     assert done == paths and bad == []
     assert regression_metrics(labels, predictions) == evaluated
-    assert evaluated["mse"] == pytest.approx(image_run.metrics["test"]["mse"], rel=1e-6)
+    assert evaluated["mse"] == pytest.approx(image_run.metrics["test"]["mse"], rel=FLOAT32_BATCHES)
     # The Python API takes the same images as paths, PIL images or arrays, with the same result.
     assert np.array_equal(predict(loaded, paths), predictions)
     assert np.array_equal(predict(loaded, [Image.open(p) for p in paths]), predictions)
@@ -220,7 +225,7 @@ def test_evaluate_and_predict_a_label_csv_with_bad_rows(capsys, image_run, tmp_p
     status, out, err = run_cli(capsys, "evaluate", image_run.path, tmp_path / "t.csv", "--output", tmp_path / "e.json", "--skip-bad")
     assert status == 0 and err.strip() == f"img2num: skipped 1 bad row; listed in {tmp_path / 'e.json'}"
     saved = json.loads((tmp_path / "e.json").read_text())
-    assert saved["samples"] == 8 and saved["mse"] == pytest.approx(image_run.metrics["test"]["mse"], rel=1e-6)
+    assert saved["samples"] == 8 and saved["mse"] == pytest.approx(image_run.metrics["test"]["mse"], rel=FLOAT32_BATCHES)
     assert saved["skipped"] == [f"{tmp_path / 't.csv'} row 10: {tmp_path / 'gone.png'}: no such file"]
     status, out, err = run_cli(capsys, "predict", image_run.path, tmp_path / "t.csv", "--output", tmp_path / "p.csv")
     assert status == 1 and err.strip().splitlines()[-1] == "img2num: error: 1 of 9 images could not be used; 8 predictions written"

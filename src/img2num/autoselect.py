@@ -266,7 +266,7 @@ def select_model(
     started = time.perf_counter()
     budget_note = "no time limit" if clock.limit is None else f"{clock.training_left():.0f} s of training time left"
     trials, skipped = [], []
-    say(f"auto: trying {', '.join(candidates)} ({budget_note})")
+    announce = [f"auto: trying {', '.join(candidates)} ({budget_note})"]
     for name in candidates:
         left = clock.training_left()
         # A candidate needs time to compile (at least as long as the slowest so far) and to train.
@@ -274,6 +274,8 @@ def select_model(
             skipped.append((name, "no time left"))
             continue
         if is_backbone(name):
+            while announce:
+                say(announce.pop())
             try:
                 trials.append(_backbone_trial(name, fit_backbone))
             except Img2NumError as error:  # a preset that cannot load leaves the other candidates
@@ -281,6 +283,8 @@ def select_model(
                 skipped.append((name, str(error)))
             continue
         trial = _start_trial(name, config, train_split, val_split, loss_factor)
+        while announce:  # said once the settings proved usable (a trainer that cannot run is an error)
+            say(announce.pop())
         _train_trial(
             trial, min(PROBE_EPOCHS, config.epochs), config, train_split, val_split, preprocessing,
             clock.training_deadline, say, "probe",

@@ -288,7 +288,8 @@ class Run:
 
     def predict_splits(self, splits: dict) -> dict:
         """Predictions for each split of `splits` (name -> `Dataset` or `ImageFiles`), the same
-        as `predict_data` on each; the splits in memory go through the model in one batched
+        as `predict_data` on each to float32 rounding (batches of other sizes may sum in another
+        order); the splits in memory go through the model in one batched
         pass (up to `ONE_PASS_MB` of model input), so that a first run compiles one prediction
         shape on JAX instead of one per split (docs/speed.md)."""
         predictions, together, size = {}, [], 0
