@@ -190,13 +190,9 @@ def use_numpy_uniform() -> bool:
     Returns:
         Whether the NumPy path is in place (False on other backends).
     """
-    if loaded_backend() != "jax":
-        return False
-    from keras.src.backend.jax import random
+    from img2num.jax_ops import replace_on_jax
 
-    if not getattr(random.uniform, "_img2num_numpy", False):
-        random.uniform = _numpy_uniform(random.uniform)
-    return True
+    return replace_on_jax("keras.src.backend.jax.random", "uniform", _numpy_uniform, "_img2num_numpy")
 
 
 def _numpy_uniform(original):
@@ -223,7 +219,6 @@ def _numpy_uniform(original):
             return original(shape, minval=minval, maxval=maxval, dtype=dtype, seed=key)
         return jax.numpy.asarray(threefry_uniform(np.asarray(key), tuple(shape), minval, maxval))
 
-    uniform._img2num_numpy = True
     return uniform
 
 

@@ -1,9 +1,37 @@
 """Faster JAX forms of Keras operations that XLA's CPU compiler runs slowly: the depthwise
-convolution of MobileNet- and EfficientNet-style backbones, as a sum of shifted products."""
+convolution of MobileNet- and EfficientNet-style backbones, as a sum of shifted products; and
+`replace_on_jax`, which puts such a form in place of a function of Keras' JAX backend."""
 
 from __future__ import annotations
 
 import functools
+import importlib
+from collections.abc import Callable
+
+
+def replace_on_jax(module: str, name: str, wrap: Callable, marker: str) -> bool:
+    """When Keras runs on JAX, replace `module.name` by `wrap(original)`, once per process.
+
+    Args:
+        module: A module of Keras' JAX backend, such as "keras.src.backend.jax.nn".
+        name: The function to replace.
+        wrap: Makes the replacement from the original (which it may call for other cases).
+        marker: An attribute set on the replacement, so a second call leaves it in place.
+
+    Returns:
+        Whether the replacement is in place (False on other backends).
+    """
+    from img2num.backends import loaded_backend
+
+    if loaded_backend() != "jax":
+        return False
+    owner = importlib.import_module(module)
+    original = getattr(owner, name)
+    if not getattr(original, marker, False):
+        replacement = wrap(original)
+        setattr(replacement, marker, True)
+        setattr(owner, name, replacement)
+    return True
 
 
 def use_fast_depthwise() -> bool:
@@ -19,15 +47,7 @@ def use_fast_depthwise() -> bool:
     Returns:
         Whether the shifted form is in place (False on other backends).
     """
-    from img2num.backends import loaded_backend
-
-    if loaded_backend() != "jax":
-        return False
-    from keras.src.backend.jax import nn
-
-    if not getattr(nn.depthwise_conv, "_img2num_shifted", False):
-        nn.depthwise_conv = _shifted_depthwise(nn.depthwise_conv)
-    return True
+    return replace_on_jax("keras.src.backend.jax.nn", "depthwise_conv", _shifted_depthwise, "_img2num_shifted")
 
 
 def _pair(value) -> tuple[int, int]:
@@ -67,5 +87,4 @@ def _shifted_depthwise(original):
                 out = term if out is None else out + term
         return out
 
-    depthwise_conv._img2num_shifted = True
     return depthwise_conv
