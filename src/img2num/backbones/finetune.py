@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from img2num.errors import Img2NumError
+from img2num.models import model_folder_name
 
 # The fine-tuning learning rate, as a share of `TrainConfig.learning_rate` (1e-3 -> 1e-4): the
 # pretrained weights start near a good solution, which the from-scratch rate would wreck.
@@ -222,7 +223,7 @@ def finetune(
     split = split_backbone(backbone, info.stages, getattr(config, "finetune_stages", 2))
     scaling_layer = keras.layers.Normalization(mean=scaling[0], variance=np.square(scaling[1]), name="feature_scaling")
     head_layers = [scaling_layer, *head.layers]
-    name = config.model.replace(":", "_").replace("/", "_")
+    name = model_folder_name(config.model)
     model = whole_model(split, info, preprocessing, head_layers, name)
     frozen_size = 2 * preprocessing.input_shape[-1] + sum(
         2 * int(backbone.pyramid_outputs[stage].shape[-1]) for stage in split.frozen

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from img2num.backbones import backbone_spec, is_finetune
-from img2num.errors import Img2NumError
+from img2num.models import model_folder_name
 
 # A run's model must give the predictions it was evaluated with: the head on cached features and
 # the whole model on images may differ by float rounding only (a share of the targets' spread).
@@ -126,7 +126,7 @@ def train_backbone(
         outputs.update({name: _model_outputs(model, splits[name], preprocessing) for name, out in outputs.items() if out is None})
         record |= tuned.record
     else:
-        model = run_model(features_model, scaling, head, name=config.model.replace(":", "_").replace("/", "_"))
+        model = run_model(features_model, scaling, head, name=model_folder_name(config.model))
         outputs = {name: head_outputs(values, scaling, head) for name, values in features.items()}
         history, stopper, trainer = head.history, None, "features"
     _check_consistency(model, splits["val"], preprocessing, outputs["val"])
