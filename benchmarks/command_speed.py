@@ -143,7 +143,9 @@ def child_img2num(argv: list[str]) -> None:
     """Run `img2num.cli.main(argv)` with timers around the phases; write the marks."""
     marks = {"launched": float(os.environ["BENCH_LAUNCHED"]), "main": time.time()}
 
+    import img2num.autoselect as autoselect
     import img2num.bundle as bundle
+    import img2num.fitting as fitting
     import img2num.training as training
 
     def around(owner, name, start, end):
@@ -160,7 +162,8 @@ def child_img2num(argv: list[str]) -> None:
 
     around(training, "resolve_splits", "data_start", "data_end")
     around(training, "select_backend", "backend_start", "backend_end")
-    around(training, "fit_model", "fit_start", "fit_end")
+    around(fitting, "run_epochs", "fit_start", "fit_end")  # one model named
+    around(autoselect, "run_epochs", "fit_start", "fit_end")  # the automatic choice's candidates
     around(training, "_draw_pictures", "pictures_start", "pictures_end")
     around(training, "calibrate_run", "calibrate_start", "calibrate_end")
     original_save = bundle.Run.save

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from img2num.bundle import Preprocessing
+from img2num.preprocessing import Preprocessing
 from img2num.data import ImageFiles
 from img2num.data.images import ImageSpec, decode_files
 

@@ -105,7 +105,7 @@ def _step_rates(preset: str, images: int = 64, stages: int = 2) -> None:
     from img2num.backbones.features import feature_size
     from img2num.backbones.finetune import cut_model, split_backbone, tuning_model, whole_model
     from img2num.backbones.presets import load_backbone
-    from img2num.bundle import Preprocessing
+    from img2num.preprocessing import Preprocessing
     from img2num.data import Dataset
 
     rng = np.random.default_rng(0)

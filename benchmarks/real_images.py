@@ -36,7 +36,7 @@ from img2num.config import DEFAULT_MODEL, DustConfig, PointsConfig, TrainConfig
 from img2num.data import generate_dust_splits, generate_points_splits, read_task, reference_predictions, task_info
 from img2num.data import resolve_splits, write_image_folder
 from img2num.data.real import REAL_TASK_NAMES, write_real_task
-from img2num.evaluation import regression_metrics
+from img2num.metrics import regression_metrics
 from img2num.io import write_json, write_text
 
 TASKS = (*REAL_TASK_NAMES, "points", "dust")

@@ -76,10 +76,11 @@ def worker(key: str, number: int, epochs_scale: float, last: bool) -> dict:
     import keras
     import numpy as np
 
-    from img2num.bundle import Preprocessing, predict_inputs
+    from img2num.inference import predict_inputs
+    from img2num.preprocessing import Preprocessing
     from img2num.config import PREDICT_BATCH_SIZE, TrainConfig
     from img2num.data import Dataset
-    from img2num.training import build_model, choose_trainer, fit_model
+    from img2num.fitting import build_model, choose_trainer, run_epochs
 
     workload = next(w for w in WORKLOADS if w.key == key)
     epochs = max(2, round(workload.epochs * epochs_scale))
@@ -118,7 +119,7 @@ def worker(key: str, number: int, epochs_scale: float, last: bool) -> dict:
                 validation_data=(vx, val.y), verbose=0, callbacks=[timer],
             )
         else:
-            fit_model(model, trainer, train, val, preprocessing, batch_size=BATCH_SIZE, epochs=epochs, seed=0, callbacks=[timer])
+            run_epochs(model, trainer, train, val, preprocessing, batch_size=BATCH_SIZE, epochs=epochs, seed=0, callbacks=[timer])
         return model, timer.seconds
 
     seconds, first = {}, {}
@@ -294,6 +295,7 @@ def main() -> None:
     from importlib.metadata import version
 
     from img2num.backends import preferred_backend
+    from img2num.models import model_spec
 
     rounds, scale = (1, 0.6) if args.quick else (args.rounds, 1.0)
     keys = args.only.split(",") if args.only else [w.key for w in WORKLOADS]
@@ -351,7 +353,7 @@ def main() -> None:
             continue
         best = min(ours, key=ours.get)
         best_plain = min(plain, key=plain.get)
-        auto = preferred_backend([workload.model], workload.shape)
+        auto = preferred_backend([model_spec(workload.model)], workload.shape)
         print(
             f"{workload.label:<34} {best + f' {ours[best]:.4f} s':<22} "
             f"{plain[best_plain] / ours[best]:>8.2f}x ({best_plain}) {auto:>11}"

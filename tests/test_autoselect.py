@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from conftest import TINY, one_line_error, run_cli
 
-from img2num import autoselect
+from img2num import autoselect, clock, registry
 from img2num.bundle import load_run
 from img2num.config import DEFAULT_TIME_LIMIT, TrainConfig
 from img2num.data import Dataset, generate_points_splits, load_dataset
 from img2num.errors import Img2NumError, Img2NumWarning
-from img2num.evaluation import mean_baseline_mse, weak_fit_warning
+from img2num.metrics import mean_baseline_mse, weak_fit_warning
 from img2num.training import CANDIDATES_FILE, train
 
 
@@ -30,9 +30,9 @@ def test_candidates_and_their_registry():
     assert autoselect.candidate_models((8, 8, 1)) == ["pixel_gap", "cnn_gap"]
     assert autoselect.expand_models(["auto", "mlp", "cnn_gap"], (8, 8, 1)) == ["pixel_gap", "cnn_gap", "mlp"]
     with pytest.raises(Img2NumError, match="unknown model 'nope'"):
-        autoselect.register_candidate("nope", "no such model")
+        registry.register_candidate("nope", "no such model", rank=9)
     with pytest.raises(ValueError, match="candidate already"):
-        autoselect.register_candidate("cnn_gap", "twice")
+        registry.register_candidate("cnn_gap", "twice", rank=9)
 
 
 def test_time_limit_setting():
@@ -44,8 +44,8 @@ def test_time_limit_setting():
             TrainConfig(time_limit=bad)
     # The reserve for saving and pictures: 15%, at least 5 s, at most 45 s and half the limit;
     # a third of that when nothing is saved.
-    assert [autoselect.time_reserve(t) for t in (2, 20, 100, 1000)] == [1.0, 5.0, 15.0, 45.0]
-    assert [autoselect.time_reserve(t, saving=False) for t in (2, 60, 1000)] == [1.0, 3.0, 15.0]
+    assert [clock.time_reserve(t) for t in (2, 20, 100, 1000)] == [1.0, 5.0, 15.0, 45.0]
+    assert [clock.time_reserve(t, saving=False) for t in (2, 60, 1000)] == [1.0, 3.0, 15.0]
 
 
 @pytest.fixture(scope="module")

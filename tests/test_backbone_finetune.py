@@ -56,7 +56,7 @@ def test_finetune_history_starts_with_the_frozen_head(tuned_run):
 
 def test_saved_finetuned_run_predicts_what_was_evaluated(tuned_run, data):
     from img2num import load_run
-    from img2num.evaluation import regression_metrics
+    from img2num.metrics import regression_metrics
 
     run, folder = tuned_run
     loaded = load_run(folder)
@@ -77,7 +77,7 @@ def test_cached_prefix_step_equals_whole_network_step_and_only_the_suffix_moves(
     from img2num.backbones.features import feature_model
     from img2num.backbones.finetune import cut_model, split_backbone, tuning_model, whole_model
     from img2num.backbones.presets import load_backbone
-    from img2num.bundle import Preprocessing
+    from img2num.preprocessing import Preprocessing
 
     backbone, info = load_backbone(preset)
     preprocessing = Preprocessing.for_data(data["train"])

@@ -7,38 +7,45 @@ import numpy as np
 import pytest
 
 from conftest import one_line_error, run_cli, run_python, torch_installed
-from img2num import backends
+from img2num import backends, jax_ops
 from img2num.backends import choose_backend, preferred_backend, select_backend
 from img2num.bundle import load_run
 from img2num.data import load_dataset
 from img2num.errors import Img2NumError
 from img2num.models import list_models
+from img2num.registry import model_spec
+
+
+def specs(*names):
+    return [model_spec(name) for name in names]
 
 
 @torch_installed
 def test_auto_rule_picks_torch_only_where_the_registry_says():
-    assert preferred_backend(["resnet"], (64, 64, 3)) == "torch"
-    assert preferred_backend(["resnet"], (48, 48, 1)) == "torch"
-    assert preferred_backend(["resnet"], (32, 32, 3)) == "jax"
-    assert preferred_backend(["cnn_gap"], (64, 64, 3)) == "torch"
-    assert preferred_backend(["cnn_gap"], (32, 32, 1)) == "jax"
-    assert preferred_backend(["mlp", "cnn", "pixel_gap"], (128, 128, 3)) == "jax"
+    assert preferred_backend(specs("resnet"), (64, 64, 3)) == "torch"
+    assert preferred_backend(specs("resnet"), (48, 48, 1)) == "torch"
+    assert preferred_backend(specs("resnet"), (32, 32, 3)) == "jax"
+    assert preferred_backend(specs("cnn_gap"), (64, 64, 3)) == "torch"
+    assert preferred_backend(specs("cnn_gap"), (32, 32, 1)) == "jax"
+    assert preferred_backend(specs("mlp", "cnn", "pixel_gap"), (128, 128, 3)) == "jax"
+    # Pretrained backbones run on JAX at any size.
+    assert preferred_backend(specs("backbone:efficientnet_lite0", "finetune:x"), (224, 224, 3)) == "jax"
     # One model that prefers PyTorch decides for a process that trains several.
-    assert preferred_backend(["pixel_gap", "resnet"], (64, 64, 3)) == "torch"
+    assert preferred_backend(specs("pixel_gap", "resnet"), (64, 64, 3)) == "torch"
     assert [spec.name for spec in list_models() if spec.torch_from_pixels] == ["cnn_gap", "resnet"]
 
 
 def test_auto_respects_the_user_and_a_loaded_keras(monkeypatch):
-    assert choose_backend("torch", ["mlp"], (16, 16, 1)) == "torch"
-    monkeypatch.setattr("img2num._USER_KERAS_BACKEND", "tensorflow")
-    assert choose_backend("auto", ["resnet"], (64, 64, 3)) == "tensorflow"
-    monkeypatch.setattr("img2num._USER_KERAS_BACKEND", None)
+    assert choose_backend("torch", specs("mlp"), (16, 16, 1)) == "torch"
+    monkeypatch.setattr("img2num.startup.USER_KERAS_BACKEND", "tensorflow")
+    assert choose_backend("auto", specs("resnet"), (64, 64, 3)) == "tensorflow"
+    monkeypatch.setattr("img2num.startup.USER_KERAS_BACKEND", None)
     # The tests run Keras on JAX, loaded already: auto keeps it.
     import keras  # noqa: F401
 
-    assert choose_backend("auto", ["resnet"], (64, 64, 3)) == "jax"
+    assert choose_backend("auto", specs("resnet"), (64, 64, 3)) == "jax"
     with pytest.raises(Img2NumError, match="unknown backend 'theano'; known: auto, jax, torch, tensorflow"):
-        choose_backend("theano", ["mlp"], (16, 16, 1))
+        choose_backend("theano", specs("mlp"), (16, 16, 1))
 
 
 @torch_installed
@@ -47,9 +54,11 @@ def test_a_selected_backend_holds_for_later_auto_choices(tmp_path):
     (pixel_gap alone would prefer JAX)."""
     code = """
         from img2num.backends import choose_backend, select_backend
-        assert choose_backend("auto", ["pixel_gap"], (64, 64, 3)) == "jax"
-        select_backend(choose_backend("auto", ["pixel_gap", "cnn_gap"], (64, 64, 3)))
-        print(choose_backend("auto", ["pixel_gap"], (64, 64, 3)))
+        from img2num.models import model_spec
+        pixel_gap, cnn_gap = model_spec("pixel_gap"), model_spec("cnn_gap")
+        assert choose_backend("auto", [pixel_gap], (64, 64, 3)) == "jax"
+        select_backend(choose_backend("auto", [pixel_gap, cnn_gap], (64, 64, 3)))
+        print(choose_backend("auto", [pixel_gap], (64, 64, 3)))
     """
     env_free = run_python(code, "", tmp_path)
     assert env_free.stdout.split() == ["torch"]
@@ -95,12 +104,12 @@ def test_every_model_trains_alike_on_jax_and_torch(tmp_path):
         import sys
         import keras
         import numpy as np
-        from img2num.bundle import Preprocessing
+        from img2num.preprocessing import Preprocessing
         from img2num.config import TrainConfig
         from img2num.data import Dataset
         from img2num.data.order import batch_order_rng
         from img2num.models import list_models
-        from img2num.training import build_model, choose_trainer, fit_model
+        from img2num.fitting import build_model, choose_trainer, run_epochs
 
         rng = np.random.default_rng(0)
         x = (rng.random((64, 8, 8, 1)) < 0.4).astype(np.uint8)
@@ -119,7 +128,7 @@ def test_every_model_trains_alike_on_jax_and_torch(tmp_path):
                 model.set_weights(keras.saving.load_model(f"{spec.name}.keras", compile=False).get_weights())
                 trainer = choose_trainer("auto", model, {"train": train})
                 assert trainer == ("fit_channels_first" if spec.name in ("cnn_gap", "resnet") else "fit"), trainer
-                fit_model(model, trainer, train, train, preprocessing, batch_size=32, epochs=1, seed=3, callbacks=[])
+                run_epochs(model, trainer, train, train, preprocessing, batch_size=32, epochs=1, seed=3, callbacks=[])
             np.save(f"{spec.name}-{keras.backend.backend()}.npy", keras.ops.convert_to_numpy(model(probe, training=False)))
     """
     run_python(code, "jax", tmp_path)
@@ -178,7 +187,7 @@ def test_numpy_uniform_is_jax_uniform_bit_for_bit(seed):
     key = jnp.array([seed % 2**32, (seed * 2654435761) % 2**32], jnp.uint32)
     for shape, low, high in [((3, 3, 3, 32), -0.2, 0.2), ((256, 1), -0.15, 0.15), ((7,), 0.0, 1.0), ((301, 300), -1.7, 3.1)]:
         expected = np.asarray(jax.random.uniform(key, shape, jnp.float32, low, high))
-        drawn = backends.threefry_uniform(np.asarray(key), shape, low, high)
+        drawn = jax_ops.threefry_uniform(np.asarray(key), shape, low, high)
         assert drawn.dtype == np.float32 and drawn.shape == shape
         assert np.array_equal(drawn, expected)
 
@@ -189,9 +198,9 @@ def test_models_built_on_jax_get_keras_own_initial_weights():
     from keras.src.backend.jax import random
 
     from img2num.config import TrainConfig
-    from img2num.training import build_model
+    from img2num.fitting import build_model
 
-    assert backends.use_numpy_uniform()
+    assert jax_ops.use_numpy_uniform()
     assert random.uniform._img2num_numpy
     weights = {}
     for way, uniform in (("numpy", random.uniform), ("jax", random.uniform.__wrapped__)):

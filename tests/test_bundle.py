@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from img2num.bundle import TargetScaling
+from img2num.preprocessing import TargetScaling
 
 labels = arrays(np.float32, st.integers(2, 50), elements=st.floats(-1e4, 1e4, width=32))
 

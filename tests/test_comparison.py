@@ -16,7 +16,7 @@ from img2num.cli import main
 from img2num.comparison import _reference, _splits, compare
 from img2num.data import Dataset, load_dataset
 from img2num.errors import Img2NumError
-from img2num.evaluation import regression_metrics
+from img2num.metrics import regression_metrics
 
 SEEDS = [3, 4]
 ENTRIES = ("mlp", "mean-baseline", "ridge-baseline")

@@ -10,7 +10,8 @@ from hypothesis.extra.numpy import arrays
 
 from img2num.data import load_dataset
 from img2num.errors import Img2NumError
-from img2num.evaluation import evaluate, format_metrics, regression_metrics
+from img2num.evaluation import evaluate
+from img2num.metrics import format_metrics, regression_metrics
 
 
 def test_known_values():

@@ -79,7 +79,8 @@ def test_cli_explain_reads_image_files(trained_run, tmp_path, capsys):
 
 
 def _untrained_run(name):
-    from img2num.bundle import Preprocessing, Run, TargetScaling
+    from img2num.bundle import Run
+    from img2num.preprocessing import Preprocessing, TargetScaling
     from img2num.models import create_model
 
     # Untrained weights: completeness is a property of the method, whatever the weights.
@@ -102,7 +103,8 @@ def test_completeness_holds_on_pytorch_for_a_trained_run_and_every_registered_mo
         import keras
         from img2num.data import load_dataset
         from img2num.explain import integrated_gradients
-        from img2num.bundle import Preprocessing, Run, TargetScaling
+        from img2num.bundle import Run
+        from img2num.preprocessing import Preprocessing, TargetScaling
         from img2num.models import create_model, list_models
         def _untrained_run(name):
             model = create_model(name, (8, 8, 3))

@@ -10,7 +10,7 @@ import tifffile
 from conftest import write_photos
 from PIL import Image
 
-from img2num.bundle import Preprocessing
+from img2num.preprocessing import Preprocessing
 from img2num.config import DataConfig, PointsConfig
 from img2num.data import (
     Dataset,

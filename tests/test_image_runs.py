@@ -13,7 +13,8 @@ from PIL import Image
 from img2num.bundle import load_run
 from img2num.cli import main
 from img2num.data import ImageFiles
-from img2num.evaluation import evaluate, regression_metrics
+from img2num.evaluation import evaluate
+from img2num.metrics import regression_metrics
 from img2num.prediction import predict, predict_files
 
 

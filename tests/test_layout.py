@@ -9,7 +9,7 @@ from conftest import one_line_error, run_cli, run_python, torch_installed
 from img2num.config import TrainConfig
 from img2num.layout import channels_first_twin, convertible, copy_state
 from img2num.models import list_models
-from img2num.training import build_model
+from img2num.fitting import build_model
 
 SHAPE = (12, 10, 3)
 
@@ -84,12 +84,12 @@ def test_on_torch_the_twin_trains_as_fit_does(tmp_path):
         import json
         import keras
         import numpy as np
-        from img2num.bundle import Preprocessing
+        from img2num.preprocessing import Preprocessing
         from img2num.config import TrainConfig
         from img2num.data import Dataset
         from img2num.errors import Img2NumError
         from img2num.layout import predict_channels_first
-        from img2num.training import build_model, choose_trainer, fit_model
+        from img2num.fitting import build_model, choose_trainer, run_epochs
 
         rng = np.random.default_rng(0)
         x = (rng.random((80, 12, 10, 3)) * 255).astype(np.uint8)
@@ -112,7 +112,7 @@ def test_on_torch_the_twin_trains_as_fit_does(tmp_path):
                 model.set_weights(start)
                 model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
                 history = keras.callbacks.History()
-                fit_model(model, trainer, train, val, preprocessing, batch_size=16, epochs=2, seed=4, callbacks=[history])
+                run_epochs(model, trainer, train, val, preprocessing, batch_size=16, epochs=2, seed=4, callbacks=[history])
                 np.savez(f"{name}-{trainer}.npz", *model.get_weights())
                 result[name][trainer] = {
                     "loss": history.history["loss"],

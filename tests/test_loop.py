@@ -5,14 +5,14 @@ import keras
 import numpy as np
 import pytest
 
-from img2num.bundle import Preprocessing
+from img2num.preprocessing import Preprocessing
 from img2num.config import TrainConfig
 from img2num.data import Dataset
 from img2num.data.order import batch_indices, batch_order_rng, epoch_order
 from img2num.data.stream import fit_batches
 from img2num.loop import JaxLoop, choose_mode, lowered_pooling, predict
 from img2num.models import list_models
-from img2num.training import build_model
+from img2num.fitting import build_model
 
 SHAPE = (8, 8, 1)
 

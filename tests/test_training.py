@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from img2num import plots
-from img2num.bundle import TargetScaling, load_run
+from img2num.bundle import load_run
+from img2num.preprocessing import TargetScaling
 from img2num.config import TrainConfig
 from img2num.data import load_dataset
 from img2num.errors import Img2NumError
-from img2num.training import build_model, train
+from img2num.fitting import build_model
+from img2num.training import train
 
 RUN_FILES = [
     "calibration.json",

@@ -4,14 +4,9 @@ Heavy modules (Keras, JAX, matplotlib) load on first use, so `import img2num` is
 """
 
 import importlib
-import os
 
-# JAX is the measured default for the small models here; a user's KERAS_BACKEND wins.
-# The user's own choice, kept apart from the default set here (see img2num.backends).
-_USER_KERAS_BACKEND = os.environ.get("KERAS_BACKEND") or None
-os.environ.setdefault("KERAS_BACKEND", "jax")
-
-__version__ = "0.1.0"
+# First of all: the version, and Keras' default backend (img2num.startup).
+from img2num.startup import __version__
 
 _API = {
     "Img2NumError": "img2num.errors",
@@ -33,7 +28,7 @@ _API = {
     "write_image_folder": "img2num.data",
     "list_models": "img2num.models",
     "create_model": "img2num.models",
-    "register_model": "img2num.models",
+    "register_model": "img2num.registry",
     "train": "img2num.training",
     "Run": "img2num.bundle",
     "load_run": "img2num.bundle",

@@ -12,7 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from img2num import __version__, interrupts
+from img2num import interrupts
+from img2num.startup import __version__
 from img2num.config import (
     BACKENDS,
     CACHE_MB,
@@ -327,16 +328,11 @@ def _generate(args) -> None:
 
 
 def _models(args) -> None:
-    from img2num.models import list_models
-
     from img2num.autoselect import list_candidates
+    from img2num.models import list_models
+    from img2num.registry import list_families
 
-    lines = {spec.name: spec.description for spec in list_models()}
-    lines |= {
-        "backbone:PRESET": "a pretrained backbone's features at several depths, a ridge or MLP head fitted on them "
-        "(PRESET: efficientnet_lite0, offline; a keras-hub preset; an hf:// or kaggle:// handle; a local preset folder)",
-        "finetune:PRESET": "the same backbone with its last stages trained too, at a lower learning rate",
-    }
+    lines = {spec.name: spec.description for spec in list_models() + list_families()}
     names = ", ".join(candidate.name for candidate in list_candidates())
     lines["auto"] = f"the default of `train`: the best of {names} on validation data, within --time-limit"
     width = max(len(name) for name in lines)
@@ -345,8 +341,8 @@ def _models(args) -> None:
 
 
 def _train(args) -> None:
-    from img2num.evaluation import format_metrics
-    from img2num.models import model_folder_name
+    from img2num.metrics import format_metrics
+    from img2num.registry import model_folder_name
     from img2num.training import train
 
     config = _train_config(args)
@@ -374,7 +370,8 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from img2num.evaluation import evaluation_file, evaluation_record, format_metrics, save_evaluation
+    from img2num.evaluation import evaluation_file, evaluation_record, save_evaluation
+    from img2num.metrics import format_metrics
     from img2num.io import json_text
 
     record = evaluation_record(args.run, args.data, options=data_config(args), interval=args.interval)
@@ -500,7 +497,7 @@ def _compare(args) -> None:
 
 
 def _recipe(args) -> None:
-    from img2num.evaluation import r2_text
+    from img2num.metrics import r2_text
     from img2num.recipe import run_recipe
 
     summary = run_recipe(

@@ -13,16 +13,18 @@ from typing import TextIO
 
 import numpy as np
 
-from img2num.autoselect import expand_models, time_reserve
+from img2num.autoselect import expand_models
 from img2num.backends import choose_backend, select_backend
+from img2num.clock import time_reserve
 from img2num.config import AUTO_MODEL, DataConfig, TrainConfig
 from img2num.data import Dataset, hold_out, read_task, reference_predictions, resolve_splits
 from img2num.errors import Img2NumError, Img2NumWarning
-from img2num.evaluation import METRIC_NAMES, regression_metrics
 from img2num.intervals import coverage_record
-from img2num.io import atomic_folder, check_replaceable, write_json, write_text
-from img2num.models import check_model_name, list_models, model_folder_name
-from img2num.training import progress_printer
+from img2num.io import atomic_folder, check_replaceable, progress_printer, write_json, write_text
+from img2num.metrics import METRIC_NAMES, regression_metrics
+from img2num.models import list_models
+from img2num.registry import check_model_name, model_folder_name, model_spec
+from img2num.training import train
 
 BASELINE_NAMES = ("mean-baseline", "ridge-baseline")
 REFERENCE_NAME = "bayes-rule"
@@ -124,9 +126,9 @@ def compare(
     splits = _splits(data, val, test, val_fraction, test_fraction, seed, options)
     say = progress_printer(stream, quiet)
     # One process runs on one backend: the faster one for the models, chosen before Keras loads.
-    select_backend(choose_backend(backend, expand_models(models, splits["train"].image_shape), splits["train"].image_shape))
+    shape = splits["train"].image_shape
+    select_backend(choose_backend(backend, [model_spec(name) for name in expand_models(models, shape)], shape))
 
-    from img2num.training import train
 
     with atomic_folder(out_dir, overwrite) as folder:
         entries, test_predictions, histories = [], {}, {}

@@ -1,4 +1,5 @@
-"""Writes that never leave a half-written file or folder looking finished, and the CSV text they write."""
+"""Writes that never leave a half-written file or folder looking finished, the CSV text they write,
+and progress lines for the terminal."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import math
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from img2num import interrupts
 from img2num.errors import Img2NumError
@@ -155,3 +158,17 @@ def records_csv(records: list[dict]) -> str:
     writer.writeheader()
     writer.writerows({key: "" if value is None else value for key, value in row.items()} for row in records)
     return buffer.getvalue()
+
+
+def progress_printer(stream: TextIO | None, quiet: bool = False) -> Callable[[str], None]:
+    """A function that writes one progress line to `stream` (default: stderr), or nothing when
+    `quiet`."""
+    if quiet:
+        return lambda text: None
+    stream = stream or sys.stderr
+
+    def say(text: str) -> None:
+        stream.write(text + "\n")
+        stream.flush()
+
+    return say

@@ -1,98 +1,16 @@
-"""Model architectures and the registry that builds them by name.
-
-Each architecture is a function registered with `@register_model`; `create_model(name, shape)`
-builds it for any input shape. Keras is imported only when a model is built, so listing the
-registry is instant.
+"""The architectures img2num trains from scratch, each registered with `@register_model`
+(`img2num.registry`), and `create_model(name, shape)`, which builds one for any input shape.
+Keras is imported only when a model is built, so listing the registry is instant.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 from img2num.errors import Img2NumError
+from img2num.registry import list_models, model_spec, register_candidate, register_model
 
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A registered architecture: its name, a one-line description and its builder.
-
-    `torch_from_pixels` is the image area (height x width) from which the model trains faster
-    on Keras' PyTorch backend than with img2num's loop on JAX, as `benchmarks/speed.py`
-    measured on CPUs; None when JAX was faster at every size measured (see `img2num.backends`).
-    """
-
-    name: str
-    description: str
-    build: Callable
-    torch_from_pixels: int | None = None
-
-
-_REGISTRY: dict[str, ModelSpec] = {}
-
-
-def register_model(name: str, description: str, torch_from_pixels: int | None = None) -> Callable:
-    """Decorator that adds a builder `f(input_shape) -> keras.Model` to the registry.
-
-    Args:
-        name: The model's name.
-        description: One line for `img2num models`.
-        torch_from_pixels: Image area from which PyTorch trains it faster (see `ModelSpec`).
-    """
-
-    def decorate(build: Callable) -> Callable:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelSpec(name, description, build, torch_from_pixels)
-        return build
-
-    return decorate
-
-
-def list_models() -> list[ModelSpec]:
-    """Every registered model, in registration order."""
-    return list(_REGISTRY.values())
-
-
-def get_model_spec(name: str) -> ModelSpec:
-    """The registered model called `name`.
-
-    Raises:
-        Img2NumError: No model has that name; the message lists the known names.
-    """
-    if name not in _REGISTRY:
-        raise Img2NumError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
-
-
-def check_model_name(name: str) -> None:
-    """Accept a registered model or a pretrained backbone's name (`backbone:PRESET`,
-    `finetune:PRESET`; the preset itself is checked when the model is built).
-
-    Raises:
-        Img2NumError: Neither; the message lists the known names.
-    """
-    from img2num.backbones import backbone_spec, is_backbone
-
-    if is_backbone(name):
-        backbone_spec(name)
-    elif name not in _REGISTRY:
-        raise Img2NumError(
-            f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}, "
-            "backbone:PRESET and finetune:PRESET (pretrained backbones)"
-        )
-
-
-def model_folder_name(name: str) -> str:
-    """A file and folder name for a model: the name itself, or for a backbone `backbone-PRESET`
-    with the preset's last path part that is not a version number (`backbone:/presets/lite0/`
-    gives `backbone-lite0`), so that a preset's path never makes nested folders."""
-    if ":" not in name:
-        return name
-    kind, spec = name.split(":", 1)
-    parts = [part for part in spec.replace("\\", "/").split("/") if part and not part.endswith(":")]
-    named = [part for part in parts if not part.isdigit()]
-    return f"{kind}-{(named or parts or ['preset'])[-1].replace(':', '-')}"
+# `img2num.list_models` is the registry's, reached through this module so that every
+# architecture below is registered by the time it answers.
+__all__ = ["create_model", "list_models"]
 
 
 def create_model(name: str, input_shape: tuple[int, int, int]):
@@ -108,7 +26,9 @@ def create_model(name: str, input_shape: tuple[int, int, int]):
     Raises:
         Img2NumError: The name is unknown or the shape is not three positive sizes.
     """
-    spec = get_model_spec(name)
+    spec = model_spec(name)
+    if spec.build is None:
+        raise Img2NumError(f"model {name!r} is a pretrained backbone, built from its preset by img2num.backbones")
     shape = tuple(int(d) for d in input_shape)
     if len(shape) != 3 or min(shape) < 1:
         raise Img2NumError(f"input shape must be (height, width, channels), got {input_shape}")
@@ -251,3 +171,7 @@ def pixel_gap(input_shape: tuple[int, int, int]):
     # points task's collisions); a second hidden layer fits such bends where one left a bias
     # (docs/accuracy.md).
     return keras.Model(inputs, _regression_head(features, hidden_layers=2), name="pixel_gap")
+
+
+register_candidate("pixel_gap", "numbers that are sums over pixels: counts of dots, covered fractions, colour", rank=0)
+register_candidate("cnn_gap", "numbers that depend on shapes larger than a pixel: digits, objects, textures", rank=1)

@@ -11,7 +11,7 @@ from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, DataConfig, PointsConfi
 from img2num.data import Dataset, load_split_folder, read_task, resolve_splits, split_records, write_points
 from img2num.errors import Img2NumError
 from img2num.io import atomic_folder, check_replaceable, write_json, write_text
-from img2num.models import check_model_name
+from img2num.registry import check_model_name
 
 
 def run_recipe(

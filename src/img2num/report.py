@@ -8,10 +8,10 @@ import math
 from pathlib import Path
 
 from img2num.bundle import Run
-from img2num.evaluation import r2_text
+from img2num.metrics import r2_text
 from img2num.intervals import COVERAGE_TEXT, coverage_cells, coverage_markdown
 from img2num.io import records_csv
-from img2num.models import model_folder_name
+from img2num.registry import model_folder_name
 
 
 def comparison_table(runs: dict[str, Run], split: str = "test") -> str:

@@ -25,11 +25,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from img2num import __version__
 from img2num.batching import MicroBatcher, QueueFull
 from img2num.bundle import Run, as_run
 from img2num.config import LOOPBACK, PREDICT_BATCH_SIZE, ServeConfig
 from img2num.errors import Img2NumError
+from img2num.startup import __version__
 
 # Names a client may give an image are echoed back, never used as paths; cut to this length.
 _NAME_CHARS = 200

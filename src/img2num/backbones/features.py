@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from img2num.errors import Img2NumError
+from img2num.inference import predict_inputs
 
 # Bump when what a feature vector holds changes: older cached vectors are then not reused.
 FEATURE_VERSION = 2
@@ -86,7 +87,7 @@ def feature_model(backbone, info, preprocessing):
     prepared = BackboneInput(
         scale=info.scale,
         offset=info.offset,
-        pixel_range=_pixel_range(preprocessing),
+        pixel_range=pixel_range(preprocessing),
         size=feature_size(preprocessing.input_shape),
         name="backbone_input",
     )(inputs)
@@ -107,7 +108,7 @@ def feature_groups(model, info) -> list[int]:
     return [int(model.get_layer(name).output.shape[-1]) for name in names]
 
 
-def _pixel_range(preprocessing) -> float:
+def pixel_range(preprocessing) -> float:
     """The value of a full-scale pixel in the run's model input: 1 for images scaled by their
     pixel type, 0 for bands standardized to zero mean and unit variance (then the backbone gets
     them as they are, already on the scale of its normalised input)."""
@@ -238,8 +239,6 @@ def extract_features(
     Raises:
         Img2NumError: The budget's deadline cannot be kept.
     """
-    from img2num.bundle import predict_inputs
-
     parts, computed = [], 0
     chunks = [split.x] if hasattr(split, "x") else split.chunks()
     piece = ExtractionBudget.PIECE if budget is not None else None

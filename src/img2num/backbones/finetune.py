@@ -9,8 +9,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from img2num.backbones.features import FeatureCache, extract_features, feature_size, model_key, pixel_range
+from img2num.backbones.heads import head_outputs
 from img2num.errors import Img2NumError
-from img2num.models import model_folder_name
+from img2num.fitting import Fit, FitInputs, epoch_callbacks
+from img2num.registry import model_folder_name
 
 # The fine-tuning learning rate, as a share of `TrainConfig.learning_rate` (1e-3 -> 1e-4): the
 # pretrained weights start near a good solution, which the from-scratch rate would wreck.
@@ -46,25 +49,6 @@ class BackboneSplit:
     def cut(self) -> str:
         """Where the backbone is cut: the last frozen stage, or "input"."""
         return self.frozen[-1] if self.frozen else "input"
-
-
-@dataclass
-class FineTuning:
-    """A fine-tuned model and what `train` records of it.
-
-    Attributes:
-        model: The run's Keras model (the run's model input to the learned number).
-        history: Epoch 0 (the frozen head) and each fine-tuning epoch.
-        stopper: The early stopping, its `best_epoch` counted from epoch 1 (-1: epoch 0 kept).
-        outputs: The model's outputs (N, 1) on the training and validation splits.
-        record: JSON-ready facts: stages, learning rate, epochs, seconds, cache use.
-    """
-
-    model: object
-    history: list[dict]
-    stopper: object
-    outputs: dict
-    record: dict
 
 
 def _warmup_schedule(peak: float, steps: int):
@@ -178,10 +162,7 @@ def whole_model(split: BackboneSplit, info, preprocessing, head_layers: list, na
     return keras.Model(inputs, values, name=name)
 
 
-def finetune(
-    backbone, info, preprocessing, splits: dict, labelled: dict, features: dict, scaling, head,
-    config, loss_factor: float, deadline: float, say, cache_folder=None, cached: bool = True,
-) -> FineTuning:
+def finetune(backbone, info, inputs: FitInputs, features: dict, scaling, head, cache_folder=None, cached: bool = True) -> Fit:
     """Fine-tune the backbone's last stages and the head, starting from the frozen path's head.
 
     Epoch 0 is the frozen model (its row in the history holds the head's losses). The prefix's
@@ -189,36 +170,32 @@ def finetune(
     the suffix, the pooling and the head on those, with Adam at `LEARNING_RATE_SHARE` of the
     configured rate after `WARMUP_EPOCHS` of linear warm-up, MSE on the learned targets, early
     stopping on the validation loss with the best epoch's weights (epoch 0's when no epoch beat
-    it), within `config.epochs` and `deadline`.
+    it), within `config.epochs` and the clock's training deadline.
 
     Args:
         backbone: The keras-hub backbone the features came from.
         info: Its `BackboneInfo`.
-        preprocessing: The run's `Preprocessing`.
-        splits: Every split of the run by name (original labels).
-        labelled: The training and validation splits labelled with the learned targets.
+        inputs: What every fitter is given; `inputs.config` holds epochs, batch size, learning
+            rate, patience, seed and `finetune_stages`.
         features: The frozen feature vectors of the training and validation splits.
         scaling: The feature scaling (mean, spread) of the head.
         head: The chosen `HeadFit`.
-        config: The `TrainConfig` (epochs, batch size, learning rate, patience, seed,
-            `finetune_stages`).
-        loss_factor: Turns squared errors of the learned targets into the targets' units.
-        deadline: `time.perf_counter()` value by which fine-tuning must end.
-        say: Where progress lines go.
         cache_folder: The feature cache folder, where small prefix outputs are kept too.
         cached: False trains through the whole network from the images each epoch (for
             measurements and tests of the cache; the numbers agree to float rounding).
 
     Returns:
-        The `FineTuning`.
+        The `Fit`, with the outputs on the training and validation splits and the fine-tuning
+        facts (stages, learning rate, epochs, seconds, cache use) as its record.
     """
     import keras
 
-    from img2num.backbones.features import FeatureCache, extract_features, model_key
-    from img2num.backbones.heads import head_outputs
     from img2num.callbacks import Progress, TimeLimit
-    from img2num.training import epoch_callbacks
 
+    config, preprocessing, splits, loss_factor, say = (
+        inputs.config, inputs.preprocessing, inputs.splits, inputs.loss_factor, inputs.say
+    )
+    labelled = {"train": inputs.train, "val": inputs.val}
     started = time.perf_counter()
     split = split_backbone(backbone, info.stages, getattr(config, "finetune_stages", 2))
     scaling_layer = keras.layers.Normalization(mean=scaling[0], variance=np.square(scaling[1]), name="feature_scaling")
@@ -257,12 +234,12 @@ def finetune(
     recorder, stopper, callbacks = epoch_callbacks(replace(config, patience=patience, restore_best=True, lr_patience=0), loss_factor)
     # An epoch of a pretrained suffix costs far more than compiling it (Lite0 on 1500 images:
     # about 290 s beside a few), so the first epoch's length already predicts the next.
-    limit = TimeLimit(deadline)
+    limit = TimeLimit(inputs.clock.training_deadline)
     # Progress prints the epochs only: which weights are kept, epoch 0's included, is said below.
     callbacks += [limit, Progress(recorder, config.model, config.epochs, _SayStream(say))]
     start_weights = trained.get_weights()
     keras.utils.set_random_seed(config.seed)
-    if time.perf_counter() < deadline:
+    if time.perf_counter() < inputs.clock.training_deadline:
         trained.fit(
             inputs["train"], y["train"], validation_data=(inputs["val"], y["val"]), batch_size=config.batch_size,
             epochs=config.epochs, shuffle=True, verbose=0, callbacks=callbacks,
@@ -272,11 +249,12 @@ def finetune(
     best = min(recorder.history, key=lambda row: row["val_loss"], default=None)
     # With early stopping the best epoch's weights are kept, and epoch 0 (the frozen head) is
     # one of the epochs; without it (patience 0) the last epoch's, as for other models.
+    best_epoch = stopper.best_epoch + 1 if stopper is not None else min(history, key=lambda row: row["val_loss"])["epoch"]
     if stopper is not None and (best is None or best["val_loss"] >= history[0]["val_loss"]):
         trained.set_weights(start_weights)
-        stopper.best_epoch = -1  # `train` records best_epoch + 1: epoch 0
+        best_epoch = 0
     ended = "the time limit" if limit.stopped else "early stopping" if stopper and stopper.stopped_epoch else "the epoch limit"
-    kept = history[stopper.best_epoch + 1] if stopper is not None else history[-1]
+    kept = history[best_epoch] if stopper is not None else history[-1]
     say(
         f"{config.model}: {len(recorder.history)} fine-tuning epochs, ended by {ended}; kept epoch {kept['epoch']}"
         + (" (the frozen head)" if kept["epoch"] == 0 else "") + f", val_loss {kept['val_loss']:.4g}"
@@ -296,17 +274,16 @@ def finetune(
         "frozen_val_loss": history[0]["val_loss"],
         "trainable_parameters": int(sum(np.prod(v.shape) for v in trained.trainable_variables)),
     }
-    return FineTuning(model, history, stopper, outputs, record)
+    return Fit(config.model, model, "finetune", history, time.perf_counter() - started, best_epoch, kept["epoch"], outputs, record)
 
 
 def _backbone_input(info, preprocessing):
-    from img2num.backbones.features import _pixel_range, feature_size
     from img2num.layers import BackboneInput
 
     return BackboneInput(
         scale=info.scale,
         offset=info.offset,
-        pixel_range=_pixel_range(preprocessing),
+        pixel_range=pixel_range(preprocessing),
         size=feature_size(preprocessing.input_shape),
         name="backbone_input",
     )

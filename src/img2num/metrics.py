@@ -1,0 +1,100 @@
+"""Regression metrics (MSE, RMSE, MAE, R^2), their printing, and the warning for a model that
+barely beats predicting the mean."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+METRIC_NAMES = ("mse", "rmse", "mae", "r2")
+# Printed after the metrics when `evaluate` was given an interval level.
+INTERVAL_NAMES = ("interval_level", "coverage", "mean_width")
+
+
+def regression_metrics(y_true, y_pred) -> dict[str, float]:
+    """Score predictions against true values.
+
+    R^2 compares the error with the labels' own spread; when every label is the same there is
+    no spread, and R^2 is undefined: NaN (null in JSON files), shown as "undefined". (scikit-learn
+    gives 0.0 there, which reads as a useless model even when its error is tiny.)
+
+    Args:
+        y_true: True values, shape (N,).
+        y_pred: Predictions, shape (N,) or (N, 1).
+
+    Returns:
+        `mse`, `rmse`, `mae` and `r2` as floats.
+
+    Raises:
+        ValueError: The two arrays differ in length or are empty.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(f"need equal, non-empty lengths, got {y_true.size} and {y_pred.size}")
+    error = y_pred - y_true
+    mse = float(np.mean(error**2))
+    # Equal labels have no spread (the mean of equal numbers may still be off by a rounding).
+    # R^2 does not change with the labels' scale: measured on the largest deviation, sums of
+    # squares of tiny labels do not underflow to 0.
+    deviation = y_true - y_true.mean()
+    scale = float(np.abs(deviation).max())
+    r2 = float("nan")
+    if np.ptp(y_true) > 0 and scale > 0:
+        with np.errstate(over="ignore"):
+            r2 = 1.0 - float(np.sum((error / scale) ** 2)) / float(np.sum((deviation / scale) ** 2))
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(error))), "r2": r2}
+
+
+def r2_text(value: float | None) -> str:
+    """R^2 for a table: four decimals, or "n/a" where it is undefined (constant labels)."""
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+# `train` warns when the validation R^2 of its model is below this: it barely beats the mean.
+WEAK_R2 = 0.1
+
+
+def mean_baseline_mse(train_y, val_y) -> float:
+    """Validation MSE of predicting the mean training label for every image."""
+    train_y = np.asarray(train_y, dtype=np.float64).reshape(-1)
+    val_y = np.asarray(val_y, dtype=np.float64).reshape(-1)
+    return float(np.mean((val_y - train_y.mean()) ** 2))
+
+
+def weak_fit_warning(val_metrics: dict[str, float], baseline_mse: float, model: str) -> str | None:
+    """One line saying a model barely beats the training mean on validation data, or None.
+
+    It applies when the validation R^2 is below `WEAK_R2` or the validation MSE is not below
+    (1 - `WEAK_R2`) times the mean baseline's; not where R^2 is undefined (constant labels).
+
+    Args:
+        val_metrics: The model's validation metrics (`regression_metrics`).
+        baseline_mse: Validation MSE of predicting the training mean (`mean_baseline_mse`).
+        model: The model's name, for the message.
+    """
+    r2 = val_metrics.get("r2")
+    if r2 is None or not math.isfinite(r2):  # constant labels: nothing to beat
+        return None
+    if r2 >= WEAK_R2 and val_metrics["mse"] < (1 - WEAK_R2) * baseline_mse:
+        return None
+    return (
+        f"{model} barely beats predicting the mean (validation R^2 {val_metrics['r2']:.3f}, MSE "
+        f"{val_metrics['mse']:.4g} against {baseline_mse:.4g} for the mean); likely causes: labels the "
+        "images do not show (no signal), a model family that cannot see what matters (try --model "
+        "cnn_gap or pixel_gap), or too little training (raise --time-limit or --epochs)"
+    )
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """Metrics as aligned `name value` lines for a terminal."""
+    names = [name for name in METRIC_NAMES + INTERVAL_NAMES if name in metrics]
+    width = max([5] + [len(name) for name in names])
+    lines = []
+    for name in names:
+        if name == "r2" and r2_text(metrics[name]) == "n/a":
+            lines.append(f"{name:<{width}} undefined (every label is the same, so there is no spread to explain)")
+        else:
+            lines.append(f"{name:<{width}} {metrics[name]:.4f}")
+    return "\n".join(lines)

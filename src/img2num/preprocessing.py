@@ -1,0 +1,189 @@
+"""How raw images become model input (`Preprocessing`) and how standardized targets become
+predictions in the labels' units (`TargetScaling`): what a run records so that it predicts
+exactly as it was evaluated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from img2num.data import shape_text
+from img2num.data.images import STORED_RESIZE_MODES, ImageSpec
+from img2num.errors import Img2NumError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How raw images become model input, and what input the model expects.
+
+    Attributes:
+        input_shape: (height, width, channels) the model takes.
+        pixel_scale: Factor applied to pixel values: 1/255 for 8-bit images, 1/65535 for
+            16-bit images, 1 for binary or floating-point images.
+        band_offset: Per-band value subtracted before `band_scale` (the training mean of each
+            band of multi-band images), or None to use `pixel_scale`.
+        band_scale: Per-band factor (1 / the training standard deviation), or None.
+        input_dtype: Pixel type images are brought to before scaling ("uint8", "uint16",
+            "float32"), or None when unknown (runs from before image files).
+        resize: How image files reach the input size: "none" (they must have it), "scale"
+            (keeping the aspect ratio), "stretch", or "crop" (centre crop, then resize).
+        input_kind: "arrays" when trained on `.npz` arrays, "images" for image files.
+    """
+
+    input_shape: tuple[int, int, int]
+    pixel_scale: float = 1.0
+    band_offset: tuple[float, ...] | None = None
+    band_scale: tuple[float, ...] | None = None
+    input_dtype: str | None = None
+    resize: str = "none"
+    input_kind: str = "arrays"
+
+    @classmethod
+    def for_images(cls, x: np.ndarray) -> Preprocessing:
+        """The preprocessing that training arrays `x` (N, H, W, C) call for."""
+        scale = 1.0
+        if x.dtype == np.uint8 and x.max() > 1:
+            scale = 1.0 / 255.0
+        elif x.dtype == np.uint16 and x.max() > 1:
+            scale = 1.0 / 65535.0
+        return cls(tuple(int(d) for d in x.shape[1:]), scale, input_dtype=str(x.dtype))
+
+    @classmethod
+    def for_data(cls, data) -> Preprocessing:
+        """The preprocessing that training data calls for: a `Dataset` of arrays (as
+        `for_images`), or images read from files (a `Dataset` with paths, or `ImageFiles`).
+
+        Image files are scaled by their pixel type (1/255 for 8-bit, 1/65535 for 16-bit, 1 for
+        floating point); multi-band images (more than 3 bands) band by band to zero mean and
+        unit variance over the training images.
+        """
+        spec = data.spec
+        if spec is None:
+            return cls.for_images(data.x)
+        scale = {"uint8": 1.0 / 255.0, "uint16": 1.0 / 65535.0}.get(spec.dtype, 1.0)
+        offset = band_scale = None
+        if spec.channels > 3:
+            offset, band_scale = _band_scaling(data)
+        return cls(spec.shape, scale, offset, band_scale, spec.dtype, spec.resize, "images")
+
+    def image_spec(self):
+        """The `ImageSpec` image files are decoded to for this model."""
+        height, width, channels = self.input_shape
+        return ImageSpec((height, width), channels, self.input_dtype or "uint8", self.resize)
+
+    def apply(self, x: np.ndarray, source: str = "images") -> np.ndarray:
+        """Check the shape of images (N, H, W, C) and scale them to float32 model input.
+
+        Raises:
+            Img2NumError: The images do not have the shape the model was trained on.
+        """
+        x = np.asarray(x)
+        if x.ndim == 3:
+            x = x[..., np.newaxis]
+        if tuple(x.shape[1:]) != tuple(self.input_shape):
+            raise Img2NumError(
+                f"{source}: images are {shape_text(x.shape[1:])} (HxWxC); "
+                f"this model takes {shape_text(self.input_shape)}"
+            )
+        if self.band_offset is not None:
+            offset = np.asarray(self.band_offset, np.float32)
+            return (x.astype(np.float32) - offset) * np.asarray(self.band_scale, np.float32)
+        return x.astype(np.float32) * np.float32(self.pixel_scale)
+
+    def to_dict(self) -> dict:
+        value = {"input_shape": list(self.input_shape), "pixel_scale": self.pixel_scale}
+        if self.band_offset is not None:
+            value.update(band_offset=list(self.band_offset), band_scale=list(self.band_scale))
+        value.update(input_dtype=self.input_dtype, resize=self.resize, input_kind=self.input_kind)
+        return value
+
+    @classmethod
+    def from_dict(cls, value: dict) -> Preprocessing:
+        """Read `to_dict`'s output; keys added since the first release are optional."""
+        offset, scale = value.get("band_offset"), value.get("band_scale")
+        _check_choice("input_dtype", value.get("input_dtype"), _numeric_dtype, "a pixel type such as uint8, uint16 or float32")
+        _check_choice("resize", value.get("resize", "none"), STORED_RESIZE_MODES.__contains__, ", ".join(STORED_RESIZE_MODES))
+        _check_choice("input_kind", value.get("input_kind", "arrays"), ("arrays", "images").__contains__, "arrays or images")
+        return cls(
+            tuple(int(d) for d in value["input_shape"]),
+            float(value["pixel_scale"]),
+            None if offset is None else tuple(float(v) for v in offset),
+            None if scale is None else tuple(float(v) for v in scale),
+            value.get("input_dtype"),
+            value.get("resize", "none"),
+            value.get("input_kind", "arrays"),
+        )
+
+
+def _check_choice(key: str, value, valid, expected: str) -> None:
+    if value is not None and not (isinstance(value, str) and valid(value)):
+        raise ValueError(f"unknown {key} {value!r}; expected {expected}")
+
+
+def _numeric_dtype(name: str) -> bool:
+    try:
+        return np.dtype(name).kind in "uif"
+    except TypeError:
+        return False
+
+
+def _band_scaling(data) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    sums = getattr(data, "band_sums", None)
+    if sums is not None:
+        pixels = len(data) * data.image_shape[0] * data.image_shape[1]
+        mean = sums[:, 0].sum(axis=0) / pixels
+        var = np.maximum(sums[:, 1].sum(axis=0) / pixels - mean**2, 0.0)
+    else:
+        flat = data.x.reshape(-1, data.x.shape[-1]).astype(np.float64)
+        mean, var = flat.mean(axis=0), flat.var(axis=0)
+    std = np.sqrt(var)
+    # A constant band carries no information; scale 1 keeps it at 0 instead of dividing by 0.
+    scale = np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in scale)
+
+
+@dataclass(frozen=True)
+class TargetScaling:
+    """How targets were standardized for training, and how predictions are restored.
+
+    The model learns (y - mean) / std; its outputs are multiplied by `std` and shifted by
+    `mean`. The identity (mean 0, std 1) stands for raw targets.
+
+    Attributes:
+        mean: Mean of the training targets.
+        std: Standard deviation of the training targets (1 when they are all equal).
+    """
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def for_targets(cls, y: np.ndarray) -> TargetScaling:
+        """The standardization of training targets `y`."""
+        y = np.asarray(y, dtype=np.float64)
+        std = float(y.std())
+        return cls(float(y.mean()), std if std > 0 else 1.0)
+
+    def scale(self, y: np.ndarray) -> np.ndarray:
+        """Targets in model units, float32."""
+        return ((np.asarray(y, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def restore(self, output: np.ndarray) -> np.ndarray:
+        """Model outputs in the targets' original units, float32."""
+        return (np.asarray(output, dtype=np.float64) * self.std + self.mean).astype(np.float32)
+
+    @property
+    def loss_factor(self) -> float:
+        """Factor turning a squared error in model units into one in original units."""
+        return self.std**2
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean, "std": self.std}
+
+    @classmethod
+    def from_dict(cls, value: dict) -> TargetScaling:
+        scaling = cls(float(value["mean"]), float(value["std"]))
+        if not (np.isfinite(scaling.mean) and np.isfinite(scaling.std) and scaling.std > 0):
+            raise ValueError(f"mean and std must be finite with std > 0, got {value}")
+        return scaling
