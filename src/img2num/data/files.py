@@ -13,14 +13,8 @@ import numpy as np
 
 from img2num.config import DataConfig
 from img2num.data.arrays import Dataset
-from img2num.data.images import (
-    ImageInfo,
-    ImageSpec,
-    decode_files,
-    fit_problem,
-    is_image_file,
-    probe_files,
-)
+from img2num.data.decoding import decode_files, probe_files
+from img2num.data.images import ImageInfo, ImageSpec, fit_problem, is_image_file
 from img2num.data.table import BadRow, read_label_table
 from img2num.errors import Img2NumError
 
