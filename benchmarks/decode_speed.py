@@ -27,7 +27,8 @@ from PIL import Image
 
 from img2num.preprocessing import Preprocessing
 from img2num.data import ImageFiles
-from img2num.data.images import ImageSpec, decode_files
+from img2num.data.decoding import decode_files
+from img2num.data.images import ImageSpec
 
 
 def write_pngs(folder: Path, count: int, rng: np.random.Generator) -> list[str]:

@@ -1,6 +1,7 @@
 """The dust task: shapes, label statistics, the image-label relation, its Bayes reference, task.json."""
 
 import json
+from dataclasses import make_dataclass
 
 import numpy as np
 import pytest
@@ -10,15 +11,18 @@ from hypothesis import strategies as st
 from img2num.bayes import dust_bayes_reference
 from img2num.config import DustConfig, PointsConfig
 from img2num.data import (
+    TASK_NAMES,
     dusty_cells,
     generate_dust,
     generate_dust_splits,
     load_dataset,
     read_task,
     reference_predictions,
+    task_info,
     write_dust,
     write_points,
 )
+from img2num.data.tasks import Task, register_task
 from img2num.errors import Img2NumError
 
 
@@ -118,6 +122,16 @@ def test_write_dust_and_points_record_the_task(tmp_path):
     (tmp_path / "bad" / "task.json").write_text('{"task": 3}')
     with pytest.raises(Img2NumError, match="bad/task.json: expected a JSON object with 'task'"):
         read_task(tmp_path / "bad")
+
+
+def test_each_task_registers_its_own_metadata_once():
+    assert TASK_NAMES == ("points", "dust")
+    assert task_info(DustConfig())["label"].startswith("dust rate in percent")
+    assert reference_predictions({"task": "digits", "reference_mse": None}, np.zeros((1, 8, 8, 3))) is None
+    with pytest.raises(TypeError, match="not a task configuration"):
+        task_info(make_dataclass("Other", [("seed", int)])(0))
+    with pytest.raises(ValueError, match="clashes with the registered task 'dust'"):
+        register_task(Task("dust", "again", DustConfig, lambda config: (None, ""), lambda info, x: None))
 
 
 def test_command_line_generates_the_dust_task(capsys, tmp_path):

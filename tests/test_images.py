@@ -6,8 +6,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from img2num.data import images
-from img2num.data.images import BadImage, ImageSpec, conform, decode_files, probe, probe_files, read_image
+from img2num.data import decoding
+from img2num.data.decoding import decode_files, probe_files
+from img2num.data.images import BadImage, ImageSpec, conform, probe, read_image
 
 RGB = (np.arange(12 * 8 * 3) % 251).astype(np.uint8).reshape(12, 8, 3)
 
@@ -151,7 +152,7 @@ def test_worker_processes_decode_as_this_process_does(tmp_path, monkeypatch):
     paths.insert(5, str(tmp_path / "bad.png"))
     spec = ImageSpec((8, 8), 3)
     alone = decode_files(paths, spec, workers=1, band_stats=True)
-    monkeypatch.setattr(images, "PARALLEL_MIN_FILES", 1)
+    monkeypatch.setattr(decoding, "PARALLEL_MIN_FILES", 1)
     pooled = decode_files(paths, spec, workers=2, band_stats=True)
     assert [problem for _, problem, _ in pooled] == [problem for _, problem, _ in alone]
     assert "not an image file" in pooled[5][1] and pooled[5][0] is None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from img2num.errors import Img2NumError
+from img2num.intervals import check_level
 
 
 @dataclass(frozen=True)
@@ -174,8 +175,6 @@ def points_bayes_intervals(
     Raises:
         Img2NumError: The level, the size or the label range is invalid.
     """
-    from img2num.intervals import check_level
-
     check_level(level)
     labels, joint = _points_joint(height, width, label_min, label_max)
     lit_probability = joint.sum(axis=0)
@@ -222,8 +221,6 @@ def dust_bayes_intervals(level: float, cells: int) -> BayesIntervals:
         Img2NumError: The level is invalid or `cells` is below 1.
     """
     from scipy.stats import beta
-
-    from img2num.intervals import check_level
 
     check_level(level)
     if cells < 1:

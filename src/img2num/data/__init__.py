@@ -2,15 +2,18 @@
 (digits, counting, haze), labelled array files, image files and label CSVs, and the splits a job
 trains on."""
 
+# points before dust: each registers its task on import, and TASK_NAMES keeps that order.
+from img2num.data.points import generate_points, generate_points_splits, write_points  # isort: skip
+from img2num.data.dust import dusty_cells, generate_dust, generate_dust_splits, write_dust  # isort: skip
 from img2num.data.arrays import Dataset, as_dataset, load_dataset, load_split_folder, save_npz, shape_text
-from img2num.data.dust import dusty_cells, generate_dust, generate_dust_splits, write_dust
 from img2num.data.files import ImageFiles, list_image_files, read_image_paths, read_image_table, write_image_folder
 from img2num.data.images import ImageSpec, read_image
-from img2num.data.points import generate_points, generate_points_splits, write_points
 from img2num.data.real import REAL_TASK_NAMES, build_real_task, write_real_task
 from img2num.data.splits import Splits, hold_out, label_csv, resolve_splits, split_records
 from img2num.data.table import BadRow, read_label_table
-from img2num.data.tasks import TASK_FILE, TASK_NAMES, read_task, reference_predictions, task_info
+from img2num.data.tasks import TASK_FILE, read_task, reference_predictions, task_info, task_names
+
+TASK_NAMES = task_names()
 
 __all__ = [
     "BadRow",

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from img2num.bayes import dust_bayes_reference
 from img2num.config import DustConfig
 from img2num.data.arrays import Dataset
-from img2num.data.tasks import draw_task_splits, write_task_folder
+from img2num.data.tasks import Task, draw_task_splits, register_task, write_task_folder
 from img2num.errors import Img2NumError
 
 # Colours (RGB, 0..1). Dust is red-brown (red above blue), the panel and its busbars are blue
@@ -112,3 +113,28 @@ def _panel(height: int, width: int) -> np.ndarray:
 
 def _to_pixels(per_cell: np.ndarray, cell: int, height: int, width: int) -> np.ndarray:
     return per_cell.repeat(cell, axis=1).repeat(cell, axis=2)[:, :height, :width]
+
+
+def _reference(config: DustConfig) -> tuple[float, str]:
+    exact = config.noise <= 0.02
+    return dust_bayes_reference(config.cells).mse, (
+        f"{'exact' if exact else 'lower bound (noise above 0.02 can hide cells)'}: "
+        f"100^2 / (6 (cells + 2)) with {config.cells} cells, predicting 100 (K + 1) / (cells + 2) "
+        "from the number K of dusty cells"
+    )
+
+
+def _reference_predictions(info: dict, x: np.ndarray) -> np.ndarray:
+    config = DustConfig(**(info.get("options") or {}))
+    return dust_bayes_reference(config.cells).predict(dusty_cells(x, config.cell))
+
+
+DUST_TASK = register_task(
+    Task(
+        name="dust",
+        label="dust rate in percent: the chance that any one cell of the panel is dusty",
+        config=DustConfig,
+        reference=_reference,
+        predict=_reference_predictions,
+    )
+)

@@ -4,6 +4,8 @@ the readers that check every file of a label CSV or a list of paths once, up fro
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -13,16 +15,12 @@ import numpy as np
 
 from img2num.config import DataConfig
 from img2num.data.arrays import Dataset
-from img2num.data.images import (
-    ImageInfo,
-    ImageSpec,
-    decode_files,
-    fit_problem,
-    is_image_file,
-    probe_files,
-)
+from img2num.data.decoding import decode_files, probe_files
+from img2num.data.images import ImageInfo, ImageSpec, fit_problem, is_image_file
 from img2num.data.table import BadRow, read_label_table
+from img2num.data.tasks import TASK_FILE
 from img2num.errors import Img2NumError
+from img2num.io import atomic_folder, check_replaceable, check_replaceable_file, write_json, write_text
 
 _CHUNK_BYTES = 64 * 2**20
 
@@ -361,13 +359,7 @@ def write_image_folder(
         Img2NumError: The outputs exist and `overwrite` is false, there is nothing to write, or
             the images are not 8-bit with 1 or 3 channels.
     """
-    import csv
-    import io
-
     from PIL import Image
-
-    from img2num.data.tasks import TASK_FILE
-    from img2num.io import atomic_folder, check_replaceable, check_replaceable_file, write_json, write_text
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():

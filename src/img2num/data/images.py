@@ -1,5 +1,5 @@
 """One image file in, one array out: reading (Pillow, tifffile for TIFF), EXIF orientation,
-channels, resizing, and decoding many files on every core.
+channels, resizing. Decoding many files on every core is `img2num.data.decoding`.
 
 Every function here reports a bad file by raising `BadImage` with the reason; callers add the
 file's name and CSV row and decide whether to fail or skip.
@@ -8,11 +8,6 @@ file's name and CSV row and decide whether to fail or skip.
 from __future__ import annotations
 
 import io
-import multiprocessing
-import os
-import signal
-import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,9 +30,6 @@ STORED_RESIZE_MODES = ("none", "scale", "stretch", "crop")
 FULL_SCALE = {"uint8": 255, "uint16": 65535, "float32": 1.0}
 _DEPTH_NAMES = {"uint8": "8-bit", "uint16": "16-bit"}
 _GRAY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
-# Fewer files than this are decoded in this process: starting workers would cost more.
-PARALLEL_MIN_FILES = 256
-_CHUNK = 32
 
 
 class BadImage(Exception):
@@ -242,105 +234,6 @@ def resize_problem(height: int, width: int, size: tuple[int, int], resize: str) 
             "choose --resize stretch or --resize crop"
         )
     return None
-
-
-def decode_files(
-    paths: list[str],
-    spec: ImageSpec,
-    *,
-    keep_pixels: bool = True,
-    band_stats: bool = False,
-    workers: int | None = None,
-    max_pixels: int | None = None,
-) -> list[tuple[np.ndarray | None, str | None, tuple | None]]:
-    """Decode and conform many files, on `workers` processes when there are enough of them.
-
-    Args:
-        paths: Image files.
-        spec: Shape and type every image is brought to.
-        keep_pixels: Return the arrays; False only checks that every file decodes.
-        band_stats: Return each image's per-band sum, sum of squares and pixel count.
-        workers: Processes; None uses every CPU core.
-        max_pixels: Pillow's pixel limit (default: `PIL.Image.MAX_IMAGE_PIXELS` here).
-
-    Returns:
-        For each path in order: (array or None, problem or None, band statistics or None).
-    """
-    if max_pixels is None:
-        max_pixels = Image.MAX_IMAGE_PIXELS
-    return _map_chunks(decode_chunk, paths, (spec, keep_pixels, band_stats, max_pixels), workers)
-
-
-def probe_files(
-    paths: list[str], workers: int | None = None, max_pixels: int | None = None
-) -> list[tuple[ImageInfo | None, str | None]]:
-    """`probe` many files, on `workers` processes when there are enough of them.
-
-    Returns:
-        For each path in order: (its `ImageInfo` or None, problem or None).
-    """
-    if max_pixels is None:
-        max_pixels = Image.MAX_IMAGE_PIXELS
-    return _map_chunks(probe_chunk, paths, (max_pixels,), workers)
-
-
-def probe_chunk(paths, max_pixels):
-    """Probe a list of files in this process; see `probe_files`."""
-    out = []
-    for path in paths:
-        try:
-            out.append((probe(path, max_pixels), None))
-        except BadImage as error:
-            out.append((None, str(error)))
-    return out
-
-
-def _map_chunks(function, paths: list[str], args: tuple, workers: int | None) -> list:
-    chunks = [paths[start : start + _CHUNK] for start in range(0, len(paths), _CHUNK)]
-    workers = workers or os.cpu_count() or 1
-    if workers <= 1 or len(paths) < PARALLEL_MIN_FILES:
-        results = [function(chunk, *args) for chunk in chunks]
-    else:
-        with process_pool(workers) as pool:
-            results = list(pool.map(function, chunks, *[[a] * len(chunks) for a in args]))
-    return [item for chunk in results for item in chunk]
-
-
-def decode_chunk(paths, spec: ImageSpec, keep_pixels: bool, band_stats: bool, max_pixels):
-    """Decode a list of files in this process; see `decode_files`."""
-    out = []
-    for path in paths:
-        try:
-            array = conform(read_image(path, max_pixels, spec), spec)
-        except BadImage as error:
-            out.append((None, str(error), None))
-            continue
-        stats = None
-        if band_stats:
-            flat = array.reshape(-1, array.shape[-1]).astype(np.float64)
-            stats = (flat.sum(axis=0), (flat**2).sum(axis=0), len(flat))
-        out.append((array if keep_pixels else None, None, stats))
-    return out
-
-
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of decoding processes.
-
-    Forked, not spawned: spawning re-runs the user's main script in every worker, which breaks
-    scripts without a `__main__` guard. The workers only run Pillow and NumPy, never JAX, so
-    JAX's warning about forking a multithreaded process does not apply to them.
-    """
-    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-    warnings.filterwarnings("ignore", message=r"This process .* is multi-threaded, use of fork", category=DeprecationWarning)
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else None)
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_interrupts)
-
-
-def _ignore_interrupts() -> None:
-    # Ctrl-C reaches every process of the terminal's group; only the main process should act on
-    # it (one line, nothing left unfinished), not print a traceback from each worker.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _check_exists(path: Path) -> None:

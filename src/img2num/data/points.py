@@ -6,13 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from img2num.bayes import points_bayes_reference
 from img2num.config import PointsConfig
 from img2num.data.arrays import Dataset
-from img2num.data.tasks import draw_task_splits, write_task_folder
+from img2num.data.tasks import Task, draw_task_splits, register_task, write_task_folder
 from img2num.errors import Img2NumError
 
 # Points drawn per vectorised chunk: bounds memory for very large data sets.
 _POINTS_PER_CHUNK = 8_000_000
+# Above this many pixels the exact reference (a pixels x pixels table) takes too long.
+_REFERENCE_MAX_PIXELS = 64 * 64
 
 
 def generate_points(
@@ -95,3 +98,31 @@ def write_points(
         Img2NumError: A split file exists and `overwrite` is false, or every split is empty.
     """
     return write_task_folder(folder, config, generate_points_splits, overwrite)
+
+
+def _reference(config: PointsConfig) -> tuple[float | None, str]:
+    if config.height * config.width > _REFERENCE_MAX_PIXELS:
+        return None, f"not computed above {_REFERENCE_MAX_PIXELS} pixels"
+    return (
+        points_bayes_reference(config.height, config.width).mse,
+        "exact: the posterior mean of n given the number of lit pixels (occupancy distribution)",
+    )
+
+
+def _reference_predictions(info: dict, x: np.ndarray) -> np.ndarray | None:
+    if info.get("reference_mse") is None:  # not computed for images this large
+        return None
+    options = info.get("options") or {}
+    lit = (np.asarray(x)[..., 0] > 0).reshape(len(x), -1).sum(axis=1)
+    return points_bayes_reference(options["height"], options["width"]).predict(lit)
+
+
+POINTS_TASK = register_task(
+    Task(
+        name="points",
+        label="number of points dropped, 0 to height*width-1",
+        config=PointsConfig,
+        reference=_reference,
+        predict=_reference_predictions,
+    )
+)

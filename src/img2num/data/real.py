@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from img2num.data.arrays import Dataset
+from img2num.data.files import write_image_folder
 from img2num.errors import Img2NumError
 
 REAL_TASK_NAMES = ("digits", "counting", "haze")
@@ -124,8 +125,6 @@ def write_real_task(
     Raises:
         Img2NumError: As `build_real_task`, or the outputs exist and `overwrite` is false.
     """
-    from img2num.data.files import write_image_folder
-
     splits = build_real_task(task, sizes, seed, side)
     return write_image_folder(folder, splits, overwrite, task=real_task_info(task, sizes, seed, side))
 

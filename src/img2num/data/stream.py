@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from img2num.data.files import ImageFiles, stack_decoded
-from img2num.data.images import decode_chunk, process_pool
+from img2num.data.decoding import decode_chunk, process_pool
 from img2num.data.order import batch_indices, batch_order_rng, epoch_order
 
 # Batches decoded ahead of the one Keras asks for, per worker.

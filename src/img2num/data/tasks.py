@@ -1,71 +1,97 @@
 """Synthetic tasks as data folders: the split files plus `task.json`, which says which task made
-them, with which options, and the best error any model can reach on it (the Bayes reference)."""
+them, with which options, and the best error any model can reach on it (the Bayes reference).
+Each task declares itself (`points.py`, `dust.py`) as a `Task` and registers it here."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from img2num.config import DustConfig, PointsConfig
 from img2num.data.arrays import Dataset, save_npz
 from img2num.errors import Img2NumError
 from img2num.io import write_json
 
 TASK_FILE = "task.json"
-TASK_NAMES = ("points", "dust")
-# Above this many pixels the exact points reference (a pixels x pixels table) takes too long.
-_POINTS_REFERENCE_MAX_PIXELS = 64 * 64
-
-TaskConfig = PointsConfig | DustConfig
 
 
-def task_info(config: TaskConfig) -> dict:
+@dataclass(frozen=True)
+class Task:
+    """A synthetic task's metadata: what `task.json` says of it and how to reach its reference.
+
+    Attributes:
+        name: The task's name, `task` in `task.json` (`points`, `dust`).
+        label: What the label means, in words.
+        config: The dataclass of the task's options (`PointsConfig`, ...).
+        reference: From the options, the Bayes reference: (expected squared error of the best
+            possible prediction, or None when not computed; how it was found).
+        predict: From the task's metadata (as `read_task` returns it) and images (N, H, W, C)
+            its generator drew, the Bayes-optimal prediction of each image, or None. It may
+            raise KeyError, TypeError, IndexError or Img2NumError on metadata it cannot use.
+    """
+
+    name: str
+    label: str
+    config: type
+    reference: Callable[[object], tuple[float | None, str]]
+    predict: Callable[[dict, np.ndarray], np.ndarray | None]
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Add `task` to the known synthetic tasks.
+
+    Raises:
+        ValueError: Another task has the same name or options type.
+    """
+    for known in _TASKS.values():
+        if known.name == task.name or known.config is task.config:
+            raise ValueError(f"task {task.name!r} clashes with the registered task {known.name!r}")
+    _TASKS[task.name] = task
+    return task
+
+
+def task_names() -> tuple[str, ...]:
+    """The registered synthetic tasks' names, in the order they were registered."""
+    return tuple(_TASKS)
+
+
+def task_info(config: object) -> dict:
     """What `task.json` records for a task: name, label, options and Bayes reference.
+
+    Args:
+        config: A registered task's options (`PointsConfig`, `DustConfig`).
 
     Returns:
         `task`, `label` (what the number means), `options` (the generator's configuration),
         `reference_mse` (expected squared error of the best possible prediction, or None when
         not computed) and `reference` (how it was found).
-    """
-    from img2num.bayes import dust_bayes_reference, points_bayes_reference
 
+    Raises:
+        TypeError: `config` is not the options of a registered task.
+    """
     options = dataclasses.asdict(config)
-    if isinstance(config, PointsConfig):
-        pixels = config.height * config.width
-        known = pixels <= _POINTS_REFERENCE_MAX_PIXELS
-        return {
-            "task": "points",
-            "label": "number of points dropped, 0 to height*width-1",
-            "options": options,
-            "reference_mse": points_bayes_reference(config.height, config.width).mse if known else None,
-            "reference": (
-                "exact: the posterior mean of n given the number of lit pixels (occupancy distribution)"
-                if known
-                else f"not computed above {_POINTS_REFERENCE_MAX_PIXELS} pixels"
-            ),
-        }
-    if isinstance(config, DustConfig):
-        exact = config.noise <= 0.02
-        return {
-            "task": "dust",
-            "label": "dust rate in percent: the chance that any one cell of the panel is dusty",
-            "options": options,
-            "reference_mse": dust_bayes_reference(config.cells).mse,
-            "reference": (
-                f"{'exact' if exact else 'lower bound (noise above 0.02 can hide cells)'}: "
-                f"100^2 / (6 (cells + 2)) with {config.cells} cells, predicting 100 (K + 1) / (cells + 2) "
-                "from the number K of dusty cells"
-            ),
-        }
-    raise TypeError(f"not a task configuration: {config!r}")
+    task = next((task for task in _TASKS.values() if isinstance(config, task.config)), None)
+    if task is None:
+        raise TypeError(f"not a task configuration: {config!r}")
+    reference_mse, reference = task.reference(config)
+    return {
+        "task": task.name,
+        "label": task.label,
+        "options": options,
+        "reference_mse": reference_mse,
+        "reference": reference,
+    }
 
 
 def draw_task_splits(
-    config: TaskConfig, draw: Callable[[int, np.random.Generator], Dataset], task: str
+    config: object, draw: Callable[[int, np.random.Generator], Dataset], task: str
 ) -> dict[str, Dataset]:
     """Draw the train, validation and test splits of a synthetic task.
 
@@ -91,8 +117,8 @@ def draw_task_splits(
 
 def write_task_folder(
     folder: str | Path,
-    config: TaskConfig,
-    draw_splits: Callable[[TaskConfig], dict[str, Dataset]],
+    config: object,
+    draw_splits: Callable[[object], dict[str, Dataset]],
     overwrite: bool = False,
 ) -> dict[str, Path]:
     """Draw a task's splits and write each as `<folder>/<split>.npz`, with `task.json` beside them.
@@ -152,18 +178,8 @@ def reference_predictions(info: dict, x: np.ndarray) -> np.ndarray | None:
         info: Task metadata, as `read_task` returns it.
         x: Images (N, H, W, C) drawn by that task's generator.
     """
-    from img2num.bayes import dust_bayes_reference, points_bayes_reference
-
-    options = info.get("options") or {}
     try:
-        if info["task"] == "points" and info.get("reference_mse") is not None:
-            lit = (np.asarray(x)[..., 0] > 0).reshape(len(x), -1).sum(axis=1)
-            return points_bayes_reference(options["height"], options["width"]).predict(lit)
-        if info["task"] == "dust":
-            from img2num.data.dust import dusty_cells
-
-            config = DustConfig(**options)
-            return dust_bayes_reference(config.cells).predict(dusty_cells(x, config.cell))
+        task = _TASKS.get(info["task"])
+        return None if task is None else task.predict(info, x)
     except (KeyError, TypeError, IndexError, Img2NumError):
         return None
-    return None
