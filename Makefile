@@ -32,7 +32,9 @@ demo: $(STAMP)
 	$(BIN)/img2num recipe --epochs $(DEMO_EPOCHS) --out $(DEMO_OUT) --overwrite
 	@echo "Open $(DEMO_OUT)/comparison.md and the pictures beside it."
 
+# The layers contract first (pyproject.toml, [tool.importlinter]): an import that climbs fails.
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # Debian's Chromium and its driver, for the served web page's browser test (tests/test_serve.py);
