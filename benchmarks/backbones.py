@@ -44,7 +44,7 @@ def images(count: int, size: int, seed: int = 0):
 
 
 def normalised(pixels):
-    from img2num.backbones.presets import LITE0_OFFSET, LITE0_SCALE
+    from img2num.backbones.lite0 import LITE0_OFFSET, LITE0_SCALE
 
     return pixels * LITE0_SCALE + LITE0_OFFSET
 
@@ -102,10 +102,10 @@ def reference_network():
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    from img2num.backbones.presets import _lite0_weights_file
+    from img2num.backbones.lite0 import lite0_weights_file
 
     network = EfficientNet.from_name("efficientnet-lite0")
-    network.load_state_dict(torch.load(_lite0_weights_file(), map_location="cpu", weights_only=True))
+    network.load_state_dict(torch.load(lite0_weights_file(), map_location="cpu", weights_only=True))
     return network
 
 

@@ -19,7 +19,7 @@ SPLITS = PointsConfig(height=16, width=16, train=24, val=8, test=8, seed=5)
 @pytest.fixture(scope="module")
 def preset(tmp_path_factory):
     """A tiny random EfficientNet-style preset (stages P1-P3)."""
-    from img2num.backbones.presets import save_random_preset
+    from img2num.backbones.random_preset import save_random_preset
 
     return str(save_random_preset(tmp_path_factory.mktemp("presets") / "tiny", seed=1))
 

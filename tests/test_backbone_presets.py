@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -16,13 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from img2num.backbones import presets
-from img2num.backbones.presets import (
-    load_backbone,
-    resolve_backbone,
-    save_random_preset,
-    write_efficientnet_lite0_preset,
-)
+from img2num.backbones import child, lite0, preset_folder, presets
+from img2num.backbones.hub import registry
+from img2num.backbones.lite0 import write_efficientnet_lite0_preset
+from img2num.backbones.presets import load_backbone, resolve_backbone
+from img2num.backbones.random_preset import save_random_preset
 from img2num.errors import Img2NumError
 
 # ImageNet's cat classes: tabby, tiger cat, Persian, Siamese, Egyptian cat.
@@ -33,7 +32,7 @@ CAT_CLASSES = range(281, 286)
 def presets_home(tmp_path, monkeypatch):
     """img2num's preset folder in the test's own temporary folder, never the user's."""
     folder = tmp_path / "img2num-presets"
-    monkeypatch.setenv(presets.PRESETS_VARIABLE, str(folder))
+    monkeypatch.setenv(preset_folder.PRESETS_VARIABLE, str(folder))
     return folder
 
 
@@ -89,7 +88,7 @@ def test_lite0_is_written_once_and_puts_the_cat_photo_in_imagenet_cat_classes(pr
     pixels = np.asarray(photo, dtype="float32")[None]
     inputs = pixels * np.float32(info.scale) + np.float32(info.offset)
     features = keras.ops.convert_to_numpy(backbone(inputs)).mean(axis=(1, 2))
-    state = presets._lite0_state_dict()  # the ImageNet classifier, for this check only
+    state = lite0.lite0_state_dict()  # the ImageNet classifier, for this check only
     logits = features @ state["_fc.weight"].T + state["_fc.bias"]
     assert int(np.argmax(logits[0])) in CAT_CLASSES
 
@@ -99,7 +98,7 @@ def test_lite0_is_written_once_and_puts_the_cat_photo_in_imagenet_cat_classes(pr
     from efficientnet_lite_pytorch import EfficientNet
 
     reference = EfficientNet.from_name("efficientnet-lite0")
-    reference.load_state_dict(torch.load(presets._lite0_weights_file(), map_location="cpu", weights_only=True))
+    reference.load_state_dict(torch.load(lite0.lite0_weights_file(), map_location="cpu", weights_only=True))
     reference.eval()
     with torch.no_grad():
         expected = reference(torch.from_numpy(np.ascontiguousarray(inputs.transpose(0, 3, 1, 2)))).numpy()
@@ -110,12 +109,13 @@ def test_random_preset_resolves_and_loads_with_its_stages_and_normalisation(tiny
     import keras
 
     folder = tiny_preset
-    assert {"config.json", "model.weights.h5", "image_converter.json", presets.INFO_FILE} <= set(files_under(folder))
+    assert {"config.json", "model.weights.h5", "image_converter.json", preset_folder.INFO_FILE} <= set(files_under(folder))
     info = resolve_backbone(str(folder))
     assert info.spec == str(folder) and info.location == str(folder.resolve())
     assert info.scale == pytest.approx((1 / 127.5,) * 3) and info.offset == (-1.0,) * 3
     assert info.stages == ("P1", "P2", "P3") and info.min_size == 8
-    assert len(info.fingerprint) == 16 and int(info.fingerprint, 16) >= 0
+    assert re.fullmatch("[0-9a-f]{16}", info.fingerprint), info.fingerprint
+    assert info.fingerprint == preset_folder.fingerprint(folder.resolve())
 
     backbone, loaded = load_backbone(str(folder))
     assert loaded == info
@@ -126,24 +126,35 @@ def test_random_preset_resolves_and_loads_with_its_stages_and_normalisation(tiny
     assert outputs.shape == (2, 2, 2, 32) and np.all(np.isfinite(outputs)) and outputs.std() > 0
 
 
-def test_fingerprint_is_stable_and_follows_the_weights(tmp_path, tiny_preset):
+def test_fingerprint_follows_weights_and_normalisation_not_the_folder_or_the_write(tmp_path, tiny_preset):
     first = resolve_backbone(str(tiny_preset)).fingerprint
     assert resolve_backbone(str(tiny_preset)).fingerprint == first
-    # The same weights written again (a new .h5 file) keep the fingerprint; others change it.
+    # A copy elsewhere, and the same weights written again (a new .h5 file), keep the fingerprint.
+    assert resolve_backbone(str(shutil.copytree(tiny_preset, tmp_path / "copy"))).fingerprint == first
     assert resolve_backbone(str(save_random_preset(tmp_path / "b", seed=0))).fingerprint == first
+    # Other weights, or another normalisation in image_converter.json, change it.
     assert resolve_backbone(str(save_random_preset(tmp_path / "c", seed=1))).fingerprint != first
+    converter = tmp_path / "copy" / "image_converter.json"
+    settings = json.loads(converter.read_text())
+    settings["config"]["offset"] = [0.0, 0.0, 0.0]
+    converter.write_text(json.dumps(settings))
+    assert preset_folder.fingerprint(tmp_path / "copy") != first
+    # A hub preset is known by its handle.
+    handle = "hf://timm/efficientnet_lite0.ra_in1k"
+    assert re.fullmatch("[0-9a-f]{16}", preset_folder.hash_text(handle))
+    assert preset_folder.hash_text(handle) != preset_folder.hash_text(handle + "x")
 
 
 def test_stages_of_a_preset_img2num_did_not_write_are_read_in_a_child_python(tmp_path, tiny_preset, monkeypatch):
     folder = Path(shutil.copytree(tiny_preset, tmp_path / "foreign"))
-    (folder / presets.INFO_FILE).unlink()
-    monkeypatch.setattr(presets, "_keras_loaded", lambda: False)
+    (folder / preset_folder.INFO_FILE).unlink()
+    monkeypatch.setattr(child, "keras_loaded", lambda: False)
     info = resolve_backbone(str(folder))
     assert info.stages == ("P1", "P2", "P3") and info.min_size == 8
     assert info.scale == pytest.approx((1 / 127.5,) * 3)  # from the preset's image_converter.json
 
 
-def test_unknown_preset_name_is_one_line_naming_it(presets_home):
+def test_unknown_preset_name_or_missing_folder_is_one_line_and_writes_nothing(presets_home):
     message = one_line_error(resolve_backbone, "efficientnet_lite9")
     assert "unknown backbone preset 'efficientnet_lite9'" in message and "efficientnet_lite0" in message
     assert "does not exist" in one_line_error(resolve_backbone, "./no/such/folder")
@@ -181,8 +192,8 @@ def test_hub_preset_without_network_fails_fast_in_one_line(spec, no_network, pre
     assert not presets_home.exists() and not (tmp_path / "kaggle-cache").exists()
 
 
-def test_keras_hub_preset_names_are_known_without_importing_it():
-    names = presets._registry()
+def test_registry_maps_keras_hub_preset_names_to_kaggle_handles():
+    names = registry()
     assert names["efficientnet_b0_ra_imagenet"].startswith("kaggle://keras/efficientnet/")
     assert len(names) > 100
 
@@ -195,16 +206,16 @@ def test_missing_weights_wheel_names_the_extra_and_writes_nothing(presets_home, 
     assert not presets_home.exists() and not (tmp_path / "lite0").exists()
 
 
-def test_presets_folder_follows_the_environment(monkeypatch, tmp_path):
-    monkeypatch.setenv(presets.PRESETS_VARIABLE, str(tmp_path / "here"))
-    assert presets.BACKBONE_PRESETS_DIR == tmp_path / "here"
-    monkeypatch.delenv(presets.PRESETS_VARIABLE)
+def test_presets_folder_is_img2num_presets_else_under_xdg_cache_home(monkeypatch, tmp_path):
+    monkeypatch.setenv(preset_folder.PRESETS_VARIABLE, str(tmp_path / "here"))
+    assert preset_folder.BACKBONE_PRESETS_DIR == tmp_path / "here"
+    monkeypatch.delenv(preset_folder.PRESETS_VARIABLE)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert presets.backbone_presets_dir() == tmp_path / "cache" / "img2num" / "presets"
-    assert os.fspath(presets.BACKBONE_PRESETS_DIR).endswith(os.path.join("img2num", "presets"))
+    assert preset_folder.backbone_presets_dir() == tmp_path / "cache" / "img2num" / "presets"
+    assert os.fspath(preset_folder.BACKBONE_PRESETS_DIR).endswith(os.path.join("img2num", "presets"))
 
 
-def test_available_offline_needs_no_network_and_no_keras(tmp_path, tiny_preset, no_network, monkeypatch):
+def test_available_offline_tells_local_presets_and_the_lite0_wheel_without_network(tmp_path, tiny_preset, no_network, monkeypatch):
     assert presets.available_offline(str(tiny_preset))
     assert not presets.available_offline(str(tmp_path))  # a folder, not a preset
     assert presets.available_offline("efficientnet_lite0")  # the wheel is installed for the tests
@@ -220,7 +231,8 @@ def test_naming_a_backbone_leaves_the_keras_backend_open(tmp_path, tiny_preset):
     folder = tiny_preset
     code = f"""
 import sys
-from img2num.backbones.presets import resolve_backbone, Img2NumError
+from img2num.backbones.presets import resolve_backbone
+from img2num.errors import Img2NumError
 info = resolve_backbone({str(folder)!r})
 for bad in ("no_such_net", {str(tmp_path)!r}):
     try:

@@ -165,7 +165,7 @@ def test_feature_cache_folder_setting(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def random_preset(tmp_path_factory):
-    from img2num.backbones.presets import save_random_preset
+    from img2num.backbones.random_preset import save_random_preset
 
     return save_random_preset(tmp_path_factory.mktemp("preset") / "tiny", seed=0)
 
