@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from conftest import one_line_error, run_cli
 
-from img2num.cli import _train_config, build_parser, main
 from img2num.bundle import load_run
+from img2num.cli import build_parser, main
+from img2num.cli.train import _train_config
 from img2num.config import TrainConfig
 from img2num.data import load_dataset
 

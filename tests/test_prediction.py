@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from img2num.bundle import load_run
 from img2num.data import load_dataset
 from img2num.errors import Img2NumError
-from img2num.prediction import predict, predictions_csv, write_predictions
+from img2num.prediction import predict, predict_paths, predictions_csv, write_predictions
 
 
 def test_predict_accepts_runs_paths_arrays_and_files(trained_run, tiny_folder):
@@ -18,6 +19,46 @@ def test_predict_accepts_runs_paths_arrays_and_files(trained_run, tiny_folder):
     assert np.array_equal(predict(trained_run.path, tiny_folder / "test.npz"), expected)
     assert np.array_equal(predict(trained_run, test.x[..., 0]), expected)
     assert np.array_equal(predict(trained_run, test), expected)
+
+
+def test_predict_paths_predicts_as_predict_and_reports_bad_files(image_run, tmp_path):
+    folder = tmp_path / "new"
+    (folder / "sub").mkdir(parents=True)
+    for index in range(3):
+        Image.fromarray(np.full((12, 12, 3), 40 * index, np.uint8)).save(folder / f"{index}.png")
+    Image.fromarray(np.full((12, 12), 90, np.uint8)).save(folder / "sub" / "gray.bmp")
+    (folder / "broken.png").write_text("not an image")
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(folder / "large.png")
+    good = [str(folder / name) for name in ("0.png", "1.png", "2.png", "sub/gray.bmp")]
+
+    result = predict_paths(image_run.path, [folder, tmp_path / "nowhere"])
+    assert result.paths == good
+    assert result.predictions.dtype == np.float32
+    assert np.array_equal(result.predictions, predict(image_run, good))
+    assert result.labels is None and result.bounds is None
+    assert sorted(row.message for row in result.bad) == [
+        f"{folder / 'broken.png'}: not an image file (Pillow cannot identify it)",
+        f"{folder / 'large.png'}: image is 20x20; expected 12x12",
+        f"{tmp_path / 'nowhere'}: no such file or folder",
+    ]
+
+    # A label CSV: its labels come back, and a bad row is reported instead of stopping.
+    (folder / "labels.csv").write_text("file,label\n0.png,1.5\nmissing.png,2\nsub/gray.bmp,3\n")
+    result = predict_paths(image_run, folder / "labels.csv")
+    assert np.array_equal(result.predictions, predict(image_run, [good[0], good[3]]))
+    assert np.array_equal(result.labels, [1.5, 3.0])
+    assert [(row.where, row.path) for row in result.bad] == [(f"{folder / 'labels.csv'} row 3", str(folder / "missing.png"))]
+
+
+def test_predict_paths_on_npz_gives_labels_and_intervals(trained_run, tiny_folder):
+    test = load_dataset(tiny_folder / "test.npz")
+    result = predict_paths(trained_run, [tiny_folder / "test.npz"], interval=0.9)
+    expected = predict(trained_run, tiny_folder / "test.npz", interval=0.9)
+    assert np.array_equal(result.predictions, expected.prediction)
+    assert np.array_equal(result.bounds[0], expected.lower) and np.array_equal(result.bounds[1], expected.upper)
+    assert np.array_equal(result.labels, test.y) and result.paths is None and result.bad == []
+    with pytest.raises(Img2NumError, match="test.npz: an .npz or CSV file is predicted on alone"):
+        predict_paths(trained_run, [tiny_folder / "test.npz", tiny_folder / "val.npz"])
 
 
 def test_wrong_image_size_is_named(trained_run):

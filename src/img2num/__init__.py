@@ -34,6 +34,7 @@ _API = {
     "load_run": "img2num.bundle",
     "predict": "img2num.prediction",
     "predict_files": "img2num.prediction",
+    "predict_paths": "img2num.prediction",
     "write_predictions": "img2num.prediction",
     "evaluate": "img2num.evaluation",
     "regression_metrics": "img2num.evaluation",

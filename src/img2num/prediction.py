@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from img2num.bundle import Run, as_run
 from img2num.config import DataConfig
-from img2num.data import BadRow, Dataset, ImageFiles, as_dataset, list_image_files, read_image_paths, read_image_table
+from img2num.data import (
+    BadRow,
+    Dataset,
+    ImageFiles,
+    as_dataset,
+    list_image_files,
+    load_dataset,
+    read_image_paths,
+    read_image_table,
+)
 from img2num.data.files import find_image_files
 from img2num.errors import Img2NumError
 from img2num.io import check_replaceable_file, write_text
@@ -99,6 +110,73 @@ def predict_files(
             parts.append(run.predict(x, "images"))
     predictions = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return done, predictions, bad
+
+
+@dataclass(frozen=True)
+class PathPredictions:
+    """What `predict_paths` found: one row per prediction, and the inputs that could not be used.
+
+    Attributes:
+        predictions: float32 predictions, shape (N,).
+        paths: The image file of each prediction; None for an .npz file, whose rows are its indexes.
+        labels: The labels of an .npz file or label CSV that has them, else None.
+        bounds: With an interval level, the (lower, upper) arrays of each prediction, else None.
+        bad: The files or CSV rows that could not be used, each with its reason.
+    """
+
+    predictions: np.ndarray
+    paths: list[str] | None
+    labels: np.ndarray | None
+    bounds: tuple[np.ndarray, np.ndarray] | None
+    bad: list[BadRow]
+
+
+def predict_paths(
+    run: Run | str | Path,
+    paths: str | Path | Sequence[str | Path],
+    options: DataConfig | None = None,
+    interval: float | None = None,
+) -> PathPredictions:
+    """Predict on named inputs as `img2num predict` does, reporting bad files and rows, not stopping.
+
+    The inputs are one .npz file (images in x, labels in y optional), one label CSV (its labels
+    are not needed), or image files and folders (searched recursively for image files, sorted).
+
+    Args:
+        run: A `Run` or the path of a run folder.
+        paths: The input paths, or one path.
+        options: Column names of a label CSV and decoding processes (`workers`); its `skip_bad`
+            is ignored, as bad rows and files are always reported and skipped.
+        interval: A level in (0, 1) such as 0.9 to get prediction intervals too.
+
+    Returns:
+        The predictions with their paths, labels and bounds, and the bad rows or files. (A named
+        path that does not exist, or a folder without image files, is among the bad files.)
+
+    Raises:
+        Img2NumError: An .npz or CSV file is given with other inputs, the run or an .npz file
+            cannot be read, or the level is bad or the run has no calibration.
+    """
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(path) for path in paths]
+    options = options or DataConfig()
+    kinds = {path.suffix.lower() for path in paths}
+    if ".npz" in kinds or ".csv" in kinds:
+        if len(paths) > 1:
+            raise Img2NumError(f"{paths[0]}: an .npz or CSV file is predicted on alone, not with other inputs")
+    run = as_run(run)
+    if interval is not None:
+        run.interval([], interval)  # a run without calibration fails before any image is read
+    names, labels, bad = None, None, []
+    if ".npz" in kinds:
+        data = load_dataset(paths[0])
+        predictions, labels = run.predict(data.x, data.source), data.y
+    elif ".csv" in kinds:
+        table = read_image_table(paths[0], replace(options, skip_bad=True), run.preprocessing.image_spec(), require_labels=False)
+        predictions, labels, names, bad = run.predict_data(table.data), table.data.y, list(table.data.paths), table.skipped
+    else:
+        names, predictions, bad = predict_files(run, paths, workers=options.workers)
+    bounds = None if interval is None else tuple(run.interval(predictions, interval)[1:])
+    return PathPredictions(predictions, names, labels, bounds, bad)
 
 
 def _images(items, run: Run) -> np.ndarray:
