@@ -3,7 +3,7 @@
 import img2num
 
 
-def test_every_public_name_resolves():
+def test_every_public_name_is_what_its_module_defines():
     for name in img2num.__all__:
         assert getattr(img2num, name) is not None, name
 

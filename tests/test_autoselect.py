@@ -26,7 +26,7 @@ def test_round_epochs_steps_down_to_a_few_values():
         assert x / 1.26 <= autoselect.round_epochs(x) <= x
 
 
-def test_candidates_and_their_registry():
+def test_candidates_follow_the_image_shape_and_register_known_models_once():
     assert autoselect.candidate_models((8, 8, 1)) == ["pixel_gap", "cnn_gap"]
     assert autoselect.expand_models(["auto", "mlp", "cnn_gap"], (8, 8, 1)) == ["pixel_gap", "cnn_gap", "mlp"]
     with pytest.raises(Img2NumError, match="unknown model 'nope'"):
@@ -35,7 +35,7 @@ def test_candidates_and_their_registry():
         autoselect.register_candidate("cnn_gap", "twice")
 
 
-def test_time_limit_setting():
+def test_time_limit_applies_to_auto_rejects_bad_values_and_keeps_a_reserve():
     assert TrainConfig().model == "auto" and TrainConfig().resolved_time_limit == DEFAULT_TIME_LIMIT
     assert TrainConfig(model="mlp").resolved_time_limit is None
     assert TrainConfig(model="mlp", time_limit=5).resolved_time_limit == 5.0

@@ -13,7 +13,7 @@ from img2num.errors import Img2NumError
 from img2num.evaluation import evaluate, format_metrics, regression_metrics
 
 
-def test_known_values():
+def test_metrics_equal_hand_computed_values():
     metrics = regression_metrics([1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 3.0, 2.0])
     assert metrics["mse"] == pytest.approx((1 + 0 + 0 + 4) / 4)
     assert metrics["rmse"] == pytest.approx(np.sqrt(1.25))
@@ -45,13 +45,13 @@ def test_length_mismatch_is_rejected():
 
 @settings(max_examples=50, deadline=None)
 @given(arrays(np.float64, st.integers(2, 50), elements=st.floats(-1e6, 1e6)))
-def test_perfect_predictions(y):
+def test_perfect_predictions_have_zero_error_and_r2_one(y):
     metrics = regression_metrics(y, y.copy())
     assert metrics["mse"] == 0.0 and metrics["mae"] == 0.0
     assert metrics["r2"] == 1.0 if np.ptp(y) > 0 else np.isnan(metrics["r2"])
 
 
-def test_format_metrics():
+def test_format_metrics_aligns_names_and_four_decimals():
     text = format_metrics({"mse": 4.0, "rmse": 2.0, "mae": 1.5, "r2": 0.25})
     assert text.splitlines() == ["mse   4.0000", "rmse  2.0000", "mae   1.5000", "r2    0.2500"]
 
@@ -65,7 +65,7 @@ def test_evaluate_run_matches_its_predictions_and_saves_json(trained_run, tiny_f
     assert saved["samples"] == 30 and saved["mse"] == metrics["mse"]
 
 
-def test_evaluate_needs_labels(trained_run, tmp_path):
+def test_evaluate_refuses_data_without_labels(trained_run, tmp_path):
     path = tmp_path / "unlabelled.npz"
     np.savez(path, x=np.zeros((3, 8, 8, 1), np.uint8))
     with pytest.raises(Img2NumError, match="has no array 'y'"):
