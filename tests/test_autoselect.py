@@ -13,7 +13,6 @@ from img2num.bundle import load_run
 from img2num.config import DEFAULT_TIME_LIMIT, TrainConfig
 from img2num.data import Dataset, generate_points_splits, load_dataset
 from img2num.errors import Img2NumError, Img2NumWarning
-from img2num.evaluation import mean_baseline_mse, weak_fit_warning
 from img2num.training import CANDIDATES_FILE, train
 
 
@@ -124,15 +123,6 @@ def test_cli_prints_the_warning_once_and_records_it(capsys, tmp_path):
     assert status == 0
     assert err.startswith("img2num: warning: pixel_gap barely beats predicting the mean") and err.count("\n") == 1
     assert err.strip() == "img2num: warning: " + json.loads((tmp_path / "r" / "config.json").read_text())["warning"]
-
-
-def test_weak_fit_warning_rule():
-    baseline = 4.0
-    assert weak_fit_warning({"r2": 0.5, "mse": 2.0}, baseline, "m") is None
-    assert weak_fit_warning({"r2": 0.05, "mse": 3.8}, baseline, "m").startswith("m barely beats")
-    # A good R^2 but an MSE not clearly below the mean's (validation mean far from training mean).
-    assert weak_fit_warning({"r2": 0.5, "mse": 3.9}, baseline, "m") is not None
-    assert mean_baseline_mse([1.0, 3.0], [2.0, 4.0]) == pytest.approx(2.0)
 
 
 def test_cli_auto_prints_the_candidates_reproducibly_and_rejects_bad_limits(

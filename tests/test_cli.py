@@ -15,6 +15,7 @@ from img2num.cli import _train_config, build_parser, main
 from img2num.bundle import load_run
 from img2num.config import TrainConfig
 from img2num.data import load_dataset
+from img2num.models import create_model
 
 TINY_DATA = ["--height", "8", "--width", "8", "--train-size", "64", "--val-size", "16", "--test-size", "25"]
 
@@ -158,7 +159,7 @@ def test_recipe_writes_both_models_and_a_comparison_with_the_bayes_reference(cap
     # Each run names its data where it lies, not the temporary .partial folder it was made in.
     sources = json.loads((out_dir / "mlp" / "config.json").read_text())["data"]
     assert [sources[s]["source"] for s in ("train", "val", "test")] == [str(out_dir / "data" / f"{s}.npz") for s in ("train", "val", "test")]
-    assert summary["models"]["cnn"]["parameters"] > 0
+    assert summary["models"]["cnn"]["parameters"] == create_model("cnn", (8, 8, 1)).count_params()
     comparison = (out_dir / "comparison.md").read_text()
     assert "| mlp |" in comparison and "| cnn |" in comparison
     assert f"Lowest test MSE: **{summary['best']}**" in comparison
@@ -274,12 +275,13 @@ def test_unwritable_output_is_one_line(capsys, trained_run, tiny_folder, tmp_pat
         target = tmp_path / "file-not-folder"
         target.write_text("x")
         status, _, err = run_cli(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", target / "p.csv")
+        assert status == 1 and one_line_error(err) == f"img2num: error: {target}: File exists"
     else:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         status, _, err = run_cli(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", locked / "p.csv")
-    assert status == 1
-    one_line_error(err)
+        line = one_line_error(err)
+        assert status == 1 and line.startswith(f"img2num: error: {locked}/") and line.endswith("Permission denied")
 
 
 def test_python_api_example_lists_models_trains_and_evaluates(tmp_path):
