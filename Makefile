@@ -38,7 +38,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 # Debian's Chromium and its driver, for the served web page's browser test (tests/test_serve.py);
-# run as root. Without them that one test is skipped, saying so.
+# run as root. Without them that one test is skipped, saying so; under CI=true (.ci/run) it fails.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver; }

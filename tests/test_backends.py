@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import one_line_error, run_cli, run_python, torch_installed
+from conftest import needs, one_line_error, run_cli, run_python
 from img2num import backends, jax_ops
 from img2num.backends import choose_backend, preferred_backend, select_backend
 from img2num.bundle import load_run
@@ -20,7 +20,7 @@ def specs(*names):
     return [model_spec(name) for name in names]
 
 
-@torch_installed
+@needs("torch")
 def test_auto_rule_picks_torch_only_where_the_registry_says():
     assert preferred_backend(specs("resnet"), (64, 64, 3)) == "torch"
     assert preferred_backend(specs("resnet"), (48, 48, 1)) == "torch"
@@ -48,7 +48,7 @@ def test_auto_respects_the_user_and_a_loaded_keras(monkeypatch):
         choose_backend("theano", specs("mlp"), (16, 16, 1))
 
 
-@torch_installed
+@needs("torch")
 def test_a_selected_backend_holds_for_later_auto_choices(tmp_path):
     """`compare` selects one backend for all its models; each model's own "auto" then keeps it
     (pixel_gap alone would prefer JAX)."""
@@ -64,7 +64,7 @@ def test_a_selected_backend_holds_for_later_auto_choices(tmp_path):
     assert env_free.stdout.split() == ["torch"]
 
 
-@torch_installed
+@needs("torch")
 def test_switching_a_loaded_keras_is_refused():
     import keras  # noqa: F401
 
@@ -95,7 +95,7 @@ def test_a_trainer_that_cannot_run_is_one_line(photo_csv, tmp_path, capsys):
     )
 
 
-@torch_installed
+@needs("torch")
 def test_every_model_trains_alike_on_jax_and_torch(tmp_path):
     """From the same initial weights and batches, one epoch on PyTorch (Keras' fit, on the
     channels-first twin where auto picks it) and on JAX (img2num's loop) end at the same
@@ -138,7 +138,7 @@ def test_every_model_trains_alike_on_jax_and_torch(tmp_path):
         assert np.allclose(on_jax, on_torch, rtol=1e-4, atol=1e-4 * np.abs(on_jax).max()), spec.name
 
 
-@torch_installed
+@needs("torch")
 def test_a_bundle_predicts_the_same_on_the_other_backend(trained_run, tiny_folder, tmp_path, capsys):
     test = load_dataset(tiny_folder / "test.npz")
     code = f"""
@@ -165,7 +165,7 @@ def test_a_bundle_predicts_the_same_on_the_other_backend(trained_run, tiny_folde
     assert load_run(torch_run).predict(test.x).shape == (30,)
 
 
-def test_compilation_cache_folder(monkeypatch, tmp_path):
+def test_compilation_cache_folder_follows_its_variable_xdg_and_home(monkeypatch, tmp_path):
     monkeypatch.delenv(backends.CACHE_VARIABLE, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert backends.compilation_cache_folder() == tmp_path / "xdg" / "img2num" / "jax"

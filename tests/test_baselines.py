@@ -103,7 +103,7 @@ def test_ridge_rejects_bad_parameters_and_shapes():
 
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(3, 30), side=st.integers(1, 6), seed=st.integers(0, 2**32 - 1))
-def test_ridge_properties(n, side, seed):
+def test_ridge_under_a_huge_penalty_predicts_the_mean_and_refits_identically(n, side, seed):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, size=(n, side, side, 3)).astype(np.uint8)
     y = rng.normal(size=n) * 10

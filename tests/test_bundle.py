@@ -27,7 +27,7 @@ def test_scaled_targets_have_mean_zero_and_restore_to_themselves(y):
     assert np.isclose(in_model_units * scaling.loss_factor, in_label_units, rtol=1e-3, atol=1e-2)
 
 
-def test_constant_targets_and_the_identity():
+def test_constant_targets_scale_by_one_and_the_default_is_the_identity():
     scaling = TargetScaling.for_targets(np.full(5, 7.0))
     assert scaling == TargetScaling(7.0, 1.0)
     assert np.array_equal(TargetScaling().restore(np.array([[1.5], [2.0]])), np.array([[1.5], [2.0]], np.float32))

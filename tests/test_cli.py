@@ -16,6 +16,7 @@ from img2num.cli import build_parser, main
 from img2num.cli.train import _train_config
 from img2num.config import TrainConfig
 from img2num.data import load_dataset
+from img2num.models import create_model
 
 TINY_DATA = ["--height", "8", "--width", "8", "--train-size", "64", "--val-size", "16", "--test-size", "25"]
 
@@ -64,7 +65,7 @@ def test_module_and_console_script_answer_help():
     assert result.returncode == 0 and result.stdout.startswith("img2num ")
 
 
-def test_generate(capsys, tmp_path):
+def test_generate_writes_three_splits_and_never_overwrites(capsys, tmp_path):
     status, out, _ = run_cli(capsys, "generate", tmp_path / "d", *TINY_DATA, "--data-seed", "4")
     assert status == 0
     assert out.splitlines() == [f"{s}: {tmp_path / 'd' / s}.npz" for s in ("train", "val", "test")]
@@ -76,7 +77,7 @@ def test_generate(capsys, tmp_path):
     assert np.array_equal(load_dataset(tmp_path / "d" / "train.npz").x, train.x)
 
 
-def test_train_evaluate_predict(capsys, tmp_path, tiny_folder, monkeypatch):
+def test_train_numbers_its_runs_and_evaluate_and_predict_reproduce_the_test_mse(capsys, tmp_path, tiny_folder, monkeypatch):
     monkeypatch.chdir(tmp_path)
     status, out, err = run_cli(capsys, "train", tiny_folder, "--model", "cnn", "--epochs", "2", "--seed", "3")
     assert status == 0, err
@@ -107,7 +108,7 @@ def test_train_evaluate_predict(capsys, tmp_path, tiny_folder, monkeypatch):
     assert status == 0 and out == Path("p.csv").read_text()
 
 
-def test_train_options(capsys, tmp_path, tiny_folder):
+def test_train_options_reach_the_config_and_the_saved_run(capsys, tmp_path, tiny_folder):
     parse = lambda *argv: _train_config(build_parser().parse_args(["train", "d", *argv]))  # noqa: E731
     assert parse() == TrainConfig()
     assert parse("--model", "mlp", "--plain") == TrainConfig.plain(model="mlp")
@@ -141,7 +142,7 @@ def test_train_options(capsys, tmp_path, tiny_folder):
     assert np.mean((run.predict(test.x) - test.y) ** 2) == pytest.approx(metrics["mse"], rel=1e-5)
 
 
-def test_recipe(capsys, tmp_path):
+def test_recipe_writes_both_models_and_a_comparison_with_the_bayes_reference(capsys, tmp_path):
     out_dir = tmp_path / "res"
     status, out, err = run_cli(capsys, "recipe", "--out", out_dir, "--epochs", "2", *TINY_DATA, "--quiet")
     assert status == 0, err
@@ -159,7 +160,7 @@ def test_recipe(capsys, tmp_path):
     # Each run names its data where it lies, not the temporary .partial folder it was made in.
     sources = json.loads((out_dir / "mlp" / "config.json").read_text())["data"]
     assert [sources[s]["source"] for s in ("train", "val", "test")] == [str(out_dir / "data" / f"{s}.npz") for s in ("train", "val", "test")]
-    assert summary["models"]["cnn"]["parameters"] > 0
+    assert summary["models"]["cnn"]["parameters"] == create_model("cnn", (8, 8, 1)).count_params()
     comparison = (out_dir / "comparison.md").read_text()
     assert "| mlp |" in comparison and "| cnn |" in comparison
     assert f"Lowest test MSE: **{summary['best']}**" in comparison
@@ -207,7 +208,7 @@ def bad_files(tmp_path):
         ("unlabelled", "unlabelled.npz: has no array 'y'; labels are needed here"),
     ],
 )
-def test_bad_training_data(capsys, bad_files, case, message):
+def test_bad_training_data_is_one_line_and_writes_no_run(capsys, bad_files, case, message):
     status, out, err = run_cli(capsys, "train", bad_files[case], "--epochs", "1", "--run", bad_files[case].parent / "r")
     assert status == 1
     assert message in one_line_error(err)
@@ -231,7 +232,7 @@ def test_bad_training_data(capsys, bad_files, case, message):
         (["fit"], "argument COMMAND: invalid choice: 'fit'"),
     ],
 )
-def test_bad_option_values(capsys, argv, message):
+def test_bad_option_values_exit_2_with_one_line(capsys, argv, message):
     with pytest.raises(SystemExit) as caught:
         main(argv)
     assert caught.value.code == 2
@@ -239,7 +240,7 @@ def test_bad_option_values(capsys, argv, message):
     assert "\n" not in line and message in line
 
 
-def test_unknown_model(capsys, tiny_folder, tmp_path):
+def test_unknown_model_lists_the_known_ones_and_recipe_writes_nothing(capsys, tiny_folder, tmp_path):
     status, _, err = run_cli(capsys, "train", tiny_folder, "--model", "vgg", "--run", tmp_path / "r")
     assert status == 1
     assert one_line_error(err) == (
@@ -253,7 +254,7 @@ def test_unknown_model(capsys, tiny_folder, tmp_path):
     assert status == 1 and "the recipe needs at least 2 training samples, got 0" in one_line_error(err)
 
 
-def test_run_and_output_errors(capsys, trained_run, tiny_folder, bad_files, tmp_path):
+def test_missing_runs_unlabelled_or_oversized_data_and_existing_outputs_are_one_line(capsys, trained_run, tiny_folder, bad_files, tmp_path):
     status, _, err = run_cli(capsys, "train", tiny_folder, "--epochs", "1", "--run", trained_run.path)
     assert status == 1 and "already exists; pass --overwrite" in one_line_error(err)
     status, _, err = run_cli(capsys, "evaluate", tmp_path / "nothing", tiny_folder / "test.npz")
@@ -275,15 +276,16 @@ def test_unwritable_output_is_one_line(capsys, trained_run, tiny_folder, tmp_pat
         target = tmp_path / "file-not-folder"
         target.write_text("x")
         status, _, err = run_cli(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", target / "p.csv")
+        assert status == 1 and one_line_error(err) == f"img2num: error: {target}: File exists"
     else:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
         status, _, err = run_cli(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", locked / "p.csv")
-    assert status == 1
-    one_line_error(err)
+        line = one_line_error(err)
+        assert status == 1 and line.startswith(f"img2num: error: {locked}/") and line.endswith("Permission denied")
 
 
-def test_python_api_example_runs(tmp_path):
+def test_python_api_example_lists_models_trains_and_evaluates(tmp_path):
     example = Path(__file__).parents[1] / "examples" / "python_api.py"
     result = subprocess.run(
         [sys.executable, str(example), str(tmp_path / "out"), "2"], capture_output=True, text=True, timeout=300

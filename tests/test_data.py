@@ -58,7 +58,7 @@ def test_bad_arrays_are_named(tmp_path, arrays, message):
     assert str(path) in str(caught.value)
 
 
-def test_missing_corrupt_and_folder_paths(tmp_path):
+def test_missing_corrupt_truncated_and_folder_paths_are_named(tmp_path):
     with pytest.raises(Img2NumError, match="no such file"):
         load_dataset(tmp_path / "absent.npz")
     corrupt = tmp_path / "corrupt.npz"
@@ -73,7 +73,7 @@ def test_missing_corrupt_and_folder_paths(tmp_path):
         load_dataset(tmp_path)
 
 
-def test_split_folder(tmp_path, tiny_folder):
+def test_split_folder_loads_three_splits_and_names_what_is_missing(tmp_path, tiny_folder):
     splits = load_split_folder(tiny_folder)
     assert sorted(splits) == ["test", "train", "val"]
     assert [len(splits[s]) for s in ("train", "val", "test")] == [160, 40, 30]

@@ -79,7 +79,7 @@ def test_bayes_reference_matches_monte_carlo(dust):
     cell=st.integers(1, 5),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_generator_properties(n, height, width, cell, seed):
+def test_generator_is_seeded_and_labels_are_percentages(n, height, width, cell, seed):
     data = generate_dust(n, np.random.default_rng(seed), height, width, cell)
     again = generate_dust(n, np.random.default_rng(seed), height, width, cell)
     assert data.x.shape == (n, height, width, 3)

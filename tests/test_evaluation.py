@@ -1,4 +1,4 @@
-"""Metrics, and scoring a saved run."""
+"""Metrics, the weak-fit warning, and scoring a saved run."""
 
 import json
 
@@ -11,10 +11,10 @@ from hypothesis.extra.numpy import arrays
 from img2num.data import load_dataset
 from img2num.errors import Img2NumError
 from img2num.evaluation import evaluate
-from img2num.metrics import format_metrics, regression_metrics
+from img2num.metrics import format_metrics, mean_baseline_mse, regression_metrics, weak_fit_warning
 
 
-def test_known_values():
+def test_metrics_equal_hand_computed_values():
     metrics = regression_metrics([1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 3.0, 2.0])
     assert metrics["mse"] == pytest.approx((1 + 0 + 0 + 4) / 4)
     assert metrics["rmse"] == pytest.approx(np.sqrt(1.25))
@@ -46,15 +46,32 @@ def test_length_mismatch_is_rejected():
 
 @settings(max_examples=50, deadline=None)
 @given(arrays(np.float64, st.integers(2, 50), elements=st.floats(-1e6, 1e6)))
-def test_perfect_predictions(y):
+def test_perfect_predictions_have_zero_error_and_r2_one(y):
     metrics = regression_metrics(y, y.copy())
     assert metrics["mse"] == 0.0 and metrics["mae"] == 0.0
     assert metrics["r2"] == 1.0 if np.ptp(y) > 0 else np.isnan(metrics["r2"])
 
 
-def test_format_metrics():
+def test_format_metrics_aligns_names_and_four_decimals():
     text = format_metrics({"mse": 4.0, "rmse": 2.0, "mae": 1.5, "r2": 0.25})
     assert text.splitlines() == ["mse   4.0000", "rmse  2.0000", "mae   1.5000", "r2    0.2500"]
+
+
+def test_weak_fit_warning_names_the_model_its_r2_and_both_mses():
+    baseline = 4.0
+    assert mean_baseline_mse([1.0, 3.0], [2.0, 4.0]) == pytest.approx(2.0)
+    assert weak_fit_warning({"r2": 0.5, "mse": 2.0}, baseline, "m") is None
+    # Constant validation labels: R^2 is undefined and there is nothing to beat.
+    assert weak_fit_warning({"r2": float("nan"), "mse": 3.8}, baseline, "m") is None
+    low_r2 = weak_fit_warning({"r2": 0.05, "mse": 3.8}, baseline, "cnn_gap")
+    assert low_r2 == (
+        "cnn_gap barely beats predicting the mean (validation R^2 0.050, MSE 3.8 against 4 for the mean); likely "
+        "causes: labels the images do not show (no signal), a model family that cannot see what matters (try "
+        "--model cnn_gap or pixel_gap), or too little training (raise --time-limit or --epochs)"
+    )
+    # A good R^2 but an MSE not clearly below the mean's (validation mean far from training mean).
+    high_mse = weak_fit_warning({"r2": 0.5, "mse": 3.9}, baseline, "mlp")
+    assert high_mse.startswith("mlp barely beats predicting the mean (validation R^2 0.500, MSE 3.9 against 4 for the mean); ")
 
 
 def test_evaluate_run_matches_its_predictions_and_saves_json(trained_run, tiny_folder, tmp_path):
@@ -66,7 +83,7 @@ def test_evaluate_run_matches_its_predictions_and_saves_json(trained_run, tiny_f
     assert saved["samples"] == 30 and saved["mse"] == metrics["mse"]
 
 
-def test_evaluate_needs_labels(trained_run, tmp_path):
+def test_evaluate_refuses_data_without_labels(trained_run, tmp_path):
     path = tmp_path / "unlabelled.npz"
     np.savez(path, x=np.zeros((3, 8, 8, 1), np.uint8))
     with pytest.raises(Img2NumError, match="has no array 'y'"):

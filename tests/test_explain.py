@@ -7,7 +7,7 @@ import csv
 
 import numpy as np
 import pytest
-from conftest import one_line_error, run_cli, run_python, torch_installed
+from conftest import needs, one_line_error, run_cli, run_python
 
 from img2num.data import load_dataset
 from img2num.errors import Img2NumError
@@ -95,7 +95,7 @@ def test_the_default_model_explains_with_completeness():
     assert np.all(np.abs(result.completeness_gap) <= 0.05 * change + 1e-3), (result.completeness_gap, change)
 
 
-@torch_installed
+@needs("torch")
 def test_completeness_holds_on_pytorch_for_a_trained_run_and_every_registered_model(trained_run, tiny_folder, tmp_path):
     done = run_python(
         f"""

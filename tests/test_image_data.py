@@ -33,7 +33,7 @@ def _csv(path, header, rows):
     return path
 
 
-def test_folder_with_csv_and_csv_alone(photo_csv, tmp_path):
+def test_a_folder_and_its_csv_read_alike_and_columns_can_be_chosen(photo_csv, tmp_path):
     by_folder = resolve_splits(photo_csv.parent)
     by_file = resolve_splits(photo_csv)
     assert [len(s) for s in by_folder.values()] == [32, 8] and by_folder.rows == 40
@@ -77,7 +77,7 @@ def test_seeded_fractions_and_the_split_record(photo_csv):
     assert split_records(resolve_splits(photo_csv, seed=3)) != {}
 
 
-def test_channels_default_and_option(tmp_path):
+def test_channels_follow_the_images_unless_chosen(tmp_path):
     gray = write_photos(tmp_path / "g", count=6, mode="L")
     assert resolve_splits(gray, val_fraction=0.5)["train"].image_shape == (12, 12, 1)
     mixed = write_photos(tmp_path / "m", count=6, mode="L")
@@ -111,7 +111,7 @@ def test_mixed_sizes_need_an_image_size(tmp_path):
         DataConfig(resize="crop")
 
 
-def test_16_bit_and_multi_band_scaling(tmp_path):
+def test_16_bit_and_multi_band_images_are_scaled_per_band(tmp_path):
     rng = np.random.default_rng(0)
     rows = []
     for index in range(8):
@@ -277,7 +277,7 @@ def test_unusable_csv_files(tmp_path, content, message):
     assert str(caught.value) == f"{tmp_path / 'labels.csv'}: {message}"
 
 
-def test_empty_and_ambiguous_folders(tmp_path):
+def test_empty_and_ambiguous_folders_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(Img2NumError, match="empty: is an empty folder"):
         resolve_splits(tmp_path / "empty")

@@ -23,7 +23,7 @@ def test_lossless_formats_read_exactly(tmp_path, ext, options):
     assert array.dtype == np.uint8 and np.array_equal(array, RGB)
 
 
-def test_jpeg_and_grayscale_modes(tmp_path):
+def test_jpeg_grayscale_1_bit_and_rgba_images_read_as_expected(tmp_path):
     Image.fromarray(RGB).save(tmp_path / "a.jpg", quality=95)
     jpeg = read_image(tmp_path / "a.jpg")
     assert jpeg.shape == (12, 8, 3) and np.abs(jpeg.astype(int) - RGB).mean() < 8
@@ -80,7 +80,7 @@ def test_multi_band_tiff_keeps_its_bands(tmp_path, layout):
     assert np.array_equal(read_image(path), bands)
 
 
-def test_channels_conversion():
+def test_channels_convert_between_grayscale_and_colour():
     gray = conform(RGB, ImageSpec((12, 8), 1))
     expected = np.asarray(Image.fromarray(RGB).convert("L"))
     assert gray.shape == (12, 8, 1) and np.abs(gray[..., 0].astype(int) - expected).max() <= 1
@@ -90,7 +90,7 @@ def test_channels_conversion():
         conform(np.zeros((4, 4, 5), np.uint16), ImageSpec((4, 4), 3, "uint16"))
 
 
-def test_resize_modes():
+def test_resize_modes_stretch_crop_scale_or_refuse():
     image = np.zeros((20, 40, 1), np.uint8)
     image[:, 10:30] = 200  # the centre half is bright
     stretched = conform(image, ImageSpec((10, 10), 1, resize="stretch"))

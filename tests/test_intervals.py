@@ -135,13 +135,17 @@ def test_cli_predict_and_evaluate_give_intervals(trained_run, tiny_folder, tmp_p
     assert status == 0
     lines = out.splitlines()
     assert lines[0] == "index,prediction,lower,upper,label" and len(lines) == 31
-    _, prediction, lower, upper, _ = (float(v) for v in lines[1].split(","))
-    assert lower <= prediction <= upper
+    rows = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    _, prediction, lower, upper, label = rows.T
+    assert np.all((lower <= prediction) & (prediction <= upper))
     output = tmp_path / "evaluation.json"
     status, out, _ = run_cli(capsys, "evaluate", trained_run.path, tiny_folder / "test.npz", "--interval", "0.9", "--output", output)
     assert status == 0 and "coverage" in out and "mean_width" in out
     record = json.loads(output.read_text())
-    assert record["interval_level"] == 0.9 and 0 <= record["coverage"] <= 1 and record["mean_width"] > 0
+    # The evaluation's coverage and width are those of the intervals predict printed.
+    assert record["interval_level"] == 0.9
+    assert record["coverage"] == pytest.approx(np.mean((lower <= label) & (label <= upper)))
+    assert record["mean_width"] == pytest.approx(np.mean(upper - lower), rel=1e-5)
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])

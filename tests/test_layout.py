@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import one_line_error, run_cli, run_python, torch_installed
+from conftest import needs, one_line_error, run_cli, run_python
 from img2num.config import TrainConfig
 from img2num.layout import channels_first_twin, convertible, copy_state
 from img2num.models import list_models
@@ -74,7 +74,7 @@ def test_channels_first_asked_for_on_jax_is_one_line(tiny_folder, tmp_path, caps
     assert not (tmp_path / "run").exists()
 
 
-@torch_installed
+@needs("torch")
 def test_on_torch_the_twin_trains_as_fit_does(tmp_path):
     """Two epochs from the same weights and batches: Keras' fit on the model and on its
     channels-first twin end at the same weights, losses and optimizer state; the twin predicts

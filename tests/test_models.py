@@ -113,6 +113,6 @@ def test_unknown_name_lists_known_models():
         create_model("resnet9", (16, 16, 1))
 
 
-def test_bad_input_shape():
+def test_input_shape_without_channels_is_refused():
     with pytest.raises(Img2NumError, match="input shape must be"):
         create_model("mlp", (16, 16))

@@ -6,7 +6,7 @@ from PIL import Image
 from img2num import plots
 
 
-def test_grid_titles_real_and_predicted():
+def test_grid_titles_show_real_and_rounded_predicted_values():
     x = np.zeros((30, 4, 4, 1), np.uint8)
     y = np.arange(30, dtype=np.float32)
     fig = plots.sample_grid_figure(x, y, predictions=y + 0.26)
@@ -22,7 +22,7 @@ def test_grid_of_few_images_and_fractional_labels():
     assert plots.grid_titles(fig) == ["R 1.2", "R 2", "R 3.5"]
 
 
-def test_files_are_png(tmp_path):
+def test_pictures_are_large_pngs_and_nothing_else_is_written(tmp_path):
     x = np.zeros((25, 16, 16, 1), np.uint8)
     history = [{"epoch": e, "loss": 100.0 / e, "val_loss": 120.0 / e, "seconds": 0.1} for e in range(1, 6)]
     written = [

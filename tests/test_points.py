@@ -87,7 +87,7 @@ def test_zero_samples_is_an_error():
     width=st.integers(1, 12),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_generator_properties(n, height, width, seed):
+def test_generator_is_seeded_and_labels_bound_the_lit_pixels(n, height, width, seed):
     data = generate_points(n, np.random.default_rng(seed), height=height, width=width)
     again = generate_points(n, np.random.default_rng(seed), height=height, width=width)
     assert data.x.shape == (n, height, width, 1)

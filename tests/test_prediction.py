@@ -66,7 +66,7 @@ def test_wrong_image_size_is_named(trained_run):
         predict(trained_run, np.zeros((2, 16, 16, 1), np.uint8))
 
 
-def test_csv_rows():
+def test_predictions_csv_has_a_row_per_image_and_labels_when_given():
     text = predictions_csv(np.array([1.5, 2.25], np.float32), np.array([1.0, 3.0]))
     assert text.splitlines() == ["index,prediction,label", "0,1.5,1.0", "1,2.25,3.0"]
     assert predictions_csv(np.array([7.0])).splitlines() == ["index,prediction", "0,7.0"]
@@ -81,7 +81,7 @@ def test_write_predictions_never_clobbers(tmp_path):
     assert path.read_text().splitlines()[1] == "0,2.0"
 
 
-def test_broken_run_folders(trained_run, tmp_path):
+def test_missing_unfinished_and_corrupt_run_folders_are_named(trained_run, tmp_path):
     with pytest.raises(Img2NumError, match="no such run folder"):
         load_run(tmp_path / "absent")
     (tmp_path / "half").mkdir()

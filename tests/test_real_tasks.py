@@ -1,13 +1,13 @@
 """The real-image tasks (digits, counting, haze): shapes, labels, the files written, and the same
-seed giving the same bytes. Skipped when scikit-learn or scikit-image is missing."""
+seed giving the same bytes. Skipped when scikit-learn or scikit-image is missing (failed under CI)."""
 
 import csv
 import hashlib
-import importlib.util
 import json
 
 import numpy as np
 import pytest
+from conftest import needs
 
 from img2num.data.real import (
     HAZE_TEST_PHOTOS,
@@ -20,10 +20,7 @@ from img2num.data.real import (
 from img2num.data.splits import resolve_splits
 from img2num.errors import Img2NumError
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("sklearn") is None or importlib.util.find_spec("skimage") is None,
-    reason="the real-image tasks need scikit-learn and scikit-image: pip install -e '.[real]'",
-)
+pytestmark = needs("sklearn", "skimage")
 
 SIZES = (12, 4, 6)
 SHAPES = {"digits": (32, 32, 1), "counting": (48, 48, 3), "haze": (48, 48, 3)}
@@ -80,7 +77,7 @@ def test_haze_tests_on_photos_kept_out_of_training():
     assert not set(HAZE_TEST_PHOTOS) & set(HAZE_TRAIN_PHOTOS)
 
 
-def test_bad_requests_fail_clearly():
+def test_unknown_tasks_and_impossible_sizes_are_named():
     with pytest.raises(Img2NumError, match="unknown real-image task 'faces'; known: digits, counting, haze"):
         build_real_task("faces")
     with pytest.raises(Img2NumError, match="the digits set has 1797 images"):

@@ -8,7 +8,6 @@ import dataclasses
 import http.client
 import io
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import one_line_error, run_cli
+from conftest import chromium, needs, one_line_error, run_cli
 from img2num.config import ServeConfig
 from img2num.errors import Img2NumError
 from img2num.batching import MicroBatcher, QueueFull
@@ -259,24 +258,14 @@ def test_serve_command_says_where_and_stops_on_ctrl_c(image_run):
         process.wait()
 
 
-def _chromium():
-    """Paths of Chromium and its driver, or None (the browser test is then skipped)."""
-    browser = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
-    driver = shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
-
-
-@pytest.mark.skipif(
-    _chromium() is None,
-    reason="no Chromium with chromedriver installed (Debian: apt-get install chromium chromium-driver; .ci/run does it)",
-)
+@needs("chromium", "selenium")
 def test_web_page_in_headless_chromium(server, image_run, photos, capsys, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser, driver_path = _chromium()
+    browser, driver_path = chromium()
     options = webdriver.ChromeOptions()
     options.binary_location = browser
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",

@@ -110,7 +110,7 @@ def test_failure_while_saving_leaves_no_run(tiny_folder, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_progress_lines(tiny_folder):
+def test_progress_prints_one_line_per_epoch_and_the_kept_epoch(tiny_folder):
     stream = io.StringIO()
     train(tiny_folder, TrainConfig(model="mlp", epochs=2), stream=stream)
     lines = stream.getvalue().splitlines()
@@ -120,7 +120,7 @@ def test_progress_lines(tiny_folder):
     assert lines[2].startswith("mlp kept the weights of epoch ")
 
 
-def test_bad_training_input(tiny_folder, tmp_path):
+def test_bad_training_input_is_named(tiny_folder, tmp_path):
     other = tmp_path / "other.npz"
     np.savez(other, x=np.zeros((10, 9, 8, 1), np.uint8), y=np.zeros(10))
     with pytest.raises(Img2NumError, match="val images are 9x8x1 but training images are 8x8x1"):
