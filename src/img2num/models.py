@@ -6,11 +6,13 @@ Keras is imported only when a model is built, so listing the registry is instant
 from __future__ import annotations
 
 from img2num.errors import Img2NumError
-from img2num.registry import list_models, model_spec, register_candidate, register_model
+from img2num.registry import ModelSpec, model_spec, register_candidate, register_model, registered_architectures
 
-# `img2num.list_models` is the registry's, reached through this module so that every
-# architecture below is registered by the time it answers.
-__all__ = ["create_model", "list_models"]
+
+def list_models() -> list[ModelSpec]:
+    """Every registered architecture, in registration order: those of this module, then any a
+    user registered with `img2num.register_model`."""
+    return registered_architectures()
 
 
 def create_model(name: str, input_shape: tuple[int, int, int]):

@@ -135,8 +135,9 @@ def register_candidate(
         _BACKBONE_CANDIDATES[name] = spec
 
 
-def list_models() -> list[ModelSpec]:
-    """Every registered architecture, in registration order."""
+def registered_architectures() -> list[ModelSpec]:
+    """Every architecture registered so far, in registration order (`img2num.models.list_models`
+    answers once the built-in ones are)."""
     return list(_ARCHITECTURES.values())
 
 
