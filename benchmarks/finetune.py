@@ -78,7 +78,7 @@ def _epoch_seconds(splits, args, cached: bool) -> tuple:
     """Fine-tune for `args.epoch_probe` epochs with the prefix cached or not; the seconds."""
     import numpy as np
 
-    import img2num.backbones.finetune as finetune_module
+    import img2num.backbones.train as finetune_module  # the backbone fitter calls finetune from here
     from img2num import train
     from img2num.config import TrainConfig
 

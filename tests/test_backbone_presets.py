@@ -3,7 +3,6 @@ network when installed), and tiny random presets for naming, loading, fingerprin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
 from img2num.backbones import child, lite0, preset_folder, presets
 from img2num.backbones.hub import registry
@@ -69,8 +69,10 @@ def one_line_error(call, *args) -> str:
 
 def test_lite0_is_written_once_and_puts_the_cat_photo_in_imagenet_cat_classes(presets_home):
     import keras  # Keras runs in this process, so the preset is written here, not in a child
-    import skimage.data
     from PIL import Image
+
+    skimage = require("skimage")
+    import skimage.data
 
     info = resolve_backbone("efficientnet_lite0")
     folder = presets_home / "efficientnet_lite0"
@@ -92,8 +94,7 @@ def test_lite0_is_written_once_and_puts_the_cat_photo_in_imagenet_cat_classes(pr
     logits = features @ state["_fc.weight"].T + state["_fc.bias"]
     assert int(np.argmax(logits[0])) in CAT_CLASSES
 
-    if importlib.util.find_spec("efficientnet_lite_pytorch") is None:
-        pytest.skip("efficientnet-lite-pytorch (the reference network) is not installed: pip install 'img2num[bench]'")
+    require("efficientnet_lite_pytorch")  # the reference network
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 

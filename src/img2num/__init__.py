@@ -37,7 +37,7 @@ _API = {
     "predict_paths": "img2num.prediction",
     "write_predictions": "img2num.prediction",
     "evaluate": "img2num.evaluation",
-    "regression_metrics": "img2num.evaluation",
+    "regression_metrics": "img2num.metrics",
     "run_recipe": "img2num.recipe",
     "points_bayes_reference": "img2num.bayes",
     "dust_bayes_reference": "img2num.bayes",

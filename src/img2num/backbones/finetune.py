@@ -175,7 +175,7 @@ def finetune(backbone, info, inputs: FitInputs, features: dict, scaling, head, c
     Args:
         backbone: The keras-hub backbone the features came from.
         info: Its `BackboneInfo`.
-        inputs: What every fitter is given; `inputs.config` holds epochs, batch size, learning
+        inputs: What every fitter is tuning_inputs; `inputs.config` holds epochs, batch size, learning
             rate, patience, seed and `finetune_stages`.
         features: The frozen feature vectors of the training and validation splits.
         scaling: The feature scaling (mean, spread) of the head.
@@ -195,6 +195,7 @@ def finetune(backbone, info, inputs: FitInputs, features: dict, scaling, head, c
     config, preprocessing, splits, loss_factor, say = (
         inputs.config, inputs.preprocessing, inputs.splits, inputs.loss_factor, inputs.say
     )
+    deadline = inputs.clock.training_deadline
     labelled = {"train": inputs.train, "val": inputs.val}
     started = time.perf_counter()
     split = split_backbone(backbone, info.stages, getattr(config, "finetune_stages", 2))
@@ -215,14 +216,14 @@ def finetune(backbone, info, inputs: FitInputs, features: dict, scaling, head, c
         cache = None
         if cache_folder is not None and values <= DISK_CACHE_MAX_VALUES:
             cache = FeatureCache(cache_folder, f"{model_key(info, preprocessing)}-cut-{split.cut}")
-        inputs = {}
+        tuning_inputs = {}
         for part in ("train", "val"):
             cuts, fresh = extract_features(to_cut, splits[part], preprocessing, cache)
-            inputs[part] = [features[part][:, :frozen_size], cuts]
+            tuning_inputs[part] = [features[part][:, :frozen_size], cuts]
             computed += fresh
         trained = tuning_model(split, frozen_size, to_cut.output_shape[1:], head_layers)
     else:  # images in memory only: this way is for measurements and tests
-        inputs = {part: preprocessing.apply(splits[part].x, splits[part].source) for part in ("train", "val")}
+        tuning_inputs = {part: preprocessing.apply(splits[part].x, splits[part].source) for part in ("train", "val")}
         trained = model
     cut_seconds = time.perf_counter() - started
     say(f"{config.model}: stages {', '.join(split.tuned)} trained, cut after {split.cut} ({cut_seconds:.1f} s)")
@@ -234,14 +235,14 @@ def finetune(backbone, info, inputs: FitInputs, features: dict, scaling, head, c
     recorder, stopper, callbacks = epoch_callbacks(replace(config, patience=patience, restore_best=True, lr_patience=0), loss_factor)
     # An epoch of a pretrained suffix costs far more than compiling it (Lite0 on 1500 images:
     # about 290 s beside a few), so the first epoch's length already predicts the next.
-    limit = TimeLimit(inputs.clock.training_deadline)
+    limit = TimeLimit(deadline)
     # Progress prints the epochs only: which weights are kept, epoch 0's included, is said below.
     callbacks += [limit, Progress(recorder, config.model, config.epochs, _SayStream(say))]
     start_weights = trained.get_weights()
     keras.utils.set_random_seed(config.seed)
-    if time.perf_counter() < inputs.clock.training_deadline:
+    if time.perf_counter() < deadline:
         trained.fit(
-            inputs["train"], y["train"], validation_data=(inputs["val"], y["val"]), batch_size=config.batch_size,
+            tuning_inputs["train"], y["train"], validation_data=(tuning_inputs["val"], y["val"]), batch_size=config.batch_size,
             epochs=config.epochs, shuffle=True, verbose=0, callbacks=callbacks,
         )
     history = [{"epoch": 0, "loss": mse0["train"] * loss_factor, "val_loss": mse0["val"] * loss_factor,
@@ -259,7 +260,7 @@ def finetune(backbone, info, inputs: FitInputs, features: dict, scaling, head, c
         f"{config.model}: {len(recorder.history)} fine-tuning epochs, ended by {ended}; kept epoch {kept['epoch']}"
         + (" (the frozen head)" if kept["epoch"] == 0 else "") + f", val_loss {kept['val_loss']:.4g}"
     )
-    outputs = {part: np.asarray(trained.predict(inputs[part], batch_size=256, verbose=0), np.float32) for part in ("train", "val")}
+    outputs = {part: np.asarray(trained.predict(tuning_inputs[part], batch_size=256, verbose=0), np.float32) for part in ("train", "val")}
     record = {
         "finetune_stages": list(split.tuned),
         "finetune_cut": split.cut,
