@@ -4,10 +4,11 @@ For the points task (16x16) and the dust task (64x64, 2-pixel cells) it trains `
 the default settings on 1500 training images and a validation split of VAL images (which also
 calibrates the intervals), then scores on TEST fresh images at levels 0.8, 0.9 and 0.95:
 
-- normalized: the run's own intervals (split conformal, scaled by the fitted difficulty);
+- normalized: the run's own intervals (split conformal, scaled by the difficulty fitted on the
+  training split's residuals, so that every validation image gives a score);
 - plain: split conformal with one width for every image, on the same validation split;
-- train-fit: normalized, the difficulty fitted on the training split's residuals, so that every
-  validation image gives a score (twice as many);
+- halves: normalized as img2num did before, the difficulty fitted on half of the validation
+  split and the other half giving the scores (half as many);
 - fresh set: normalized, calibrated on VAL other fresh images that played no part in training,
   which shows what reusing the validation split (early stopping, then calibration) costs;
 - bayes: the shortest intervals from the exact posterior (`img2num.bayes`).
@@ -85,9 +86,7 @@ def run_task(task: str, args, seed: int) -> list[dict]:
     methods = {
         "normalized": run.calibration,
         "plain": calibrate(val.y, run.predict(val.x), np.random.default_rng(seed), "plain", label_range),
-        "train-fit": calibrate(
-            val.y, run.predict(val.x), None, "normalized", label_range, (train_set.y, run.predict(train_set.x))
-        ),
+        "halves": calibrate(val.y, run.predict(val.x), np.random.default_rng([seed, 13]), "normalized", label_range),
         "fresh set": calibrate(fresh.y, run.predict(fresh.x), np.random.default_rng(seed), "normalized", label_range),
     }
     mse = float(np.mean((predicted - test.y) ** 2))

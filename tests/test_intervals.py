@@ -13,7 +13,7 @@ from conftest import one_line_error, run_cli
 
 from img2num.bundle import load_run
 from img2num.errors import Img2NumError
-from img2num.intervals import CALIBRATION_FILE, Calibration, calibrate, check_level, interval_metrics
+from img2num.intervals import CALIBRATION_FILE, Calibration, calibrate, calibrate_run, check_level, interval_metrics
 
 
 def heteroscedastic(n, rng):
@@ -65,6 +65,24 @@ def test_bounds_are_clipped_to_the_label_range():
     assert lower[0] == 0.0 and upper[1] == 10.0
     # A prediction outside the labels seen stays inside its own interval.
     assert lower[2] < 30.0 and upper[2] == 30.0
+
+
+def test_a_run_fits_the_difficulty_on_training_residuals_unless_it_overfits():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(3)
+    labels, train_labels = rng.uniform(0, 10, 200), rng.uniform(0, 10, 800)
+    noise = lambda y, scale: y + rng.normal(0, 0.1 + 0.2 * y * scale)  # noqa: E731  (errors grow with y)
+    run = SimpleNamespace()
+    calibrate_run(run, labels, noise(labels, 1.0), train_labels, noise(train_labels, 1.0), seed=0)
+    # Every validation image gives a score, the training images fit the difficulty, which grows.
+    assert run.calibration.fit_on == "training" and run.calibration.fit_samples == 800
+    assert len(run.calibration.scores) == 200 and run.calibration.difficulty[-1] > 3 * run.calibration.difficulty[0]
+    assert run.calibration.label_range == (min(labels.min(), train_labels.min()), max(labels.max(), train_labels.max()))
+    # A model that fits its training images ten times closer: half the validation split fits it.
+    calibrate_run(run, labels, noise(labels, 1.0), train_labels, train_labels + rng.normal(0, 0.01, 800), seed=0)
+    assert run.calibration.fit_on == "validation half" and len(run.calibration.scores) == 100
+    assert Calibration.from_dict(run.calibration.to_dict()) == run.calibration
 
 
 @pytest.mark.parametrize("level", [0, 1, 1.5, -0.1, float("nan"), "0.9", True, None])

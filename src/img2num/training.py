@@ -131,7 +131,7 @@ def train(
     if warning is not None:
         run.config["warning"] = warning
         warnings.warn(warning, Img2NumWarning, stacklevel=2)
-    calibrate_run(run, splits["val"].y, predictions["val"], splits["train"].y, config.seed)
+    calibrate_run(run, splits["val"].y, predictions["val"], splits["train"].y, predictions["train"], config.seed)
     if run_dir is not None:
         run.save(run_dir, overwrite, extra=lambda folder: _write_extras(folder, run, splits, predictions, pictures))
     return run
