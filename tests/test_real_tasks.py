@@ -15,8 +15,10 @@ from img2num.data.real import (
     MAX_BETA,
     MAX_OBJECTS,
     build_real_task,
+    build_real_task_with_scenes,
     write_real_task,
 )
+from img2num.data.files import write_image_folder
 from img2num.data.splits import resolve_splits
 from img2num.errors import Img2NumError
 
@@ -75,6 +77,22 @@ def test_writes_a_folder_train_reads_with_its_splits(tmp_path):
 
 def test_haze_tests_on_photos_kept_out_of_training():
     assert not set(HAZE_TEST_PHOTOS) & set(HAZE_TRAIN_PHOTOS)
+
+
+def test_haze_folder_names_each_crop_s_photograph_as_its_scene(tmp_path):
+    paths = write_real_task(tmp_path / "haze", "haze", (12, 4, 6), seed=1, side=16)
+    with open(paths["labels"], newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == ["file", "label", "split", "scene"]
+    assert {row["scene"] for row in rows if row["split"] != "test"} <= set(HAZE_TRAIN_PHOTOS)
+    assert {row["scene"] for row in rows if row["split"] == "test"} <= set(HAZE_TEST_PHOTOS)
+    assert len({row["scene"] for row in rows if row["split"] == "train"}) > 1
+    # The scenes come with the same images as without them.
+    built, scenes = build_real_task_with_scenes("haze", (12, 4, 6), seed=1, side=16)
+    assert np.array_equal(built["val"].x, build_real_task("haze", (12, 4, 6), seed=1, side=16)["val"].x)
+    assert scenes["test"] == [row["scene"] for row in rows if row["split"] == "test"]
+    with pytest.raises(Img2NumError, match="column 'scene' needs one value per test image, got 5"):
+        write_image_folder(tmp_path / "bad", built, columns={"scene": {**scenes, "test": scenes["test"][:5]}})
 
 
 def test_unknown_tasks_and_impossible_sizes_are_named():

@@ -336,7 +336,11 @@ def _row_number(where: str) -> int:
 
 
 def write_image_folder(
-    folder: str | Path, splits: dict[str, Dataset], overwrite: bool = False, task: dict | None = None
+    folder: str | Path,
+    splits: dict[str, Dataset],
+    overwrite: bool = False,
+    task: dict | None = None,
+    columns: dict[str, dict[str, list[str]]] | None = None,
 ) -> dict[str, Path]:
     """Write labelled splits as PNG files plus a label CSV: the folder-and-CSV form of a data set.
 
@@ -351,6 +355,8 @@ def write_image_folder(
         overwrite: Replace existing `images/` and `labels.csv` instead of failing.
         task: Task metadata of a synthetic task, written as `task.json` beside the CSV (see
             `img2num.data.task_info`), so that `img2num compare` knows its best possible MSE.
+        columns: More CSV columns after `split`: column name -> split name -> one value per
+            image (such as the scene each image shows, for `--group-column`).
 
     Returns:
         The paths written: "images" (the folder), "labels" (the CSV) and, with `task`, "task".
@@ -376,7 +382,12 @@ def write_image_folder(
     check_replaceable_file(folder / "labels.csv", overwrite)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "label", "split"])
+    columns = columns or {}
+    for column, values in columns.items():
+        for split, data in splits.items():
+            if len(values.get(split, ())) != len(data):
+                raise Img2NumError(f"column {column!r} needs one value per {split} image, got {len(values.get(split, ()))}")
+    writer.writerow(["file", "label", "split", *columns])
     with atomic_folder(folder / "images", overwrite) as tmp:
         for split, data in splits.items():
             (tmp / split).mkdir()
@@ -386,7 +397,8 @@ def write_image_folder(
                 name = f"{index:0{digits}d}.png"
                 pixels = image * np.uint8(255) if binary else image
                 Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(tmp / split / name)
-                writer.writerow([f"images/{split}/{name}", repr(float(label)), split])
+                extra = [columns[column][split][index] for column in columns]
+                writer.writerow([f"images/{split}/{name}", repr(float(label)), split, *extra])
     write_text(folder / "labels.csv", buffer.getvalue())
     paths = {"images": folder / "images", "labels": folder / "labels.csv"}
     if task is not None:

@@ -43,7 +43,15 @@ _PIXEL_NOISE = 0.02
 def build_real_task(
     task: str, sizes: Sequence[int] | None = None, seed: int = 0, side: int | None = None
 ) -> dict[str, Dataset]:
-    """Build the splits of a real-image task in memory.
+    """Build the splits of a real-image task in memory (`build_real_task_with_scenes` without
+    the scenes)."""
+    return build_real_task_with_scenes(task, sizes, seed, side)[0]
+
+
+def build_real_task_with_scenes(
+    task: str, sizes: Sequence[int] | None = None, seed: int = 0, side: int | None = None
+) -> tuple[dict[str, Dataset], dict[str, list[str]] | None]:
+    """Build the splits of a real-image task in memory, with the scene of each haze image.
 
     Args:
         task: "digits", "counting" or "haze".
@@ -52,7 +60,9 @@ def build_real_task(
         side: Image height and width in pixels; default `DEFAULT_SIDES[task]`.
 
     Returns:
-        8-bit data sets keyed "train", "val" and "test" (splits of size 0 are left out).
+        8-bit data sets keyed "train", "val" and "test" (splits of size 0 are left out), and for
+        haze the photograph each crop was cut from, by split (None for the other tasks): the
+        group a user would keep apart (`--group-column scene`).
 
     Raises:
         Img2NumError: Unknown task, bad sizes, or scikit-learn / scikit-image missing.
@@ -65,17 +75,21 @@ def build_real_task(
         raise Img2NumError(f"sizes must be three counts (train, val, test), not all 0, got {sizes}")
     if side < 8:
         raise Img2NumError(f"image side must be at least 8 pixels, got {side}")
+    scenes = None
     if task == "digits":
         splits = _digits(sizes, seed, side)
     else:
-        draw = _counting if task == "counting" else _haze
         streams = np.random.SeedSequence(seed).spawn(len(SPLIT_NAMES))
-        splits = {
-            name: draw(size, np.random.default_rng(stream), side, name)
+        drawn = {
+            name: (_counting if task == "counting" else _haze)(size, np.random.default_rng(stream), side, name)
             for name, size, stream in zip(SPLIT_NAMES, sizes, streams)
             if size
         }
-    return {name: Dataset(data.x, data.y, f"{task}:{name}") for name, data in splits.items()}
+        if task == "haze":
+            splits, scenes = {name: d[0] for name, d in drawn.items()}, {name: d[1] for name, d in drawn.items()}
+        else:
+            splits = drawn
+    return {name: Dataset(data.x, data.y, f"{task}:{name}") for name, data in splits.items()}, scenes
 
 
 def real_task_info(task: str, sizes: Sequence[int] | None = None, seed: int = 0, side: int | None = None) -> dict:
@@ -125,8 +139,9 @@ def write_real_task(
     Raises:
         Img2NumError: As `build_real_task`, or the outputs exist and `overwrite` is false.
     """
-    splits = build_real_task(task, sizes, seed, side)
-    return write_image_folder(folder, splits, overwrite, task=real_task_info(task, sizes, seed, side))
+    splits, scenes = build_real_task_with_scenes(task, sizes, seed, side)
+    columns = None if scenes is None else {"scene": scenes}
+    return write_image_folder(folder, splits, overwrite, task=real_task_info(task, sizes, seed, side), columns=columns)
 
 
 def _digits(sizes: tuple[int, int, int], seed: int, side: int) -> dict[str, Dataset]:
@@ -196,8 +211,9 @@ def _distinct_colour(rng: np.random.Generator, base: np.ndarray) -> np.ndarray:
             return colour
 
 
-def _haze(n: int, rng: np.random.Generator, side: int, split: str) -> Dataset:
-    """Crops of sample photographs under haze: I = J t + A (1 - t), t = exp(-beta d).
+def _haze(n: int, rng: np.random.Generator, side: int, split: str) -> tuple[Dataset, list[str]]:
+    """Crops of sample photographs under haze: I = J t + A (1 - t), t = exp(-beta d); and the
+    photograph of each crop.
 
     J is the clear crop, d a depth proxy in [0.1, 1] (farther towards the top of the crop,
     plus a smooth random field), A the airlight (a light grey with a slight tint). The label is
@@ -210,8 +226,11 @@ def _haze(n: int, rng: np.random.Generator, side: int, split: str) -> Dataset:
     betas = rng.uniform(0, MAX_BETA, size=n)
     ramp = np.linspace(1.0, 0.0, side)[:, None]
     x = np.empty((n, side, side, 3), dtype=np.uint8)
+    scenes = []
     for index, beta in enumerate(betas):
-        photo = photos[int(rng.integers(len(photos)))]
+        chosen = int(rng.integers(len(photos)))
+        photo = photos[chosen]
+        scenes.append(names[chosen])
         height, width = photo.shape[:2]
         box = int(rng.uniform(0.25, 0.6) * min(height, width))
         top, left = int(rng.integers(0, height - box + 1)), int(rng.integers(0, width - box + 1))
@@ -222,7 +241,7 @@ def _haze(n: int, rng: np.random.Generator, side: int, split: str) -> Dataset:
         airlight = rng.uniform(0.7, 1.0) * (1 + rng.uniform(-0.05, 0.05, size=3))
         image = clear * transmission + airlight * (1 - transmission)
         x[index] = _to_uint8(image + _PIXEL_NOISE * rng.standard_normal(image.shape))
-    return Dataset(x, betas.astype(np.float32))
+    return Dataset(x, betas.astype(np.float32)), scenes
 
 
 def _photo(name: str) -> np.ndarray:
