@@ -15,6 +15,12 @@ candidate's, and a summary table; results.json and results.md go to --out.
     .venv/bin/python benchmarks/real_images.py                    # every task, full size
     .venv/bin/python benchmarks/real_images.py --quick            # small sizes, a smoke run
     .venv/bin/python benchmarks/real_images.py --tasks digits --models pixel_gap cnn_gap
+    .venv/bin/python benchmarks/real_images.py --tasks haze --groups   # validation on held-out scenes
+
+With --groups, a task whose images name their scene (haze: the photograph of each crop) is
+given as a user who knows the scenes would give it: the training and validation crops as one
+training share, the test crops (photographs no model sees) as the test split, and every run
+trained with `--group-column scene`, so that validation holds out whole scenes.
 
 Needs scikit-learn and scikit-image (pip install -e '.[real]'); nothing is downloaded.
 """
@@ -22,6 +28,7 @@ Needs scikit-learn and scikit-image (pip install -e '.[real]'); nothing is downl
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import os
@@ -32,7 +39,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from img2num.baselines import MeanBaseline, RidgeBaseline
-from img2num.config import DEFAULT_MODEL, DustConfig, PointsConfig, TrainConfig
+from img2num.config import DEFAULT_MODEL, DataConfig, DustConfig, PointsConfig, TrainConfig
 from img2num.data import generate_dust_splits, generate_points_splits, read_task, reference_predictions, task_info
 from img2num.data import resolve_splits, write_image_folder
 from img2num.data.real import REAL_TASK_NAMES, write_real_task
@@ -52,14 +59,27 @@ FULL_SIZES = {
 QUICK_SIZES = {task: (300, 100, 200) for task in TASKS}
 QUICK_EPOCHS = 20
 DEFAULT_ENTRY = "default"
+# The column naming each image's scene, where a task has one (--groups).
+SCENE_COLUMN = "scene"
 # Beside each run: what the benchmark read from it, for --reuse.
 ENTRY_FILE = "benchmark_entry.json"
 
 
-def build_task(task: str, folder: Path, sizes: tuple[int, int, int], seed: int, quick: bool) -> None:
-    """Write `task` as an image folder with labels.csv (and task.json) under `folder`."""
+def build_task(task: str, folder: Path, sizes: tuple[int, int, int], seed: int, quick: bool, groups: bool = False) -> None:
+    """Write `task` as an image folder with labels.csv (and task.json) under `folder`; with
+    `groups`, its validation rows join the training rows, for `--group-column` to split."""
     if task in REAL_TASK_NAMES:
-        write_real_task(folder, task, sizes, seed, overwrite=True)
+        paths = write_real_task(folder, task, sizes, seed, overwrite=True)
+        if groups:
+            with open(paths["labels"], newline="", encoding="utf-8") as file:
+                rows = list(csv.reader(file))
+            if SCENE_COLUMN not in rows[0]:
+                raise SystemExit(f"{task}: its images name no scene; --groups needs a task that does (haze)")
+            split = rows[0].index("split")
+            for row in rows[1:]:
+                row[split] = "train" if row[split] == "val" else row[split]
+            with open(paths["labels"], "w", newline="", encoding="utf-8") as file:
+                csv.writer(file, lineterminator="\n").writerows(rows)
         return
     train, val, test = sizes
     if task == "points":
@@ -117,9 +137,9 @@ def _train(command: list[str], run_dir: Path) -> dict:
     }
 
 
-def fit_baselines(folder: Path) -> tuple[dict, dict | None]:
+def fit_baselines(folder: Path, options: DataConfig | None = None, seed: int = 0) -> tuple[dict, dict | None]:
     """The mean and ridge baselines' metrics on every split, and the Bayes rule's where known."""
-    splits = {name: split.to_dataset() for name, split in resolve_splits(folder).items()}
+    splits = {name: split.to_dataset() for name, split in resolve_splits(folder, seed=seed, options=options).items()}
     train, val = splits["train"], splits["val"]
     entries = {}
     for name, baseline in (("mean-baseline", MeanBaseline()), ("ridge-baseline", RidgeBaseline())):
@@ -148,17 +168,18 @@ def task_table(task: str, result: dict) -> str:
     lines = [
         f"### {task} ({' / '.join(map(str, result['sizes']))} images, {result['shape']})",
         "",
-        "| entry | model | test MSE | test R^2 | val MSE | train s | wall s | epochs | load |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| entry | model | test MSE | test R^2 | val MSE | val R^2 | train s | wall s | epochs | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, entry in result["entries"].items():
         if "error" in entry:
-            lines.append(f"| {name} | failed: {entry['error']} | | | | | {entry['wall_seconds']} | | |")
+            lines.append(f"| {name} | failed: {entry['error']} | | | | | | {entry['wall_seconds']} | | |")
             continue
         m = entry["metrics"]
         load = f"{entry['load']:.1f}" if entry.get("load") is not None else ""
         lines.append(
             f"| {name} | {entry['model']} | {m['test']['mse']:.4g} | {m['test']['r2']:.3f} | {m['val']['mse']:.4g} "
+            f"| {m['val']['r2']:.3f} "
             f"| {_number(entry.get('train_seconds'))} | {_number(entry.get('wall_seconds'))} "
             f"| {entry.get('epochs_run') or ''} | {load} |"
         )
@@ -225,12 +246,15 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, help="--time-limit for the default's run, where train has one (default: train's own)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of training")
     parser.add_argument("--out", type=Path, default=Path("results/real_images"))
+    parser.add_argument("--groups", action="store_true", help="validate on held-out scenes: train every run with --group-column scene (haze)")
     parser.add_argument("--reuse", action="store_true", help="read back the data folders and the runs an earlier benchmark in --out made with the same command, instead of making them again")
     args = parser.parse_args()
 
     has_time_limit = any(field.name == "time_limit" for field in dataclasses.fields(TrainConfig))
     time_limit = args.time_limit
     common = ["--seed", str(args.seed)] + (["--epochs", str(QUICK_EPOCHS)] if args.quick else [])
+    common += ["--group-column", SCENE_COLUMN] if args.groups else []
+    options = DataConfig(group_column=SCENE_COLUMN) if args.groups else None
     default_options = list(common)
     if time_limit is not None:
         if has_time_limit:
@@ -245,24 +269,24 @@ def main() -> None:
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     results = {}
     for task in args.tasks:
-        folder = args.out / "data" / task
+        folder = args.out / "data" / (f"{task}-groups" if args.groups else task)
         started = time.perf_counter()
         # The same seed writes the same bytes, so a folder an earlier call wrote can serve again.
         if not (args.reuse and (folder / "labels.csv").is_file() and (folder / "task.json").is_file()):
-            build_task(task, folder, sizes[task], args.seed, args.quick)
-        entries, bayes = fit_baselines(folder)
-        shape = "x".join(str(d) for d in resolve_splits(folder)["train"].image_shape)
+            build_task(task, folder, sizes[task], args.seed, args.quick, args.groups)
+        entries, bayes = fit_baselines(folder, options, args.seed)
+        shape = "x".join(str(d) for d in resolve_splits(folder, seed=args.seed, options=options)["train"].image_shape)
         print(f"\n{task}: built {folder} ({shape}) in {time.perf_counter() - started:.1f} s", flush=True)
         trained = {}
         if DEFAULT_MODEL in args.models:
             print(f"  the default ({DEFAULT_MODEL}) is a candidate: its run counts for both", flush=True)
         else:
             trained[DEFAULT_ENTRY] = train_in_process(
-                folder, args.out / "runs" / task / DEFAULT_ENTRY, None, default_options, args.reuse
+                folder, args.out / "runs" / folder.name / DEFAULT_ENTRY, None, default_options, args.reuse
             )
             _say(DEFAULT_ENTRY, trained[DEFAULT_ENTRY])
         for model in args.models:
-            trained[model] = train_in_process(folder, args.out / "runs" / task / model, model, common, args.reuse)
+            trained[model] = train_in_process(folder, args.out / "runs" / folder.name / model, model, common, args.reuse)
             _say(model, trained[model])
         if DEFAULT_MODEL in args.models:
             trained = {DEFAULT_ENTRY: trained[DEFAULT_MODEL], **trained}
@@ -293,7 +317,8 @@ def _say(name: str, entry: dict) -> None:
     else:
         m = entry["metrics"]["test"]
         print(
-            f"  {name} ({entry['model']}): test MSE {m['mse']:.4g}, R^2 {m['r2']:.3f}, "
+            f"  {name} ({entry['model']}): test MSE {m['mse']:.4g}, R^2 {m['r2']:.3f} "
+            f"(validation R^2 {entry['metrics']['val']['r2']:.3f}), "
             f"{entry['wall_seconds']} s wall, load {entry['load']:.1f}{' (reused)' if entry.get('reused') else ''}",
             flush=True,
         )
