@@ -26,8 +26,10 @@ class Dataset:
         paths: The image file of each sample when read from image files, else None.
         spec: How those files were decoded (an `ImageSpec`: size, channels, pixel type,
             resize mode), else None.
-        groups: Each sample's group (the text of a label CSV's group column), else None.
-        times: Each sample's time (the text of a label CSV's time column), else None.
+        groups: Each sample's group (the text of a label CSV's group column), else None; shares
+            held out of the data keep whole groups apart (`img2num.data.draw_held_out`).
+        times: Each sample's time (the text of a label CSV's time column), else None; shares
+            held out of the data are the latest in time.
     """
 
     x: np.ndarray

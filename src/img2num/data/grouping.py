@@ -97,21 +97,21 @@ def _shares(units: int, wanted: dict[str, float], unit: str, source: str, column
 
 
 def _by_groups(groups: np.ndarray, times, wanted: dict, seed: int, source: str, column: str) -> np.ndarray:
-    names = np.unique(groups)  # sorted text: the draw does not depend on the order of the rows
+    # Sorted text: the draw does not depend on the order of the rows.
+    names, codes = np.unique(groups, return_inverse=True)
+    codes = codes.reshape(-1)
     counts = _shares(len(names), wanted, "groups", source, column)
     if times is None:
-        order = names[np.random.default_rng(seed).permutation(len(names))]
-        held = {"test": order[: counts["test"]], "val": order[counts["test"] : counts["test"] + counts["val"]]}
+        order = np.random.default_rng(seed).permutation(len(names))
     else:
-        # Whole groups by their earliest time (ties by name), the latest to test, then validation.
-        values = times[1]
-        first = {name: values[groups == name].min() for name in names}
-        order = sorted(names, key=lambda name: (first[name], name))[::-1]
-        held = {"test": order[: counts["test"]], "val": order[counts["test"] : counts["test"] + counts["val"]]}
-    assigned = np.full(len(groups), "train", dtype=object)
-    for name, chosen in held.items():
-        assigned[np.isin(groups, chosen)] = name
-    return assigned
+        # Whole groups by their earliest time (ties by name), the latest first.
+        first = np.full(len(names), np.inf)
+        np.minimum.at(first, codes, times[1])
+        order = np.lexsort((np.arange(len(names)), first))[::-1]
+    split_of = np.full(len(names), "train", dtype=object)
+    split_of[order[: counts["test"]]] = "test"
+    split_of[order[counts["test"] : counts["test"] + counts["val"]]] = "val"
+    return split_of[codes]
 
 
 def _by_time(values: np.ndarray, wanted: dict, source: str, column: str) -> np.ndarray:

@@ -157,7 +157,7 @@ def hold_out(data: Dataset | ImageFiles, fraction: float, seed: int, options: Da
     """
     if drawn_by(data) != "random":
         indices, record = draw_held_out(data, fraction, 0.0, seed, options)
-        return Splits(_take(data, indices, "held-out validation share"), validation=record)
+        return Splits(_take(data, indices, f"held-out validation share, {_how(record)}"), validation=record)
     count = int(round(len(data) * fraction))
     if count < 1 or count >= len(data):
         raise Img2NumError(
@@ -227,7 +227,7 @@ def _split_table(table: ImageTable, val_fraction: float, test_fraction: float, s
         return splits, {"drawn": "split column"}
     if drawn_by(data) != "random":
         indices, record = draw_held_out(data, val_fraction, test_fraction, seed, options)
-        return _take(data, indices, f"{record['drawn']}, {'seed ' + str(seed) if 'seed' in record else 'latest held out'}"), record
+        return _take(data, indices, _how(record)), record
     count = len(data)
     n_test = int(round(count * test_fraction))
     n_val = int(round(count * val_fraction))
@@ -244,6 +244,10 @@ def _split_table(table: ImageTable, val_fraction: float, test_fraction: float, s
         if len(parts[name])
     }
     return splits, {"drawn": "random", "seed": seed}
+
+
+def _how(record: dict) -> str:
+    return f"by {record['drawn']}" + (f", seed {record['seed']}" if "seed" in record else "")
 
 
 def _take(data, indices: dict[str, np.ndarray], how: str) -> dict:
