@@ -17,7 +17,7 @@ from img2num.autoselect import expand_models
 from img2num.backends import choose_backend, select_backend
 from img2num.clock import time_reserve
 from img2num.config import AUTO_MODEL, DataConfig, TrainConfig
-from img2num.data import Dataset, hold_out, read_task, reference_predictions, resolve_splits
+from img2num.data import Dataset, Splits, hold_out, read_task, reference_predictions, resolve_splits, validation_record
 from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.intervals import coverage_record
 from img2num.io import atomic_folder, check_replaceable, progress_printer, write_json, write_text
@@ -163,6 +163,7 @@ def compare(
                 "task": task,
                 "splits": {name: {"source": split.source, "samples": len(split)} for name, split in splits.items()},
                 "image_shape": list(splits["train"].image_shape),
+                "validation": splits.validation,
             },
             "reference_mse": reference_mse,
             "seeds": list(range(seed, seed + seeds)),
@@ -251,7 +252,7 @@ def _checked_models(models: Sequence[str] | None) -> list[str]:
 
 def _splits(
     data, val, test, val_fraction: float, test_fraction: float, seed: int, options: DataConfig | None = None
-) -> dict[str, Dataset]:
+) -> Splits:
     options = replace(options or DataConfig(), test_fraction=test_fraction)
     splits = resolve_splits(data, val, test, val_fraction=val_fraction, seed=seed, options=options)
     if "test" not in splits:
@@ -262,14 +263,15 @@ def _splits(
                 f"{train.source}: {len(train)} training samples are too few to hold out a test share of "
                 f"{test_fraction}; give a test set"
             )
-        shares = hold_out(train, test_fraction, seed)
+        shares = hold_out(train, test_fraction, seed, options)
         splits["train"] = shares["train"]
         tested = shares["val"]
         splits["test"] = tested.take(np.arange(len(tested)), f"{train.source} (held-out test share)")
     if len(splits["train"]) < 2:
         raise Img2NumError(f"{splits['train'].source}: compare needs at least 2 training samples")
     # The baselines and pictures read pixels, so every split is decoded into memory.
-    return {name: splits[name].to_dataset() for name in ("train", "val", "test")}
+    decoded = {name: splits[name].to_dataset() for name in ("train", "val", "test")}
+    return Splits(decoded, validation=validation_record(decoded, splits.validation, options))
 
 
 def _model_entry(name: str, seed: int, run, run_dir: Path | None) -> dict:

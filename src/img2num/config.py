@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 from img2num.errors import Img2NumError
@@ -253,6 +254,28 @@ class TrainConfig:
 # Resize modes of `DataConfig.resize`: stretch to the size, or cut the largest centred box of
 # the size's aspect ratio first. Without one, only resizing that keeps the aspect ratio is done.
 RESIZE_MODES = ("stretch", "crop")
+# Units of a gap between training and later splits on a date or date-time column, in seconds.
+GAP_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_GAP = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)\s*([a-z]*)")
+
+
+def parse_gap(gap: float | str) -> tuple[float, bool]:
+    """A `DataConfig.gap` as (amount, whether a unit made it seconds): `6` is (6.0, False),
+    `"15min"` is (900.0, True).
+
+    Raises:
+        Img2NumError: Not a non-negative number, or a number with an unknown unit.
+    """
+    if isinstance(gap, (int, float)) and not isinstance(gap, bool):
+        _require(0 <= gap < float("inf"), f"gap must be a number of at least 0, got {gap!r}")
+        return float(gap), False
+    match = _GAP.fullmatch(str(gap).strip().lower())
+    _require(
+        match is not None and match.group(2) in ("", *GAP_UNITS),
+        f"gap must be a number of at least 0, or a duration such as 30s, 15min, 6h or 2d; got {gap!r}",
+    )
+    amount, unit = float(match.group(1)), match.group(2)
+    return (amount * GAP_UNITS[unit], True) if unit else (amount, False)
 # Decoded pixels up to this many megabytes are cached in memory; larger data sets stream from disk.
 CACHE_MB = 512
 
@@ -271,7 +294,16 @@ class DataConfig:
         image_size: (height, width) every image is brought to; None requires one size.
         resize: How images of another aspect ratio reach `image_size`: "stretch" or "crop"
             (centre crop, then resize). None refuses to change an aspect ratio.
-        test_fraction: Share held out at random for testing when the CSV has no split column.
+        test_fraction: Share held out for testing when the CSV has no split column (at random,
+            or by `group_column` and `time_column`).
+        group_column: Optional CSV column naming each image's group (a camera, a site, a source
+            photo): whole groups go to training, validation or test (docs/groups.md).
+        time_column: Optional CSV column of each image's time (ISO dates, ISO date-times or
+            plain numbers): validation and test are the latest shares in time.
+        gap: With `time_column`, training rows within this distance before the earliest
+            validation time (and validation rows before the earliest test time) are dropped:
+            a number in the column's units, or for dates and date-times seconds or a duration
+            such as "30s", "15min", "6h", "2d".
         skip_bad: Skip bad rows and files (counted, listed and reported) instead of failing.
         cache_mb: Decoded data sets up to this many megabytes are loaded into memory; larger
             ones stream from disk batch by batch. 0 always streams.
@@ -288,6 +320,9 @@ class DataConfig:
     skip_bad: bool = False
     cache_mb: float = CACHE_MB
     workers: int | None = None
+    group_column: str | None = None
+    time_column: str | None = None
+    gap: float | str | None = None
 
     def __post_init__(self) -> None:
         _require(self.channels in (None, 1, 3), f"channels must be 1 or 3, got {self.channels}")
@@ -308,6 +343,12 @@ class DataConfig:
         _require(0.0 <= self.test_fraction < 1.0, f"test fraction must be in [0, 1), got {self.test_fraction}")
         _require(self.cache_mb >= 0, f"cache size must be non-negative, got {self.cache_mb}")
         _require(self.workers is None or self.workers >= 1, f"workers must be at least 1, got {self.workers}")
+        for name in ("group_column", "time_column"):
+            value = getattr(self, name)
+            _require(value is None or (isinstance(value, str) and value.strip() != ""), f"{name.replace('_', ' ')} must be a column name, got {value!r}")
+        if self.gap is not None:
+            _require(self.time_column is not None, "a gap needs a time column (--time-column NAME)")
+            parse_gap(self.gap)
 
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values."""

@@ -19,7 +19,8 @@ def evaluation_record(run, data, options=None, interval: float | None = None) ->
         data: A labelled `Dataset` or `ImageFiles`, an `.npz` file, or a label CSV naming image
             files (or a folder holding one). Image files are decoded as the run's training
             images were.
-        options: How a label CSV is read (`DataConfig`: column names, `skip_bad`).
+        options: How a label CSV is read (`DataConfig`: column names, `skip_bad`, and
+            `group_column`, which a label CSV must then have).
         interval: A level in (0, 1) such as 0.9 to also score the run's prediction intervals.
 
     Returns:
@@ -33,7 +34,7 @@ def evaluation_record(run, data, options=None, interval: float | None = None) ->
     """
     from img2num.bundle import as_run
     from img2num.config import DataConfig
-    from img2num.data import ImageFiles, as_dataset, label_csv, read_image_table
+    from img2num.data import ImageFiles, as_dataset, label_csv, read_image_table, require_columns
 
     run = as_run(run)
     if interval is not None:
@@ -45,6 +46,7 @@ def evaluation_record(run, data, options=None, interval: float | None = None) ->
         data, skipped = table.data, table.skipped
     elif not isinstance(data, ImageFiles):
         data = as_dataset(data, require_labels=True)
+    require_columns(data, options or DataConfig())  # the data hold each row's group (`data.groups`)
     predictions = run.predict_data(data)
     record = {"data": data.source, "samples": len(data), **regression_metrics(data.y, predictions)}
     if interval is not None:

@@ -200,7 +200,8 @@ def _run_config(config: TrainConfig, splits: dict, fitted: Fit) -> dict:
 
 
 def _data_record(splits) -> dict:
-    """Each split's source and size; for image files also where they stream from and skipped rows."""
+    """Each split's source and size; for image files also where they stream from and skipped
+    rows; how validation was drawn (`validation_record`)."""
     record = {name: {"source": split.source, "samples": len(split)} for name, split in splits.items()}
     for name, split in splits.items():
         if isinstance(split, ImageFiles):
@@ -209,4 +210,6 @@ def _data_record(splits) -> dict:
         record["rows_read"] = splits.rows
         record["rows_skipped"] = len(splits.skipped)
         record["options"] = splits.options.to_dict()
+    if getattr(splits, "validation", None) is not None:
+        record["validation"] = splits.validation
     return record

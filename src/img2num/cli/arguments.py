@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from img2num.config import CACHE_MB, RESIZE_MODES, DataConfig, DustConfig, PointsConfig
+from img2num.config import CACHE_MB, RESIZE_MODES, DataConfig, DustConfig, PointsConfig, parse_gap
+from img2num.errors import Img2NumError
 
 BACKEND_HELP = (
     "Keras backend: auto (KERAS_BACKEND when set, else the faster one for the model and image size), "
@@ -91,6 +92,14 @@ def _image_size(text: str) -> tuple[int, int]:
     return size
 
 
+def _gap(text: str) -> float | str:
+    try:
+        amount, with_unit = parse_gap(text)
+    except Img2NumError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip() if with_unit else amount
+
+
 def is_stdout(output: Path | None) -> bool:
     """`--output -`: standard output, as for most Unix tools."""
     return output is not None and str(output) == "-"
@@ -102,6 +111,7 @@ def add_data_options(
     channels: bool = True,
     skip_bad: bool = True,
     test_fraction: float = 0.0,
+    groups: bool = True,
 ) -> None:
     """Add the options of `DataConfig` (how label CSVs and image files are read) to a command.
 
@@ -113,6 +123,7 @@ def add_data_options(
         channels: Add --channels (off where the command already has a --channels of its own).
         skip_bad: Add --skip-bad (off where bad files are always skipped and reported).
         test_fraction: Default of --test-fraction.
+        groups: Add --group-column (off where a command has no use for groups).
     """
     group = parser.add_argument_group("image files and label CSVs")
     names = ["path_column", "label_column", "workers"]
@@ -122,6 +133,9 @@ def add_data_options(
         names.append("skip_bad")
         group.add_argument("--skip-bad", action="store_true", help="skip bad rows and images (counted, listed, one summary line) instead of stopping")
     group.add_argument("--workers", metavar="N", type=positive_int, help="processes decoding images (default: every CPU core)")
+    if groups:
+        names.append("group_column")
+        group.add_argument("--group-column", metavar="NAME", help="CSV column naming each image's group (a camera, a site, a source photo): whole groups go to training, validation or test (docs/groups.md)")
     if training:
         names += ["split_column", "image_size", "resize", "test_fraction", "cache_mb"] + (["channels"] if channels else [])
         group.add_argument("--split-column", metavar="NAME", default=DataConfig.split_column, help="optional CSV column of train/val/test (default %(default)s)")
@@ -130,6 +144,9 @@ def add_data_options(
         group.add_argument("--image-size", metavar="HxW", type=_image_size, help="bring every image to HxW, such as 64x64 (default: images must share one size)")
         group.add_argument("--resize", choices=RESIZE_MODES, help="with --image-size, how to change an aspect ratio: stretch, or crop (centre crop, then resize) (default: refuse)")
         group.add_argument("--test-fraction", metavar="SHARE", type=_test_fraction, default=test_fraction, help="share of a CSV without split column held out for testing (default %(default)s)")
+        names += ["time_column", "gap"]
+        group.add_argument("--time-column", metavar="NAME", help="CSV column of each image's time (ISO dates, date-times or numbers): validation and test are the latest in time (docs/groups.md)")
+        group.add_argument("--gap", metavar="GAP", type=_gap, help="with --time-column, drop training rows this close before validation (and validation rows before test): a number in the column's units, or for dates seconds or 30s, 15min, 6h, 2d")
         group.add_argument("--cache-mb", metavar="MB", type=non_negative_float, default=CACHE_MB, help="decoded images up to this many MB are kept in memory, larger data streams from disk; 0 always streams (default %(default)s)")
     parser.set_defaults(data_options=names)
 

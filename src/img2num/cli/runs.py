@@ -74,7 +74,7 @@ def add_predict_parser(commands) -> None:
     command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     command.add_argument("--interval", metavar="LEVEL", type=level, help="add lower,upper columns: a prediction interval at this level, such as 0.9, from the run's calibration")
-    add_data_options(command, training=False, skip_bad=False)
+    add_data_options(command, training=False, skip_bad=False, groups=False)
     command.set_defaults(command=run_predict)
 
 

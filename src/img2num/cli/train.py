@@ -111,6 +111,9 @@ def run_train(args: argparse.Namespace) -> None:
     data = run.config["data"]
     if data.get("rows_skipped"):
         note(f"skipped {data['rows_skipped']} of {data['rows_read']} rows; listed in {run.path / 'skipped.csv'}")
+    dropped = data.get("validation", {}).get("dropped_by_gap", {})
+    if any(dropped.values()):
+        note("--gap dropped " + " and ".join(f"{count} {name} rows" for name, count in dropped.items() if count))
     print(f"run saved in {run.path}")
 
 

@@ -9,7 +9,8 @@ from img2num.data.arrays import Dataset, as_dataset, load_dataset, load_split_fo
 from img2num.data.files import ImageFiles, list_image_files, read_image_paths, read_image_table, write_image_folder
 from img2num.data.images import ImageSpec, read_image
 from img2num.data.real import REAL_TASK_NAMES, build_real_task, write_real_task
-from img2num.data.splits import Splits, hold_out, label_csv, resolve_splits, split_records
+from img2num.data.grouping import draw_held_out, require_columns
+from img2num.data.splits import Splits, hold_out, label_csv, resolve_splits, split_records, validation_record
 from img2num.data.table import BadRow, read_label_table
 from img2num.data.tasks import TASK_FILE, read_task, reference_predictions, task_info, task_names
 
@@ -26,6 +27,7 @@ __all__ = [
     "TASK_NAMES",
     "as_dataset",
     "build_real_task",
+    "draw_held_out",
     "dusty_cells",
     "generate_dust",
     "generate_dust_splits",
@@ -42,11 +44,13 @@ __all__ = [
     "read_label_table",
     "read_task",
     "reference_predictions",
+    "require_columns",
     "resolve_splits",
     "save_npz",
     "shape_text",
     "split_records",
     "task_info",
+    "validation_record",
     "write_dust",
     "write_image_folder",
     "write_points",

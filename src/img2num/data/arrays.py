@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,10 @@ class Dataset:
         paths: The image file of each sample when read from image files, else None.
         spec: How those files were decoded (an `ImageSpec`: size, channels, pixel type,
             resize mode), else None.
+        groups: Each sample's group (the text of a label CSV's group column), else None; shares
+            held out of the data keep whole groups apart (`img2num.data.draw_held_out`).
+        times: Each sample's time (the text of a label CSV's time column), else None; shares
+            held out of the data are the latest in time.
     """
 
     x: np.ndarray
@@ -32,6 +37,8 @@ class Dataset:
     source: str = "<memory>"
     paths: tuple[str, ...] | None = None
     spec: object | None = None
+    groups: tuple[str, ...] | None = None
+    times: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         x, y = _checked_arrays(self.x, self.y, self.source)
@@ -41,6 +48,12 @@ class Dataset:
             object.__setattr__(self, "paths", tuple(str(p) for p in self.paths))
             if len(self.paths) != len(x):
                 raise ValueError(f"{len(self.paths)} paths for {len(x)} images")
+        for name in ("groups", "times"):
+            values = getattr(self, name)
+            if values is not None:
+                object.__setattr__(self, name, tuple(str(v) for v in values))
+                if len(values) != len(x):
+                    raise ValueError(f"{len(values)} {name} for {len(x)} images")
 
     def __len__(self) -> int:
         return len(self.x)
@@ -53,12 +66,13 @@ class Dataset:
     def take(self, indices: np.ndarray, source: str | None = None) -> Dataset:
         """The samples at `indices`, as a new data set."""
         y = None if self.y is None else self.y[indices]
-        paths = None if self.paths is None else tuple(self.paths[i] for i in np.asarray(indices, dtype=int))
-        return Dataset(self.x[indices], y, source or self.source, paths, self.spec)
+        picked = np.asarray(indices, dtype=int)
+        paths, groups, times = (None if v is None else tuple(v[i] for i in picked) for v in (self.paths, self.groups, self.times))
+        return Dataset(self.x[indices], y, source or self.source, paths, self.spec, groups, times)
 
     def with_labels(self, y: np.ndarray) -> Dataset:
         """The same images with other labels (such as standardized targets)."""
-        return Dataset(self.x, y, self.source, self.paths, self.spec)
+        return dataclasses.replace(self, y=y)
 
     def to_dataset(self) -> Dataset:
         """The data set itself: it is in memory already (see `ImageFiles.to_dataset`)."""

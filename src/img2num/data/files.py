@@ -40,6 +40,8 @@ class ImageFiles:
         band_sums: Per image, the sum and the sum of squares of each band, shape (N, 2, C),
             for per-band scaling of multi-band images; None otherwise.
         workers: Decoding processes; None uses every CPU core.
+        groups: Each file's group (the text of a label CSV's group column), else None.
+        times: Each file's time (the text of a label CSV's time column), else None.
     """
 
     paths: tuple[str, ...]
@@ -48,6 +50,8 @@ class ImageFiles:
     source: str = "<files>"
     band_sums: np.ndarray | None = field(default=None, repr=False)
     workers: int | None = None
+    groups: tuple[str, ...] | None = None
+    times: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -70,6 +74,8 @@ class ImageFiles:
             y=None if self.y is None else self.y[indices],
             source=source or self.source,
             band_sums=None if self.band_sums is None else self.band_sums[indices],
+            groups=None if self.groups is None else tuple(self.groups[i] for i in indices),
+            times=None if self.times is None else tuple(self.times[i] for i in indices),
         )
 
     def with_labels(self, y: np.ndarray) -> ImageFiles:
@@ -88,7 +94,7 @@ class ImageFiles:
 
     def to_dataset(self) -> Dataset:
         """Every image decoded into an in-memory `Dataset`."""
-        return Dataset(self.decode(), self.y, self.source, self.paths, self.spec)
+        return Dataset(self.decode(), self.y, self.source, self.paths, self.spec, self.groups, self.times)
 
     def chunks(self, max_bytes: int = _CHUNK_BYTES):
         """Yield the decoded images in order, in arrays of at most about `max_bytes`."""
@@ -145,7 +151,8 @@ def read_image_table(
 
     Returns:
         The usable rows, loaded into memory when their decoded size is within
-        `options.cache_mb`, with their split names and the rows skipped.
+        `options.cache_mb`, with their split names and the rows skipped; with
+        `options.group_column` or `time_column` the data hold each row's group or time.
 
     Raises:
         Img2NumError: The CSV is unusable, a row or image is bad (without `skip_bad`), images
@@ -164,7 +171,8 @@ def read_image_table(
         raise Img2NumError(f"{table.source}: none of its {table.total} rows is usable ({bad[0].message})")
     labels = None if table.labels is None else table.labels[keep]
     splits = None if table.splits is None else [table.splits[i] for i in keep]
-    data, kept, broken = _keep_decoded([table.paths[i] for i in keep], spec, labels, table.source, options, wheres)
+    columns = {name: None if v is None else tuple(v[i] for i in keep) for name, v in (("groups", table.groups), ("times", table.times))}
+    data, kept, broken = _keep_decoded([table.paths[i] for i in keep], spec, labels, table.source, options, wheres, **columns)
     bad = sorted(bad + broken, key=lambda row: _row_number(row.where))
     if splits is not None:
         splits = [splits[i] for i in kept]
@@ -235,7 +243,7 @@ def find_image_files(inputs: list[str | Path]) -> tuple[list[str], list[BadRow]]
 _EXTENSION_NAMES = ("png", "jpeg", "bmp", "tiff", "webp", "gif", "pnm")
 
 
-def _keep_decoded(paths: list[str], spec: ImageSpec, labels, source: str, options: DataConfig, wheres=None):
+def _keep_decoded(paths: list[str], spec: ImageSpec, labels, source: str, options: DataConfig, wheres=None, groups=None, times=None):
     """Decode every file once to check it; keep the pixels when they fit in `options.cache_mb`.
 
     Returns:
@@ -246,7 +254,7 @@ def _keep_decoded(paths: list[str], spec: ImageSpec, labels, source: str, option
         Img2NumError: A file does not decode and `options.skip_bad` is false.
     """
     wheres = wheres or {}
-    files = ImageFiles(tuple(paths), spec, labels, source, workers=options.workers)
+    files = ImageFiles(tuple(paths), spec, labels, source, workers=options.workers, groups=groups, times=times)
     in_memory = files.nbytes <= options.cache_mb * 1e6
     results = decode_files(list(paths), spec, keep_pixels=in_memory, band_stats=spec.channels > 3, workers=options.workers)
     # Headers were read already: what fails here is a truncated or damaged body.
@@ -260,7 +268,8 @@ def _keep_decoded(paths: list[str], spec: ImageSpec, labels, source: str, option
     if spec.channels > 3:
         files = replace(files, band_sums=np.stack([np.stack(results[i][2][:2]) for i in good]))
     if in_memory:
-        return Dataset(np.stack([results[i][0] for i in good]), files.y, source, files.paths, spec), good, bad
+        x = np.stack([results[i][0] for i in good])
+        return Dataset(x, files.y, source, files.paths, spec, files.groups, files.times), good, bad
     return files, good, bad
 
 

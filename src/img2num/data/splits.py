@@ -13,6 +13,7 @@ import numpy as np
 from img2num.config import DataConfig
 from img2num.data.arrays import Dataset, as_dataset, load_split_folder, shape_text
 from img2num.data.files import ImageFiles, ImageTable, read_image_table
+from img2num.data.grouping import draw_held_out, drawn_by, require_columns
 from img2num.data.table import BadRow
 from img2num.errors import Img2NumError
 
@@ -28,13 +29,15 @@ class Splits(dict):
         skipped: Rows and files left out with `skip_bad`, in the order met.
         rows: Data rows read from label CSVs (0 for array files).
         options: How the label CSVs and image files were read.
+        validation: How validation was drawn (`validation_record`), or None.
     """
 
-    def __init__(self, splits: dict, skipped: list[BadRow] | None = None, rows: int = 0, options=None) -> None:
+    def __init__(self, splits: dict, skipped: list[BadRow] | None = None, rows: int = 0, options=None, validation=None) -> None:
         super().__init__(splits)
         self.skipped = list(skipped or [])
         self.rows = rows
         self.options = options
+        self.validation = validation
 
 
 def resolve_splits(
@@ -53,33 +56,37 @@ def resolve_splits(
             `img2num generate` (its `val.npz` and `test.npz` are used when present); a label CSV
             naming image files, or a folder holding one. A CSV's split column (train/val/test) is
             respected; without one, `options.test_fraction` and `val_fraction` of its rows are
-            held out at random.
+            held out: at random, or whole groups of `options.group_column`, or the latest in
+            `options.time_column` (see `draw_held_out`).
         val: Validation data; when absent (and not in the folder or CSV), `val_fraction` of the
-            training data is held out at random.
+            training data is held out, as above.
         test: Test data, when given.
         val_fraction: Share of the training data held out when there is no validation data.
         seed: Seed of the held-out draws.
         options: How label CSVs and image files are read (ignored for arrays).
 
     Returns:
-        The splits keyed "train", "val" and, when given, "test"; all with the same image shape.
-        Image data within `options.cache_mb` is decoded into memory; larger data stays on disk.
+        The splits keyed "train", "val" and, when given, "test"; all with the same image shape;
+        `validation` records how validation was drawn. Image data within `options.cache_mb` is
+        decoded into memory; larger data stays on disk.
 
     Raises:
-        Img2NumError: Bad or unlabelled data, too few samples to hold out, or splits whose image
-            shapes differ.
+        Img2NumError: Bad or unlabelled data, too few samples (or groups, or times) to hold out,
+            a group or time column asked of arrays, or splits whose image shapes differ.
     """
     options = options or DataConfig()
     skipped, rows = [], 0
     csv_path = label_csv(data)
     if csv_path is not None:
         table = read_image_table(csv_path, options)
-        splits = _split_table(table, val_fraction, options.test_fraction, seed)
+        splits, drawn = _split_table(table, val_fraction, options.test_fraction, seed, options)
         skipped, rows = table.skipped, table.total
     elif isinstance(data, (str, Path)) and Path(data).is_dir():
         splits = load_split_folder(data)
+        drawn = {"drawn": "given"}
     else:
         splits = {"train": _labelled(data)}
+        drawn = {"drawn": "given"}
     spec = splits["train"].spec
     for name, given in (("val", val), ("test", test)):
         if given is None:
@@ -91,8 +98,14 @@ def resolve_splits(
             skipped, rows = skipped + table.skipped, rows + table.total
         else:
             splits[name] = _labelled(given)
+        if name == "val":
+            drawn = {"drawn": "given"}
+    for split in splits.values():
+        require_columns(split, options)
     if "val" not in splits:
-        splits.update(hold_out(splits["train"], val_fraction, seed))
+        held = hold_out(splits["train"], val_fraction, seed, options)
+        splits.update(held)
+        drawn = held.validation
     shape = splits["train"].image_shape
     for name, split in splits.items():
         if split.image_shape != shape:
@@ -101,7 +114,7 @@ def resolve_splits(
                 f"images are {shape_text(shape)}"
             )
     order = {name: splits[name] for name in ("train", "val", "test") if name in splits}
-    return Splits(order, skipped, rows, options)
+    return Splits(order, skipped, rows, options, validation_record(order, drawn, options))
 
 
 def label_csv(data) -> Path | None:
@@ -132,12 +145,19 @@ def label_csv(data) -> Path | None:
     )
 
 
-def hold_out(data: Dataset | ImageFiles, fraction: float, seed: int) -> dict[str, Dataset | ImageFiles]:
-    """Split `data` at random into a training share and a validation share of `fraction`.
+def hold_out(data: Dataset | ImageFiles, fraction: float, seed: int, options: DataConfig | None = None) -> Splits:
+    """Split `data` into a training share and a validation share of `fraction`: at random, or by
+    the groups and times the data carry (`draw_held_out`, with `options`' column names and gap).
+
+    Returns:
+        "train" and "val"; `validation` says how they were drawn.
 
     Raises:
         Img2NumError: Either share would be empty.
     """
+    if drawn_by(data) != "random":
+        indices, record = draw_held_out(data, fraction, 0.0, seed, options)
+        return Splits(_take(data, indices, f"held-out validation share, {_how(record)}"), validation=record)
     count = int(round(len(data) * fraction))
     if count < 1 or count >= len(data):
         raise Img2NumError(
@@ -145,31 +165,55 @@ def hold_out(data: Dataset | ImageFiles, fraction: float, seed: int) -> dict[str
             f"{fraction}; give a validation set"
         )
     order = np.random.default_rng(seed).permutation(len(data))
-    return {
+    shares = {
         "train": data.take(np.sort(order[count:]), f"{data.source} (training share)"),
         "val": data.take(np.sort(order[:count]), f"{data.source} (held-out validation share)"),
     }
+    return Splits(shares, validation={"drawn": "random", "seed": seed})
+
+
+def validation_record(splits: dict, drawn: dict, options: DataConfig | None = None) -> dict:
+    """How validation was drawn, as a run records it: `drawn` ("random", "groups", "time",
+    "groups and time", "split column" or "given") with what the draw added (`seed`,
+    `dropped_by_gap`), the group and time columns and gap asked for, and with groups the
+    number of groups in each split (and `groups_in_several_splits` when a split column or given
+    splits share some)."""
+    options = options or DataConfig()
+    record = dict(drawn)
+    for name in ("group_column", "time_column", "gap"):
+        if getattr(options, name) is not None:
+            record[name] = getattr(options, name)
+    groups = {name: getattr(split, "groups", None) for name, split in splits.items()}
+    if all(values is not None for values in groups.values()):
+        sets = {name: set(values) for name, values in groups.items()}
+        record["groups"] = {name: len(found) for name, found in sets.items()}
+        shared = {g for name, found in sets.items() for g in found if any(g in sets[o] for o in sets if o != name)}
+        if shared:
+            record["groups_in_several_splits"] = len(shared)
+    return record
 
 
 def split_records(splits: dict) -> dict[str, str]:
     """The CSV files a run keeps about its image data: `split.csv` (`path,label,split`, absolute
-    paths, so the file is itself a label CSV that reproduces the splits) and `skipped.csv`
-    (`where,path,reason`) when rows were skipped. Empty for array data."""
+    paths, so the file is itself a label CSV that reproduces the splits; `group` and `time`
+    columns when the data carry them) and `skipped.csv` (`where,path,reason`) when rows were
+    skipped. Empty for array data."""
     records = {}
     if all(getattr(split, "paths", None) is not None for split in splits.values()):
+        extra = [c for c in ("groups", "times") if all(getattr(s, c, None) is not None for s in splits.values())]
         rows = [
-            (os.path.abspath(path), repr(float(label)), name)
+            (os.path.abspath(path), repr(float(label)), name, *(getattr(split, c)[i] for c in extra))
             for name, split in splits.items()
-            for path, label in zip(split.paths, split.y)
+            for i, (path, label) in enumerate(zip(split.paths, split.y))
         ]
-        records[SPLIT_FILE] = _csv_text(["path", "label", "split"], rows)
+        records[SPLIT_FILE] = _csv_text(["path", "label", "split", *(c[:-1] for c in extra)], rows)
     skipped = getattr(splits, "skipped", [])
     if skipped:
         records[SKIPPED_FILE] = _csv_text(["where", "path", "reason"], [(b.where, b.path, b.reason) for b in skipped])
     return records
 
 
-def _split_table(table: ImageTable, val_fraction: float, test_fraction: float, seed: int) -> dict:
+def _split_table(table: ImageTable, val_fraction: float, test_fraction: float, seed: int, options: DataConfig) -> tuple[dict, dict]:
     data, source = table.data, table.data.source
     if table.splits is not None:
         names = np.asarray(table.splits)
@@ -180,7 +224,10 @@ def _split_table(table: ImageTable, val_fraction: float, test_fraction: float, s
         }
         if "train" not in splits:
             raise Img2NumError(f"{source}: no row is in the train split (split column)")
-        return splits
+        return splits, {"drawn": "split column"}
+    if drawn_by(data) != "random":
+        indices, record = draw_held_out(data, val_fraction, test_fraction, seed, options)
+        return _take(data, indices, _how(record)), record
     count = len(data)
     n_test = int(round(count * test_fraction))
     n_val = int(round(count * val_fraction))
@@ -191,11 +238,20 @@ def _split_table(table: ImageTable, val_fraction: float, test_fraction: float, s
         )
     order = np.random.default_rng(seed).permutation(count)
     parts = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
-    return {
+    splits = {
         name: data.take(np.sort(parts[name]), f"{source} ({name} rows, seed {seed})")
         for name in ("train", "val", "test")
         if len(parts[name])
     }
+    return splits, {"drawn": "random", "seed": seed}
+
+
+def _how(record: dict) -> str:
+    return f"by {record['drawn']}" + (f", seed {record['seed']}" if "seed" in record else "")
+
+
+def _take(data, indices: dict[str, np.ndarray], how: str) -> dict:
+    return {name: data.take(rows, f"{data.source} ({name} rows, {how})") for name, rows in indices.items()}
 
 
 def _labelled(data) -> Dataset | ImageFiles:

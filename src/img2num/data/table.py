@@ -6,6 +6,7 @@ Row numbers count the header as row 1, as a spreadsheet shows them.
 from __future__ import annotations
 
 import csv
+import datetime
 import math
 import os
 import re
@@ -53,6 +54,9 @@ class LabelTable:
         splits: Split name of each usable row, or None when the file has no split column.
         bad: Rows that cannot be used, in file order.
         total: Number of data rows in the file.
+        groups: Group of each usable row (its cell's text, trimmed), or None without a group column.
+        times: Time of each usable row (its cell's text, trimmed), or None without a time column;
+            every one parses as the same kind (`parse_time`).
     """
 
     source: str
@@ -62,6 +66,8 @@ class LabelTable:
     splits: list[str] | None
     bad: list[BadRow]
     total: int
+    groups: list[str] | None = None
+    times: list[str] | None = None
 
 
 def read_label_table(path: str | Path, options: DataConfig = DataConfig(), require_labels: bool = True) -> LabelTable:
@@ -69,15 +75,17 @@ def read_label_table(path: str | Path, options: DataConfig = DataConfig(), requi
 
     Args:
         path: The CSV file.
-        options: Column names.
+        options: Column names (with `group_column` and `time_column`, those columns are read).
         require_labels: Fail when the file has no label column.
 
     Returns:
         The usable rows and the bad ones (a missing or non-numeric or non-finite label, an empty
-        path, a duplicate path, an unknown split name).
+        path, a duplicate path, an unknown split name, an empty group, an empty or unreadable
+        time).
 
     Raises:
-        Img2NumError: The file is missing, unreadable, empty, or lacks a named column.
+        Img2NumError: The file is missing, unreadable, empty, lacks a named column, or its time
+            column mixes kinds (dates, date-times, numbers).
     """
     path = Path(path)
     if path.is_dir():
@@ -97,11 +105,16 @@ def read_label_table(path: str | Path, options: DataConfig = DataConfig(), requi
     path_col = _column(path, header, options.path_column, PATH_COLUMNS, "--path-column")
     label_col = _column(path, header, options.label_column, LABEL_COLUMNS, "--label-column", required=require_labels)
     split_col = header.index(options.split_column) if options.split_column in header else None
+    group_col, time_col = (
+        None if name is None else _column(path, header, name, (), option)
+        for name, option in ((options.group_column, "--group-column"), (options.time_column, "--time-column"))
+    )
     records = [(number, row) for number, row in records if any(cell.strip() for cell in row)]
     if not records:
         raise Img2NumError(f"{path}: has a header but no rows")
 
     rows, paths, labels, splits, bad, seen = [], [], [], [], [], {}
+    groups, times, first_time = [], [], None
     for number, row in records:
         where = f"{path} row {number}"
         cells = row + [""] * (len(header) - len(row))
@@ -117,6 +130,12 @@ def read_label_table(path: str | Path, options: DataConfig = DataConfig(), requi
             split = SPLIT_NAMES.get(cells[split_col].strip().lower())
             if split is None:
                 problem = f"split {cells[split_col].strip()!r} is not train, val or test"
+        if problem is None and group_col is not None and not cells[group_col].strip():
+            problem = f"empty {header[group_col]!r} cell"
+        if problem is None and time_col is not None:
+            problem = _time_problem(cells[time_col].strip(), header[time_col])
+            if problem is None:
+                first_time = _same_kind(cells[time_col].strip(), first_time, where, number)
         # A duplicate repeats a usable row; a path on a row that is bad anyway is no duplicate.
         key = os.path.normcase(os.path.abspath(image))
         if problem is None and key in seen:
@@ -130,6 +149,8 @@ def read_label_table(path: str | Path, options: DataConfig = DataConfig(), requi
         paths.append(image)
         labels.append(label)
         splits.append(split)
+        groups.append(cells[group_col].strip() if group_col is not None else "")
+        times.append(cells[time_col].strip() if time_col is not None else "")
     return LabelTable(
         source=str(path),
         rows=rows,
@@ -138,6 +159,8 @@ def read_label_table(path: str | Path, options: DataConfig = DataConfig(), requi
         splits=None if split_col is None else splits,
         bad=bad,
         total=len(records),
+        groups=None if group_col is None else groups,
+        times=None if time_col is None else times,
     )
 
 
@@ -175,3 +198,57 @@ def _label(text: str, column: str) -> tuple[float | None, str | None]:
     if not abs(value) <= _FLOAT32_MAX:  # labels are float32: 1e300 would become infinity
         return None, f"{column} {text!r} is too large for a 32-bit float (at most ±3.4e38)"
     return value, None
+
+
+TIME_KINDS = ("date", "date-time", "number")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_time(text: str) -> tuple[str, float] | None:
+    """A time cell as (kind, value): an ISO date ("date", seconds since 1970 at midnight UTC), an
+    ISO date-time ("date-time", seconds since 1970; without a time zone taken as UTC) or a plain
+    number ("number", itself); None when it is none of them."""
+    text = text.strip()
+    if _NUMBER.fullmatch(text):
+        value = float(text)
+        return ("number", value) if math.isfinite(value) else None
+    try:
+        if _DATE.fullmatch(text):
+            moment = datetime.datetime.combine(datetime.date.fromisoformat(text), datetime.time())
+            kind = "date"
+        elif _DATE.match(text) and len(text) > 10 and text[10] in "T ":
+            moment, kind = datetime.datetime.fromisoformat(text), "date-time"
+        else:
+            return None
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return kind, moment.timestamp()
+
+
+def time_values(times) -> tuple[str, np.ndarray]:
+    """The kind and the float64 values of time cells that `read_label_table` accepted."""
+    parsed = [parse_time(text) for text in times]
+    return (parsed[0][0] if parsed else "number"), np.asarray([value for _, value in parsed], np.float64)
+
+
+def _time_problem(text: str, column: str) -> str | None:
+    if not text:
+        return f"empty {column!r} cell"
+    if parse_time(text) is None:
+        return f"{column} {text!r} is not an ISO date (2024-05-31), ISO date-time (2024-05-31T14:30:00) or plain number"
+    return None
+
+
+def _same_kind(text: str, first: tuple[str, str, int] | None, where: str, number: int) -> tuple[str, str, int]:
+    """The first time's (kind, text, row); fails when `text` is of another kind."""
+    kind = parse_time(text)[0]
+    if first is None:
+        return kind, text, number
+    if kind != first[0]:
+        raise Img2NumError(
+            f"{where}: time {text!r} is a {kind} but row {first[2]} holds a {first[0]} ({first[1]!r}); "
+            "a time column holds one kind: ISO dates, ISO date-times or plain numbers"
+        )
+    return first
