@@ -37,7 +37,7 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-# Debian's Chromium and its driver, for the served web page's browser test (tests/test_serve.py);
+# Debian's Chromium and its driver, for the served web page's browser test (tests/test_serve_page.py);
 # run as root. Without them that one test is skipped, saying so; under CI=true (.ci/run) it fails.
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \

@@ -1,6 +1,6 @@
-"""Serving a run over HTTP (img2num.serve, img2num.batching): the API through a real client on a
-loopback port, its limits and bad input, a bounded load, the command, and the web page in
-headless Chromium."""
+"""Serving a run over HTTP (img2num.serve, img2num.intake, img2num.batching): the API through a
+real client on a loopback port, its limits and bad input, a bounded load, and the command. The
+web page in headless Chromium is tests/test_serve_page.py."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import chromium, needs, one_line_error, run_cli
+from conftest import one_line_error, run_cli
 from img2num.config import ServeConfig
 from img2num.errors import Img2NumError
 from img2num.batching import MicroBatcher, QueueFull
@@ -107,7 +107,7 @@ def test_every_bad_request_is_a_json_4xx_and_the_server_goes_on(server, photos):
         (multipart_body([("../../etc/passwd", b"x")]), 422, "../../etc/passwd: not an image file"),
         ((too_large, "application/octet-stream"), 413, "over the upload limit of 52428 bytes"),
         (multipart_body([("big.bin", too_large)]), 413, "over the upload limit"),
-        (multipart_body([(f"{i}.png", good) for i in range(9)]), 400, "Too many files"),
+        (multipart_body([(f"{i}.png", good) for i in range(9)]), 400, "more than 8 files in one request (option --max-images)"),
         ((b"", "image/png"), 422, "empty request"),
         ((b"--x\r\nnonsense", "multipart/form-data; boundary=x"), 422, "no image file in the form"),
         ((b"field=1", "multipart/form-data"), 400, "boundary"),
@@ -217,21 +217,30 @@ def test_batcher_gathers_concurrent_requests_into_one_call():
 
 
 def test_non_finite_numbers_are_answered_as_null(image_run, photos):
-    run = dataclasses.replace(image_run, metrics={"test": {"mse": 1.0, "r2": float("nan")}})
+    run = dataclasses.replace(image_run, metrics={"test": {"mse": 1.0, "r2": float("nan")}}, calibration=None)
     run.predict = lambda x, source="images": np.full(len(x), np.inf, np.float32)
     with serving(run, dataclasses.replace(LIMITS, max_batch=1, max_images=1)) as url:
         assert call(url + "/info")[1]["metrics"] == {"test": {"mse": 1.0, "r2": None}}
         status, answer, _ = post_files(url, [("a.png", photos[0].read_bytes())])
         assert status == 200 and answer["results"] == [{"file": "a.png", "prediction": None}]
+        assert call(url + "/info")[1]["intervals"] is None
+        status, answer, _ = call(url + "/predict?interval=0.5", *multipart_body([("a.png", photos[0].read_bytes())]))
+        assert status == 422 and answer["error"].endswith("this run has no interval calibration (trained before intervals "
+                                                          "existed, or with too small a validation split); retrain it to get intervals")
 
 
 def test_bad_serve_options_are_one_line_errors(capsys, image_run, tmp_path):
-    with pytest.raises(Img2NumError, match="max_images \\(20\\) must not exceed queue_size \\(10\\)"):
+    with pytest.raises(Img2NumError, match="--max-images \\(20\\) must not exceed --queue-size \\(10\\)"):
         ServeConfig(max_images=20, queue_size=10)
     status, _, err = run_cli(capsys, "serve", tmp_path / "missing")
     assert status == 1 and "no such run folder" in one_line_error(err)
     status, _, err = run_cli(capsys, "serve", image_run.path, "--max-images", "5000")
-    assert status == 1 and "must not exceed queue_size" in one_line_error(err)
+    assert status == 1 and "--max-images (5000) must not exceed --queue-size (1024)" in one_line_error(err)
+    status, _, err = run_cli(capsys, "serve", image_run.path, "--queue-size", "8")
+    assert status == 1 and "--max-images (256) must not exceed --queue-size (8)" in one_line_error(err)
+    with pytest.raises(SystemExit) as caught:
+        run_cli(capsys, "serve", image_run.path, "--allowed-hosts", " , ")
+    assert caught.value.code == 2 and "argument --allowed-hosts: expected host names" in capsys.readouterr().err
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -258,39 +267,142 @@ def test_serve_command_says_where_and_stops_on_ctrl_c(image_run):
         process.wait()
 
 
-@needs("chromium", "selenium")
-def test_web_page_in_headless_chromium(server, image_run, photos, capsys, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+def tiff_pages(pages: int, size: int = 12) -> bytes:
+    import tifffile
 
-    browser, driver_path = chromium()
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions"):
-        options.add_argument(flag)
-    # With the driver's path given, Selenium Manager (which would look for one online) never runs.
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, np.zeros((pages, size, size), np.uint8), compression="zlib")
+    return buffer.getvalue()
+
+
+def test_uploads_are_refused_from_their_header_and_never_decoded_on_the_event_loop(server, photos, monkeypatch):
+    import tifffile
+
+    import img2num.data.images as images
+
+    decoded, threads = [], []
+    original_series, original_pillow = tifffile.TiffPageSeries.asarray, images.pil_to_array
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", lambda *a, **k: decoded.append("tiff") or original_series(*a, **k))
+    monkeypatch.setattr(images, "pil_to_array", lambda *a, **k: decoded.append("pillow") or original_pillow(*a, **k))
+    original_read = images.read_image_bytes
+    monkeypatch.setattr(images, "read_image_bytes", lambda *a, **k: threads.append(threading.current_thread().name) or original_read(*a, **k))
+    # 200 pages of 12x12: its header says 200 bands, which a 3-channel run cannot take.
+    status, answer, _ = post_files(server, [("stack.tif", tiff_pages(200))])
+    assert status == 422 and answer["results"] == [{"file": "stack.tif", "error": "has 200 bands; this data takes 3"}]
+    # 50x50 is under the pixel limit but not the run's 12x12: refused from the header too.
+    status, answer, _ = post_files(server, [("w.png", png(np.zeros((50, 50, 3), np.uint8)))])
+    assert status == 422 and answer["results"][0]["error"] == "image is 50x50; expected 12x12"
+    assert decoded == []
+    status, _, _ = post_files(server, [("a.png", photos[0].read_bytes())])  # a small upload
+    assert status == 200 and decoded == ["pillow"]
+    assert threads and "img2num-server" not in threads  # the event loop's thread never decodes
+
+
+def test_long_file_names_are_cut_not_refused(server, photos):
+    name = "a" * 6000 + ".png"
+    status, answer, _ = post_files(server, [(name, photos[0].read_bytes())])
+    assert status == 200 and answer["results"][0]["file"] == "a" * 200
+
+
+def test_a_client_that_disconnects_mid_upload_writes_at_most_one_log_line(server, photos):
+    import logging
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.extend(logging.Formatter().format(record).splitlines())
+
+    handler = Collect()
+    loggers = [logging.getLogger(), logging.getLogger("uvicorn"), logging.getLogger("uvicorn.error")]
+    for logger in loggers:
+        logger.addHandler(handler)
     try:
-        driver.set_page_load_timeout(TIMEOUT)
-        driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
-        driver.get(server + "/")
-        wait = WebDriverWait(driver, TIMEOUT)
-        wait.until(lambda d: "model mlp" in d.find_element(By.ID, "about").text)
-        chosen = [photos[3], photos[6]]
-        driver.find_element(By.ID, "files").send_keys("\n".join(str(path) for path in chosen))
-        wait.until(lambda d: "2 image(s) predicted" in d.find_element(By.ID, "status").text)
-        rows = driver.find_elements(By.CSS_SELECTOR, "#results tbody tr")
-        shown = {row.find_element(By.CLASS_NAME, "file").text: float(row.find_element(By.CLASS_NAME, "prediction").text) for row in rows}
-        assert shown == cli_predictions(capsys, image_run, chosen)
-        assert len(driver.find_elements(By.CSS_SELECTOR, "#cards .card img")) == 2
-        driver.find_element(By.ID, "download").click()
-        csv = tmp_path / "predictions.csv"
-        wait.until(lambda d: csv.exists() and csv.read_text().count("\n") == 3)
-        lines = csv.read_text().splitlines()
-        assert lines[0] == "file,prediction,error"
-        assert {line.split(",")[0]: float(line.split(",")[1]) for line in lines[1:]} == shown
+        host, port = server.removeprefix("http://").split(":")
+        for _ in range(2):
+            with socket.create_connection((host, int(port)), timeout=TIMEOUT) as sock:
+                head = (b"--x\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+                        b"Content-Type: image/png\r\n\r\n")
+                sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+                             b"Content-Length: 40000\r\n\r\n" + head + photos[0].read_bytes()[:200])
+                time.sleep(0.2)
+        time.sleep(0.5)
+        assert call(server + "/health")[1]["status"] == "ok"
     finally:
-        driver.quit()
+        for logger in loggers:
+            logger.removeHandler(handler)
+    # One line per disconnected client, naming it, and no traceback.
+    assert len(lines) == 2 and all("a client disconnected before its request was complete" in line for line in lines), "\n".join(lines)
+
+
+def test_max_batch_bounds_every_model_call(image_run, photos):
+    calls = []
+
+    def predict(x):
+        calls.append(len(x))
+        return x.reshape(len(x), -1).sum(axis=1).astype(np.float32)
+
+    batcher = MicroBatcher(predict, max_batch=2, wait_s=0, capacity=8)
+    try:
+        images = np.arange(5, dtype=np.float32).reshape(5, 1, 1, 1)
+        assert list(batcher.submit(images).result(TIMEOUT)) == [0, 1, 2, 3, 4]
+        assert calls == [2, 2, 1]
+    finally:
+        batcher.close()
+    config = dataclasses.replace(LIMITS, max_batch=2, max_images=8)
+    with serving(image_run, config) as url:
+        before = call(url + "/health")[1]
+        status, answer, _ = post_files(url, [(path.name, path.read_bytes()) for path in photos])
+        after = call(url + "/health")[1]
+    assert status == 200 and len(answer["results"]) == 8
+    assert (after["model_calls"] - before["model_calls"], after["images"] - before["images"]) == (4, 8)
+
+
+def test_predict_serves_intervals_from_the_runs_calibration(server, image_run, photos):
+    files = [(path.name, path.read_bytes()) for path in photos[:3]]
+    status, answer, _ = call(server + "/predict?interval=0.8", *multipart_body(files))
+    assert status == 200 and answer["interval"] == 0.8
+    x = np.stack([np.asarray(Image.open(path)) for path in photos[:3]])
+    prediction, lower, upper = image_run.interval(image_run.predict(x), 0.8)
+    np.testing.assert_allclose([item["prediction"] for item in answer["results"]], prediction, rtol=1e-5)
+    np.testing.assert_allclose([item["lower"] for item in answer["results"]], lower, rtol=1e-5)
+    np.testing.assert_allclose([item["upper"] for item in answer["results"]], upper, rtol=1e-5)
+    assert call(server + "/info")[1]["intervals"] == {"level": 0.8, "calibration_images": 4}
+    for query, message in [
+        ("0.9", "interval level 0.9 needs at least 10 calibration images; this run has 4 (use a lower level or a larger "
+                "validation split)"),
+        ("1.5", "interval level must be a number between 0 and 1 (such as 0.9), got 1.5"),
+        ("abc", "interval level must be a number between 0 and 1 (such as 0.9), got 'abc'"),
+    ]:
+        status, answer, _ = call(server + f"/predict?interval={query}", *multipart_body(files))
+        assert (status, answer) == (422, {"error": message})
+
+
+def raw_get(url: str, host: str) -> tuple[int, dict]:
+    address, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(address, int(port), timeout=TIMEOUT)
+    connection.putrequest("GET", "/health", skip_host=True)
+    connection.putheader("Host", host)
+    connection.endheaders()
+    response = connection.getresponse()
+    try:
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_a_loopback_server_answers_only_loopback_host_names(server):
+    from img2num.serve import host_allowed
+
+    port = server.rsplit(":", 1)[1]
+    for host in ("localhost", f"localhost:{port}", "LocalHost", "127.0.0.1", f"127.0.0.1:{port}", "127.8.9.10:80", "[::1]", f"[::1]:{port}"):
+        assert raw_get(server, host)[0] == 200, host
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "localhost.evil.example", "0.0.0.0", "[::2]:80"):
+        status, answer = raw_get(server, host)
+        assert status == 421 and answer["error"].startswith(f"Host {host} is not allowed"), (host, answer)
+        assert "--allowed-hosts" in answer["error"] and "\n" not in answer["error"]
+    assert not host_allowed("my.lan:8000", ServeConfig())
+    assert host_allowed("my.lan:8000", ServeConfig(allowed_hosts=("my.lan",)))
+    assert host_allowed("anything.example", ServeConfig(allowed_hosts=("*",)))
+    assert host_allowed("anything.example", ServeConfig(host="0.0.0.0"))  # open to the network: as before
+    assert not host_allowed("anything.example", ServeConfig(host="0.0.0.0", allowed_hosts=("my.lan",)))

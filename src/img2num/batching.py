@@ -19,13 +19,14 @@ class QueueFull(Exception):
 class MicroBatcher:
     """Gathers the images of concurrent requests into one model call, on one thread.
 
-    A request's images wait in a bounded queue. The thread takes the first waiting request, lets
-    others join it for up to `wait_s` or until `max_batch` images, predicts them in one call and
-    hands each request its share. Requests that arrive while the model runs form the next batch.
+    A request's images wait in a bounded queue, in parts of at most `max_batch` images. The
+    thread takes the first waiting part, lets others join it for up to `wait_s` or until
+    `max_batch` images, predicts them in one call and hands each part its share; a request is
+    answered when all its parts are. Requests that arrive while the model runs form the next batch.
 
     Args:
         predict: Images (N, H, W, C) to N predictions.
-        max_batch: Most images per call (a larger single request is still one call).
+        max_batch: Most images per call; a larger request is split over several calls.
         wait_s: Longest wait for more images once one is waiting.
         capacity: Most images waiting; `submit` refuses more with `QueueFull`.
     """
@@ -55,7 +56,8 @@ class MicroBatcher:
         Raises:
             QueueFull: Queueing them would pass `capacity`.
         """
-        future: Future = Future()
+        parts = [images[start : start + self.max_batch] for start in range(0, len(images), self.max_batch)]
+        futures: list[Future] = [Future() for _ in parts]
         with self._condition:
             if self._closed:
                 raise QueueFull("the server is shutting down")
@@ -64,10 +66,10 @@ class MicroBatcher:
                     f"server busy: {self._waiting} images are waiting for the model "
                     f"(queue size {self.capacity}); try again shortly"
                 )
-            self._pending.append((images, future))
+            self._pending.extend(zip(parts, futures))
             self._waiting += len(images)
             self._condition.notify()
-        return future
+        return futures[0] if len(futures) == 1 else _joined(futures)
 
     def close(self) -> None:
         """Answer what is queued, then stop the thread."""
@@ -114,3 +116,23 @@ class MicroBatcher:
                 count += len(images)
             self._waiting -= count
             return batch
+
+
+def _joined(parts: list[Future]) -> Future:
+    """One future of the concatenated results of `parts`, or of the first error among them."""
+    joined: Future = Future()
+    lock = threading.Lock()  # a part may finish in the batcher's thread while callbacks are added here
+
+    def part_done(_: Future) -> None:
+        with lock:
+            if joined.done() or not all(part.done() for part in parts):
+                return
+            error = next((part.exception() for part in parts if part.exception() is not None), None)
+            if error is not None:
+                joined.set_exception(error)
+            else:
+                joined.set_result(np.concatenate([part.result() for part in parts]))
+
+    for part in parts:
+        part.add_done_callback(part_done)
+    return joined

@@ -387,6 +387,10 @@ class ServeConfig:
             are answered 503.
         units: What the predicted number is measured in, given in every answer (default: the
             run's own `units` entry, if any).
+        allowed_hosts: Host names (the request's Host header, port aside) answered besides the
+            loopback names, or ("*",) for any. By default a server on a loopback address answers
+            only localhost, 127.x.x.x and [::1], so that a web page elsewhere cannot reach it by
+            DNS rebinding; one on any other address answers every name.
     """
 
     host: str = LOOPBACK
@@ -399,13 +403,25 @@ class ServeConfig:
     queue_size: int = 1024
     max_connections: int = 64
     units: str | None = None
+    allowed_hosts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        # Messages name the command-line options; each is the field's name with dashes.
         for name in ("max_upload_mb", "max_pixels", "max_images", "max_batch", "queue_size", "max_connections"):
-            _require(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
-        _require(0 <= self.port <= 65535, f"port must be 0 to 65535, got {self.port}")
-        _require(self.batch_wait_ms >= 0, f"batch_wait_ms must be at least 0, got {self.batch_wait_ms}")
-        _require(self.max_images <= self.queue_size, f"max_images ({self.max_images}) must not exceed queue_size ({self.queue_size})")
+            _require(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        _require(0 <= self.port <= 65535, f"--port must be 0 to 65535, got {self.port}")
+        _require(self.batch_wait_ms >= 0, f"--batch-wait-ms must be at least 0, got {self.batch_wait_ms}")
+        _require(
+            self.max_images <= self.queue_size,
+            f"--max-images ({self.max_images}) must not exceed --queue-size ({self.queue_size}): "
+            "one request's images must fit in the queue",
+        )
+        if self.allowed_hosts is not None:
+            object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
+            _require(
+                all(isinstance(name, str) and name.strip() for name in self.allowed_hosts),
+                f"--allowed-hosts must be host names (or *), got {list(self.allowed_hosts)}",
+            )
 
     @property
     def max_upload_bytes(self) -> int:

@@ -1,17 +1,19 @@
-"""Serving a trained run over HTTP: a FastAPI app whose requests are micro-batched into one model
-call, the web page at `/`, limits on what clients send, and a uvicorn server on the loopback
-address unless told otherwise.
+"""Serving a trained run over HTTP: a FastAPI app whose requests are decoded on worker threads
+and micro-batched into model calls, the web page at `/`, and a uvicorn server on the loopback
+address unless told otherwise. What clients send is checked in `img2num.intake`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import os
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict
 from importlib import resources
@@ -21,21 +23,24 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
+from img2num import intervals
 from img2num.batching import MicroBatcher, QueueFull
 from img2num.bundle import Run, as_run
-from img2num.config import LOOPBACK, PREDICT_BATCH_SIZE, ServeConfig
+from img2num.config import PREDICT_BATCH_SIZE, ServeConfig
 from img2num.errors import Img2NumError
+from img2num.intake import BodyLimit, HostCheck, disconnected, host_allowed, is_loopback, read_uploads
 from img2num.startup import __version__
 
-# Names a client may give an image are echoed back, never used as paths; cut to this length.
-_NAME_CHARS = 200
-# Uploads up to this size are decoded on the event loop (well under a millisecond); larger ones
-# on a worker thread, so that they do not hold up other requests.
-_INLINE_DECODE_BYTES = 64 * 1024
+# Threads that decode uploads: never the event loop's, which must stay free to answer (a small
+# PNG may hold 25 million pixels), and few, so that decoded images bound the memory.
+DECODE_THREADS = min(4, os.cpu_count() or 1)
+# Interval levels the web page asks for, the first the run's calibration can give.
+_PAGE_LEVELS = (0.9, 0.8, 0.5)
+
+__all__ = ["Predictor", "create_app", "host_allowed", "multipart_body", "serve", "serving"]
 
 
 class Predictor:
@@ -51,12 +56,13 @@ class Predictor:
         self.spec = run.preprocessing.image_spec()
         self.warm_up()
         self.batcher = MicroBatcher(run.predict, config.max_batch, config.batch_wait_ms / 1000, config.queue_size)
+        self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="img2num-decode")
 
     def warm_up(self) -> None:
-        """Compile the model for every batch shape a call can take: powers of two up to the
-        largest batch (`max_batch`, or one request's `max_images`), as `Run.predict` pads them
-        up to `PREDICT_BATCH_SIZE`; so no request waits for a compilation."""
-        largest = min(max(self.config.max_batch, self.config.max_images), PREDICT_BATCH_SIZE)
+        """Compile the model for every batch shape a call can take: powers of two up to
+        `max_batch`, as `Run.predict` pads them up to `PREDICT_BATCH_SIZE`; so no request waits
+        for a compilation."""
+        largest = min(self.config.max_batch, PREDICT_BATCH_SIZE)
         size = 1
         while True:
             self.run.predict(np.zeros((size, *self.spec.shape), self.spec.dtype))
@@ -65,18 +71,35 @@ class Predictor:
             size = min(2 * size, largest)
 
     def decode(self, uploads: list[tuple[str, bytes]]) -> list[np.ndarray | str]:
-        """Each upload as the model's input image, or the reason it cannot be used."""
-        from img2num.data.images import BadImage, conform, read_image_bytes
+        """Each upload as the model's input image, or the reason it cannot be used. An image
+        whose header shows too many pixels, or a size or band (page) count the run cannot
+        take, is refused before its pixels are decoded, as `img2num predict` refuses a file."""
+        from img2num.data import images
 
         out: list[np.ndarray | str] = []
         for _, data in uploads:
             try:
-                out.append(conform(read_image_bytes(data, self.config.max_pixels), self.spec))
-            except BadImage as error:
+                out.append(images.conform(images.read_image_bytes(data, self.config.max_pixels, self.spec), self.spec))
+            except images.BadImage as error:
                 # The pixel limit is the server's option here, not Pillow's setting.
                 message = str(error).replace("over Pillow's limit", "over the limit")
                 out.append(message.replace("(PIL.Image.MAX_IMAGE_PIXELS)", "(option --max-pixels)"))
         return out
+
+    async def decode_off_loop(self, uploads: list[tuple[str, bytes]]) -> list[np.ndarray | str]:
+        """`decode` on one of the decoding threads, awaited by the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self.decoder, self.decode, uploads)
+
+    def interval_level(self) -> float | None:
+        """The level the web page asks for: the first of `_PAGE_LEVELS` the run's calibration
+        can give, or None when it has none."""
+        for level in _PAGE_LEVELS if self.run.calibration is not None else ():
+            try:
+                self.run.interval(np.zeros(0), level)
+                return level
+            except Img2NumError:
+                continue
+        return None
 
     def info(self) -> dict:
         """What `/info` answers: the run, its input, training metrics, versions and limits."""
@@ -96,6 +119,9 @@ class Predictor:
             },
             "metrics": _finite(run.metrics),
             "epochs": len(run.history),
+            "intervals": None
+            if self.interval_level() is None
+            else {"level": self.interval_level(), "calibration_images": len(run.calibration.scores)},
             "versions": {"img2num": __version__, "keras": keras.__version__, "backend": keras.backend.backend()},
             "trained_with": {key: run.config.get(f"{key}_version") for key in ("img2num", "keras")}
             | {"backend": run.config.get("backend")},
@@ -104,6 +130,7 @@ class Predictor:
 
     def close(self) -> None:
         self.batcher.close()
+        self.decoder.shutdown(wait=True, cancel_futures=True)
 
 
 def run_name(run: Run) -> str:
@@ -165,11 +192,17 @@ def create_app(run: Run | str | Path, config: ServeConfig | None = None):
         lifespan=lifespan,
     )
     app.state.predictor = predictor
-    app.add_middleware(_BodyLimit, limit=config.max_upload_bytes)
+    app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
+    app.add_middleware(HostCheck, config=config)  # added last, so it runs first
 
     @app.exception_handler(HTTPException)
     async def http_error(request, error: HTTPException):
         return JSONResponse({"error": str(error.detail)}, error.status_code, headers=getattr(error, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request, error: ClientDisconnect):
+        disconnected(request, error)  # one log line; the answer reaches nobody
+        return JSONResponse({"error": "the client disconnected"}, 400)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, error: RequestValidationError):
@@ -195,26 +228,30 @@ def create_app(run: Run | str | Path, config: ServeConfig | None = None):
 
     @app.post("/predict", summary="Predict one number per image", openapi_extra=_PREDICT_BODY_DOC)
     async def predict(request: Request):
-        uploads = await _read_uploads(request, config)
-        if sum(len(data) for _, data in uploads) <= _INLINE_DECODE_BYTES:
-            decoded = predictor.decode(uploads)
-        else:
-            decoded = await run_in_threadpool(predictor.decode, uploads)
+        level = _interval_level(request.query_params.get("interval"), run)
+        uploads = await read_uploads(request, config)
+        decoded = await predictor.decode_off_loop(uploads)
         good = [item for item in decoded if not isinstance(item, str)]
-        values: list[float] = []
+        bounds: dict[str, list] = {}
         if good:
             try:
                 future = predictor.batcher.submit(np.stack(good))
             except QueueFull as error:
                 raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None
-            values = _finite([float(value) for value in await asyncio.wrap_future(future)])
-        results, next_value = [], iter(values)
+            predictions = await asyncio.wrap_future(future)
+            if level is not None:
+                _, lower, upper = run.interval(predictions, level)
+                bounds = {"lower": _finite(lower.tolist()), "upper": _finite(upper.tolist())}
+        values = iter(_finite(np.asarray(predictions, np.float64).tolist()) if good else [])
+        shares = {key: iter(items) for key, items in bounds.items()}
+        results = []
         for (name, _), item in zip(uploads, decoded):
             if isinstance(item, str):
                 results.append({"file": name, "error": item})
             else:
-                results.append({"file": name, "prediction": next(next_value)})
-        answer = {"run": run_name(run), "model": run.model_name, "units": run_units(run, config), "results": results}
+                results.append({"file": name, "prediction": next(values)} | {key: next(share) for key, share in shares.items()})
+        answer = {"run": run_name(run), "model": run.model_name, "units": run_units(run, config)}
+        answer |= ({"interval": level} if level is not None else {}) | {"results": results}
         if good:
             return answer
         first = results[0]
@@ -224,59 +261,26 @@ def create_app(run: Run | str | Path, config: ServeConfig | None = None):
     return app
 
 
-async def _read_uploads(request: Request, config: ServeConfig) -> list[tuple[str, bytes]]:
-    """(name, bytes) of each image in a request: every file part of a multipart form, or the
-    raw body as one image named by the `name` query parameter."""
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=config.max_images, max_fields=config.max_images)
-        try:
-            uploads = [
-                ((item.filename or key)[:_NAME_CHARS], await item.read())
-                for key, item in form.multi_items()
-                if isinstance(item, UploadFile)
-            ]
-        finally:
-            await form.close()
-        if not uploads:
-            raise HTTPException(422, "no image file in the form: send each image as a file part (curl -F file=@photo.png)")
-        return uploads
-    body = await request.body()
-    if not body:
-        raise HTTPException(
-            422,
-            "empty request: send image files as a multipart form (curl -F file=@photo.png) "
-            "or one image as the body (curl --data-binary @photo.png)",
-        )
-    return [(request.query_params.get("name", "image")[:_NAME_CHARS], body)]
+def _interval_level(text: str | None, run: Run) -> float | None:
+    """The `interval` query parameter as a level the run can give, or None when absent.
 
-
-class _BodyLimit:
-    """ASGI middleware answering 413 to a body over `limit` bytes: at once when Content-Length
-    says so, else as soon as the streamed body passes it (nothing past it is kept)."""
-
-    def __init__(self, app, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        too_large = f"request body over the upload limit of {self.limit} bytes (option --max-upload-mb)"
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await JSONResponse({"error": too_large}, 413, headers={"Connection": "close"})(scope, receive, send)
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    # Raised inside the route, so FastAPI's handler answers it as JSON.
-                    raise HTTPException(413, too_large)
-            return message
-
-        return await self.app(scope, limited_receive, send)
+    Raises:
+        HTTPException: 422 naming the problem: not a level, no calibration, or a level too
+            close to 1 for the calibration's size.
+    """
+    if text is None:
+        return None
+    try:
+        level = float(text)
+    except ValueError:
+        level = text
+    try:
+        intervals.check_level(level)
+        intervals.require(run.calibration, None)  # no server path in the answer
+        run.interval(np.zeros(0), level)
+    except Img2NumError as error:
+        raise HTTPException(422, str(error)) from None
+    return float(level)
 
 
 # The page loads nothing from elsewhere: scripts, styles and images come from this server or
@@ -287,6 +291,12 @@ _PAGE_POLICY = (
 )
 
 _PREDICT_BODY_DOC = {
+    "parameters": [
+        {"name": "interval", "in": "query", "required": False, "schema": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+         "description": "A level such as 0.9: each prediction also gets `lower` and `upper`, from the run's calibration."},
+        {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "The name of an image sent as the raw body, echoed in the answer."},
+    ],
     "requestBody": {
         "required": True,
         "description": "Image files as a multipart form (any field name, one file part per image), "
@@ -302,10 +312,12 @@ _PREDICT_BODY_DOC = {
         },
     },
     "responses": {
-        "200": {"description": "One result per image, in order: `prediction` or `error`."},
+        "200": {"description": "One result per image, in order: `prediction` (with `lower` and `upper` "
+                "when `?interval=` is given) or `error`."},
         "400": {"description": "A malformed form, or more files than the limit."},
+        "421": {"description": "A Host header this server does not answer (see --allowed-hosts)."},
         "413": {"description": "Body over the upload limit."},
-        "422": {"description": "No image could be used; `results` says why for each."},
+        "422": {"description": "No image could be used (`results` says why for each), or a bad `interval`."},
         "503": {"description": "The queue is full; try again."},
     },
 }
@@ -374,7 +386,7 @@ def serve(run: Run | str | Path, config: ServeConfig | None = None) -> None:
         raise
     height, width, channels = run.preprocessing.input_shape
     print(f"img2num: serving run {run_name(run)} ({run.model_name}, {height}x{width}x{channels}) at {_url(sock)}/", flush=True)
-    if config.host in (LOOPBACK, "localhost", "::1"):
+    if is_loopback(config.host):
         print("img2num: listening on the loopback address: only this machine can connect (--host 0.0.0.0 to open it)", flush=True)
     else:
         print(f"img2num: listening on {config.host}: other machines can connect; the API has no authentication", flush=True)

@@ -139,7 +139,16 @@ def add_serve_parser(commands) -> None:
     command.add_argument("--queue-size", metavar="N", type=positive_int, default=serve.queue_size, help="most images waiting for the model; requests beyond are answered 503 (default %(default)s)")
     command.add_argument("--max-connections", metavar="N", type=positive_int, default=serve.max_connections, help="most connections served at once; more are answered 503 (default %(default)s)")
     command.add_argument("--units", metavar="TEXT", help="what the number is measured in, given in every answer, such as 'ug/m3' (default: none)")
+    command.add_argument("--allowed-hosts", metavar="NAMES", type=_host_names, help="comma-separated host names the server answers besides localhost, 127.x.x.x and [::1], or * for any (default: on a loopback address only those; on any other address every name)")
     command.set_defaults(command=run_serve)
+
+
+def _host_names(text: str) -> tuple[str, ...]:
+    """Argument type of --allowed-hosts: comma-separated host names."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected host names separated by commas, such as my-box.lan, or *")
+    return names
 
 
 def run_serve(args: argparse.Namespace) -> None:
@@ -148,7 +157,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
     names = (
         "host", "port", "max_upload_mb", "max_pixels", "max_images", "max_batch", "batch_wait_ms", "queue_size",
-        "max_connections", "units",
+        "max_connections", "units", "allowed_hosts",
     )
     with interrupts.as_keyboard_interrupt():
         serve(args.run, ServeConfig(**{name: getattr(args, name) for name in names}))

@@ -123,21 +123,23 @@ def read_image(path: str | Path, max_pixels: int | None = None, spec: ImageSpec 
     return _read_pillow(path, max_pixels, spec)
 
 
-def read_image_bytes(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+def read_image_bytes(data: bytes, max_pixels: int | None = None, spec: ImageSpec | None = None) -> np.ndarray:
     """Decode an image held in memory (an upload) exactly as `read_image` decodes a file;
-    TIFF is recognized by its first bytes instead of the file name.
+    TIFF is recognized by its first bytes instead of the file name. With `spec`, an image whose
+    header shows a size or band (page) count that cannot fit is refused before decoding.
 
     Raises:
-        BadImage: The bytes are empty, not an image, truncated, unreadable or over the limit.
+        BadImage: The bytes are empty, not an image, truncated, unreadable or over the limit,
+            or (with `spec`) of a size or band count that cannot fit.
     """
     max_pixels = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     if not data:
         raise BadImage("empty file")
     if data[:4] in _TIFF_SIGNATURES:
-        array = _read_tiff(data, max_pixels)
+        array = _read_tiff(data, max_pixels, spec)
         if array is not None:
             return array
-    return _read_pillow(data, max_pixels)
+    return _read_pillow(data, max_pixels, spec)
 
 
 def _read_pillow(source: Path | bytes, max_pixels: int | None, spec: ImageSpec | None = None) -> np.ndarray:
