@@ -296,3 +296,18 @@ def test_python_api_example_lists_models_trains_and_evaluates(tmp_path):
     assert lines[1].startswith("test metrics: {'mse': ")
     assert lines[-1].startswith("evaluate: ")
     assert (tmp_path / "out" / "mlp" / "model.keras").exists()
+
+
+def test_an_image_size_beyond_the_machines_memory_is_one_line(capsys, tmp_path, monkeypatch):
+    from conftest import write_photos
+
+    csv_path = write_photos(tmp_path / "p", count=4)
+    monkeypatch.setattr("img2num.training.resolve_splits", lambda *a, **k: pytest.fail("decoded the images"))
+    monkeypatch.setattr("img2num.memory.machine_memory", lambda: 16 * 10**9)
+    status, _, err = run_cli(capsys, "train", csv_path, "--image-size", "100000x100000", "--workers", "2")
+    assert status == 1
+    assert one_line_error(err) == (
+        "img2num: error: image size 100000x100000: a batch of 32 such images and their decoding on 2 processes take "
+        "about 4.08 TB (float32 pixels, 3 bands), more than half of this machine's 16 GB; choose a smaller "
+        "--image-size (or --batch-size)"
+    )

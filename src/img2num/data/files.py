@@ -214,14 +214,15 @@ def find_image_files(inputs: list[str | Path]) -> tuple[list[str], list[BadRow]]
     """`list_image_files`, reporting a path that does not exist or a folder without image files
     as a `BadRow` instead of failing."""
     files, problems = [], []
-    for item in map(Path, inputs):
+    for given in inputs:
+        item = Path(given)
         if item.is_dir():
             found = sorted(str(p) for p in item.rglob("*") if p.is_file() and is_image_file(p))
             if not found:
                 problems.append(BadRow("", str(item), f"holds no image files (searched for {', '.join(_EXTENSION_NAMES)})"))
             files.extend(found)
         elif item.exists():
-            files.append(str(item))
+            files.append(os.fspath(given))  # as the user wrote it (./a.png), for messages
         else:
             problems.append(BadRow("", str(item), "no such file or folder"))
     seen: dict[str, str] = {}
@@ -232,7 +233,7 @@ def find_image_files(inputs: list[str | Path]) -> tuple[list[str], list[BadRow]]
             seen[key] = file
             unique.append(file)
         else:  # as a label CSV's duplicate rows are: used once, reported
-            problems.append(BadRow("", file, f"duplicate of {seen[key]}"))
+            problems.append(BadRow("", file, f"duplicate of {seen[key]} (named earlier)"))
     return unique, problems
 
 
