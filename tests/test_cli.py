@@ -50,7 +50,7 @@ def test_train_without_pictures_imports_no_torch_nor_plotting_and_caches_compila
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "heavy: []"
     written = sorted(path.name for path in (tmp_path / "run").iterdir())
-    assert written == ["calibration.json", "config.json", "history.csv", "metrics.json", "model.keras"]
+    assert written == [".img2num", "calibration.json", "config.json", "history.csv", "metrics.json", "model.keras"]
     # The compiled programs were kept for the next run of the same model and shapes.
     assert len(list((tmp_path / "cache").iterdir())) >= 2
 
@@ -276,7 +276,9 @@ def test_unwritable_output_is_one_line(capsys, trained_run, tiny_folder, tmp_pat
         target = tmp_path / "file-not-folder"
         target.write_text("x")
         status, _, err = run_cli(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", target / "p.csv")
-        assert status == 1 and one_line_error(err) == f"img2num: error: {target}: File exists"
+        assert status == 1 and one_line_error(err) == (
+            f"img2num: error: {target / 'p.csv'}: cannot be written; {target} is a file, not a folder"
+        )
     else:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
