@@ -64,3 +64,21 @@ def test_splits_are_predicted_together_as_each_alone(trained_run, tiny_folder):
     for name, split in splits.items():
         assert together[name].shape == (len(split),)
         assert np.allclose(together[name], trained_run.predict_data(split), atol=1e-5)
+
+
+def test_a_model_that_does_not_match_its_config_is_one_line(capsys, trained_run, tiny_folder, tmp_path):
+    import shutil
+
+    from conftest import one_line_error, run_cli
+
+    from img2num.models import create_model
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run.path, run_dir)
+    create_model("mlp", (9, 9, 1)).save(run_dir / "model.keras")  # another run's model
+    status, _, err = run_cli(capsys, "predict", run_dir, tiny_folder / "test.npz")
+    assert status == 1
+    assert one_line_error(err) == (
+        f"img2num: error: {run_dir / 'model.keras'}: the model takes 9x9x1 images and gives one number per image, "
+        "but config.json describes 8x8x1 images and one number; the two files come from different runs"
+    )

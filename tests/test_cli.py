@@ -50,7 +50,7 @@ def test_train_without_pictures_imports_no_torch_nor_plotting_and_caches_compila
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "heavy: []"
     written = sorted(path.name for path in (tmp_path / "run").iterdir())
-    assert written == ["calibration.json", "config.json", "history.csv", "metrics.json", "model.keras"]
+    assert written == [".img2num", "calibration.json", "config.json", "history.csv", "metrics.json", "model.keras"]
     # The compiled programs were kept for the next run of the same model and shapes.
     assert len(list((tmp_path / "cache").iterdir())) >= 2
 
@@ -276,7 +276,9 @@ def test_unwritable_output_is_one_line(capsys, trained_run, tiny_folder, tmp_pat
         target = tmp_path / "file-not-folder"
         target.write_text("x")
         status, _, err = run_cli(capsys, "predict", trained_run.path, tiny_folder / "test.npz", "--output", target / "p.csv")
-        assert status == 1 and one_line_error(err) == f"img2num: error: {target}: File exists"
+        assert status == 1 and one_line_error(err) == (
+            f"img2num: error: {target / 'p.csv'}: cannot be written; {target} is a file, not a folder"
+        )
     else:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
@@ -296,3 +298,18 @@ def test_python_api_example_lists_models_trains_and_evaluates(tmp_path):
     assert lines[1].startswith("test metrics: {'mse': ")
     assert lines[-1].startswith("evaluate: ")
     assert (tmp_path / "out" / "mlp" / "model.keras").exists()
+
+
+def test_an_image_size_beyond_the_machines_memory_is_one_line(capsys, tmp_path, monkeypatch):
+    from conftest import write_photos
+
+    csv_path = write_photos(tmp_path / "p", count=4)
+    monkeypatch.setattr("img2num.training.resolve_splits", lambda *a, **k: pytest.fail("decoded the images"))
+    monkeypatch.setattr("img2num.memory.machine_memory", lambda: 16 * 10**9)
+    status, _, err = run_cli(capsys, "train", csv_path, "--image-size", "100000x100000", "--workers", "2")
+    assert status == 1
+    assert one_line_error(err) == (
+        "img2num: error: image size 100000x100000: a batch of 32 such images and their decoding on 2 processes take "
+        "about 4.08 TB (float32 pixels, 3 bands), more than half of this machine's 16 GB; choose a smaller "
+        "--image-size (or --batch-size)"
+    )

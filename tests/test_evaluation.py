@@ -104,3 +104,32 @@ def test_evaluation_file_is_refreshed_but_nothing_else_is_replaced(trained_run, 
     with pytest.raises(Img2NumError, match="already exists"):
         evaluate(trained_run, tiny_folder / "test.npz", output=mine)
     assert mine.read_text() == "my notes"
+
+
+def test_evaluations_from_two_folders_of_one_csv_name_are_two_files(capsys, trained_run, tiny_folder, tmp_path, monkeypatch):
+    import shutil
+
+    from conftest import run_cli
+
+    shutil.copytree(trained_run.path, tmp_path / "run")
+    for name, split in (("a", "test"), ("b", "val")):
+        (tmp_path / name).mkdir()
+        shutil.copy(tiny_folder / f"{split}.npz", tmp_path / name / "c.npz")
+    saved = []
+    for name in ("a", "b", "a"):  # each from its own folder, so both are "c.npz" as given
+        monkeypatch.chdir(tmp_path / name)
+        status, out, err = run_cli(capsys, "evaluate", tmp_path / "run", "c.npz")
+        assert status == 0, err
+        saved.append(out.splitlines()[-1].rsplit("/", 1)[1])
+    assert saved == ["c.json", "c-2.json", "c.json"]
+    records = {file: json.loads((tmp_path / "run" / "evaluations" / file).read_text()) for file in ("c.json", "c-2.json")}
+    assert (records["c.json"]["samples"], records["c-2.json"]["samples"]) == (30, 40)
+    assert records["c.json"]["data"] == str((tmp_path / "a" / "c.npz").resolve())
+    # The same file by its absolute path is the same data: its own file is refreshed.
+    status, out, _ = run_cli(capsys, "evaluate", tmp_path / "run", tmp_path / "b" / "c.npz")
+    assert out.splitlines()[-1].endswith("evaluations/c-2.json")
+
+
+def test_huge_metrics_print_in_exponent_form():
+    text = format_metrics({"mse": 1.2345678e76, "rmse": 1.1111e38, "mae": 999999.5, "r2": 0.5})
+    assert text.splitlines() == ["mse   1.235e+76", "rmse  1.111e+38", "mae   999999.5000", "r2    0.5000"]

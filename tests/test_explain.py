@@ -129,3 +129,22 @@ def test_completeness_holds_on_pytorch_for_a_trained_run_and_every_registered_mo
     x = load_dataset(tiny_folder / "test.npz").x[:4]
     jax_total = integrated_gradients(trained_run, x, steps=64).attributions.sum()
     assert float(done.stdout.strip().splitlines()[-1]) == pytest.approx(float(jax_total), rel=1e-3, abs=1e-3)
+
+
+def test_cli_explain_writes_the_good_images_and_names_the_bad_ones(trained_run, tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.fromarray(np.eye(8, dtype=np.uint8) * 255, "L").save(folder / "a.png")
+    (folder / "b.png").write_text("no pixels here")
+    Image.fromarray(np.eye(8, dtype=np.uint8) * 255, "L").save(folder / "c.png")
+    status, out, err = run_cli(capsys, "explain", trained_run.path, folder, "--out", tmp_path / "out", "--steps", "4")
+    assert status == 1
+    assert out.strip() == f"2 explained images in {tmp_path / 'out'} (one PNG each, explanations.csv)"
+    assert err.splitlines() == [
+        f"img2num: error: {folder / 'b.png'}: not an image file (Pillow cannot identify it)",
+        "img2num: error: 1 of 3 images could not be used; 2 explained images written",
+    ]
+    rows = list(csv.DictReader((tmp_path / "out" / SUMMARY_FILE).open()))
+    assert [row["image"] for row in rows] == [str(folder / "a.png"), str(folder / "c.png")]

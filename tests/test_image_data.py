@@ -307,3 +307,35 @@ def test_four_band_8_bit_tiffs_train_on_four_bands(tmp_path):
     splits = resolve_splits(_csv(tmp_path / "labels.csv", ["file", "label"], rows), val_fraction=0.5)
     assert splits["train"].image_shape == (6, 6, 4)
     assert len(Preprocessing.for_data(splits["train"]).band_scale) == 4
+
+
+def test_float_pixels_outside_0_to_1_are_a_bad_row_in_training(tmp_path):
+    # A float TIFF of 2-498 is refused in training as in prediction; with --skip-bad it is skipped.
+    rows = []
+    for index in range(4):
+        tifffile.imwrite(tmp_path / f"{index}.tif", np.full((6, 6), index / 4, np.float32))
+        rows.append([f"{index}.tif", index])
+    tifffile.imwrite(tmp_path / "big.tif", np.linspace(2, 498, 36, dtype=np.float32).reshape(6, 6))
+    rows.append(["big.tif", 9])
+    csv_path = _csv(tmp_path / "labels.csv", ["file", "label"], rows)
+    with pytest.raises(Img2NumError) as caught:
+        read_image_table(csv_path)
+    assert str(caught.value) == (
+        f"{csv_path} row 6: {tmp_path / 'big.tif'}: floating-point pixels range from 2 to 498; "
+        "only 0 to 1 (black to white) are read as floating-point pixels"
+    )
+    table = read_image_table(csv_path, DataConfig(skip_bad=True))
+    assert len(table.data) == 4 and [row.path for row in table.skipped] == [str(tmp_path / "big.tif")]
+    assert float(table.data.to_dataset().x.max()) == 0.75
+
+
+def test_skip_bad_skips_a_five_band_tiff_among_grey_images(tmp_path):
+    csv_path = write_photos(tmp_path / "p", count=5, mode="L")
+    tifffile.imwrite(tmp_path / "p" / "img" / "five.tif", np.zeros((12, 12, 5), np.uint8), photometric="minisblack", planarconfig="contig")
+    with open(csv_path, "a") as handle:
+        handle.write("img/five.tif,1\n")
+    with pytest.raises(Img2NumError, match="five.tif has 5 bands but .* has 1"):
+        read_image_table(csv_path)
+    table = read_image_table(csv_path, DataConfig(skip_bad=True))
+    assert len(table.data) == 5 and table.data.image_shape == (12, 12, 1)
+    assert [row.message for row in table.skipped] == [f"{csv_path} row 7: {tmp_path / 'p' / 'img' / 'five.tif'}: has 5 bands; this data takes 1"]

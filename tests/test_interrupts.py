@@ -98,3 +98,19 @@ def test_files_and_folders_follow_the_umask(capsys, trained_run, tiny_folder, tm
         assert status == 0 and mode(tmp_path / "p.csv") == 0o644
     finally:
         os.umask(old)
+
+
+def test_ctrl_c_while_the_program_exits_is_130_with_the_one_line(tmp_path):
+    # Python runs its exit handlers (atexit) after the command is done; Ctrl-C there used to print
+    # "Exception ignored in atexit callback" and exit 0 (or, later still, end with -2 and no word).
+    code = textwrap.dedent(
+        """
+        import atexit, os, runpy, signal, sys
+        atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))
+        sys.argv = ["img2num", "models"]
+        runpy.run_module("img2num", run_name="__main__")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "mlp" in done.stdout
+    assert (done.returncode, done.stderr) == (130, "img2num: error: interrupted; nothing unfinished was left in place\n")

@@ -108,3 +108,35 @@ def test_corrupt_records_are_named(trained_run, tmp_path, name):
     (copy / name).write_text("epoch,loss\n1,not-a-number\n" if name.endswith(".csv") else "[1,")
     with pytest.raises(Img2NumError, match=f"{name}: corrupt run file"):
         load_run(copy)
+
+
+def test_binary_arrays_and_their_png_files_predict_alike_on_either_kind_of_run(trained_run, tiny_folder, tmp_path):
+    # `img2num generate` stores the points task as 0/1 in .npz files and as 0/255 in PNG files.
+    from img2num.data import write_image_folder
+    from img2num.preprocessing import Preprocessing
+
+    test = load_dataset(tiny_folder / "test.npz")
+    assert test.x.max() == 1
+    write_image_folder(tmp_path / "pngs", {"test": test})
+    from_arrays = trained_run.predict(test.x)  # the run was trained on the 0/1 arrays
+    from_files = predict(trained_run, tmp_path / "pngs" / "images" / "test")
+    np.testing.assert_allclose(from_files, from_arrays, rtol=1e-5, atol=1e-4)
+    # A run trained on the PNG files (8-bit, scaled by 1/255) takes the 0/1 arrays the same way.
+    files_run = Preprocessing((8, 8, 1), 1 / 255, input_dtype="uint8", input_kind="images")
+    np.testing.assert_array_equal(files_run.apply(test.x), files_run.apply(test.x * np.uint8(255)))
+    assert files_run.apply(test.x).max() == 1.0
+
+
+def test_a_file_named_twice_is_reported_as_a_duplicate(capsys, trained_run, tmp_path, monkeypatch):
+    from conftest import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.eye(8, dtype=np.uint8) * 255, "L").save("a.png")
+    status, out, err = run_cli(capsys, "predict", trained_run.path, "a.png", "a.png", tmp_path / "a.png")
+    assert status == 1
+    assert [row.split(",")[0] for row in out.splitlines()] == ["path", "a.png"]
+    assert err.splitlines() == [
+        "img2num: error: a.png: duplicate of a.png (named earlier)",
+        f"img2num: error: {tmp_path / 'a.png'}: duplicate of a.png (named earlier)",
+        "img2num: error: 2 of 3 images could not be used; 1 predictions written",
+    ]

@@ -17,6 +17,7 @@ from img2num.fitting import build_model
 from img2num.training import train
 
 RUN_FILES = [
+    ".img2num",
     "calibration.json",
     "config.json",
     "history.csv",
@@ -139,6 +140,7 @@ def test_run_trained_in_memory_saves_and_loads(tiny_folder, tmp_path):
     run = train(tiny_folder, TrainConfig(model="cnn", epochs=1), quiet=True)
     assert run.save(tmp_path / "saved") == tmp_path / "saved"
     assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == [
+        ".img2num",
         "calibration.json",
         "config.json",
         "history.csv",

@@ -44,6 +44,7 @@ _API = {
     "points_bayes_intervals": "img2num.bayes",
     "dust_bayes_intervals": "img2num.bayes",
     "explain_images": "img2num.explain",
+    "explain_paths": "img2num.explain",
     "integrated_gradients": "img2num.explain",
     "MeanBaseline": "img2num.baselines",
     "RidgeBaseline": "img2num.baselines",

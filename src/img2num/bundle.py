@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from img2num.backends import start_keras
+from img2num.data import shape_text
 from img2num.errors import Img2NumError
 from img2num.inference import predict_inputs
 from img2num.intervals import load_calibration, save_calibration
-from img2num.io import atomic_folder, records_csv, write_json, write_text
+from img2num.io import FolderKind, atomic_folder, records_csv, write_json, write_text
 from img2num.preprocessing import Preprocessing, TargetScaling
 from img2num.registry import is_backbone
 
@@ -28,6 +29,8 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
 METRICS_FILE = "metrics.json"
+# What `--overwrite` may replace with a run: a run folder (older ones without the marker by their files).
+RUN_FOLDER = FolderKind("run", "run folder", (CONFIG_FILE, MODEL_FILE))
 # `Run.predict_splits` predicts the splits in memory together up to this much model input.
 ONE_PASS_MB = 512
 
@@ -136,9 +139,10 @@ class Run:
             The run folder.
 
         Raises:
-            Img2NumError: The folder exists and `overwrite` is false.
+            Img2NumError: The folder exists and `overwrite` is false, or it is not a run folder
+                (`img2num.io.check_replaceable`).
         """
-        with atomic_folder(folder, overwrite) as tmp:
+        with atomic_folder(folder, overwrite, RUN_FOLDER) as tmp:
             self.model.save(tmp / MODEL_FILE)
             write_json(
                 tmp / CONFIG_FILE,
@@ -201,8 +205,27 @@ def load_run(folder: str | Path) -> Run:
         model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
     except Exception as error:  # Keras raises many types for a damaged archive.
         raise Img2NumError(f"{folder / MODEL_FILE}: cannot load the model ({error})") from None
+    _check_model_fits(model, preprocessing, folder)
     calibration = load_calibration(folder)
     return Run(model, preprocessing, config, history, metrics, folder, target_scaling=target_scaling, calibration=calibration)
+
+
+def _check_model_fits(model, preprocessing: Preprocessing, folder: Path) -> None:
+    """Fail in one line when `model.keras` does not take the input `config.json` describes or
+    does not give one number per image: the two files come from different runs."""
+    try:
+        takes, gives = tuple(model.input_shape[1:]), tuple(model.output_shape[1:])
+    except (AttributeError, TypeError, ValueError):  # several inputs or outputs
+        takes, gives = None, None
+    expected = tuple(preprocessing.input_shape)
+    fits = takes is not None and len(takes) == len(expected) and all(t in (None, e) for t, e in zip(takes, expected))
+    if not fits or gives not in ((1,), ()):
+        size = "x".join("?" if t is None else str(t) for t in takes) if takes is not None else "other"
+        outputs = "one number" if gives in ((1,), ()) else f"{'x'.join(str(g) for g in gives)} numbers" if gives else "several outputs"
+        raise Img2NumError(
+            f"{folder / MODEL_FILE}: the model takes {size} images and gives {outputs} per image, but "
+            f"{CONFIG_FILE} describes {shape_text(expected)} images and one number; the two files come from different runs"
+        )
 
 
 def _read_json(path: Path):

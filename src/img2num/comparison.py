@@ -20,7 +20,7 @@ from img2num.config import AUTO_MODEL, DataConfig, TrainConfig
 from img2num.data import Dataset, Splits, hold_out, read_task, reference_predictions, resolve_splits, validation_record
 from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.intervals import coverage_record
-from img2num.io import atomic_folder, check_replaceable, progress_printer, write_json, write_text
+from img2num.io import FolderKind, atomic_folder, check_replaceable, data_reads, progress_printer, write_json, write_text
 from img2num.metrics import METRIC_NAMES, regression_metrics
 from img2num.models import list_models
 from img2num.registry import check_model_name, model_folder_name, model_spec
@@ -32,6 +32,8 @@ RESULTS_FILE = "results.json"
 LEADERBOARD_FILE = "leaderboard.md"
 LEADERBOARD_CSV = "leaderboard.csv"
 REPORT_MD = "report.md"
+# What `--overwrite` may replace with comparison results (older ones without the marker by their files).
+COMPARE_FOLDER = FolderKind("compare", "comparison results folder", (RESULTS_FILE, LEADERBOARD_FILE))
 REPORT_HTML = "report.html"
 LOSS_CURVES = "loss_curves.png"
 SAMPLES = "samples.png"
@@ -122,15 +124,16 @@ def compare(
     }
     task = read_task(data)
     reference_mse = _reference(task, reference_mse)
-    check_replaceable(out_dir, overwrite)
+    check_replaceable(out_dir, overwrite, COMPARE_FOLDER, data_reads(data, val, test))
     splits = _splits(data, val, test, val_fraction, test_fraction, seed, options)
+    check_replaceable(out_dir, overwrite, COMPARE_FOLDER, data_reads(*splits.values()))
     say = progress_printer(stream, quiet)
     # One process runs on one backend: the faster one for the models, chosen before Keras loads.
     shape = splits["train"].image_shape
     select_backend(choose_backend(backend, [model_spec(name) for name in expand_models(models, shape)], shape))
 
 
-    with atomic_folder(out_dir, overwrite) as folder:
+    with atomic_folder(out_dir, overwrite, COMPARE_FOLDER) as folder:
         entries, test_predictions, histories = [], {}, {}
         for done, ((name, s), config) in enumerate(configs.items()):
             if time_limit is not None:

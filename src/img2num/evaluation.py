@@ -24,7 +24,7 @@ def evaluation_record(run, data, options=None, interval: float | None = None) ->
         interval: A level in (0, 1) such as 0.9 to also score the run's prediction intervals.
 
     Returns:
-        `data` (the source), `samples`, `mse`, `rmse`, `mae`, `r2`; with `interval` also
+        `data` (the source; a file by its resolved absolute path), `samples`, `mse`, `rmse`, `mae`, `r2`; with `interval` also
         `interval_level`, `coverage` (share of labels inside their interval) and `mean_width`;
         and, when rows were skipped, `skipped` (one message each).
 
@@ -48,7 +48,7 @@ def evaluation_record(run, data, options=None, interval: float | None = None) ->
         data = as_dataset(data, require_labels=True)
     require_columns(data, options or DataConfig())  # the data hold each row's group (`data.groups`)
     predictions = run.predict_data(data)
-    record = {"data": data.source, "samples": len(data), **regression_metrics(data.y, predictions)}
+    record = {"data": _resolved_source(data.source), "samples": len(data), **regression_metrics(data.y, predictions)}
     if interval is not None:
         from img2num.intervals import interval_metrics
 
@@ -80,20 +80,22 @@ def evaluate(run, data, output=None, overwrite: bool = False, options=None, inte
     """
     record = evaluation_record(run, data, options, interval)
     if output is not None:
-        save_evaluation(output, record, overwrite)
+        save_evaluation(output, record, overwrite, [data] if isinstance(data, (str, Path)) else ())
     return {name: record[name] for name in METRIC_NAMES + INTERVAL_NAMES if name in record}
 
 
-def save_evaluation(output, record: dict, overwrite: bool = False) -> Path:
+def save_evaluation(output, record: dict, overwrite: bool = False, reads=()) -> Path:
     """Write an `evaluation_record` as JSON, replacing only an evaluation of the same data
-    unless `overwrite`.
+    unless `overwrite`, and never the data itself (`record["data"]`) or other files in `reads`.
 
     Raises:
-        Img2NumError: `output` holds something else and `overwrite` is false.
+        Img2NumError: `output` holds something else and `overwrite` is false, or it is the data.
     """
     from img2num.io import check_replaceable_file, write_json
 
-    check_replaceable_file(output, overwrite or _evaluation_of(output) == _same(record["data"]))
+    check_replaceable_file(
+        output, overwrite or _evaluation_of(output) == _same(record["data"]), [record["data"], *reads]
+    )
     return write_json(output, record)
 
 
@@ -110,14 +112,24 @@ def evaluation_file(run_folder, source) -> Path:
         number += 1
 
 
+def _resolved_source(source: str) -> str:
+    """A data file by its resolved absolute path, so that the same file named from two folders
+    is one source and two files of one name are two; other sources as they are."""
+    return os.path.realpath(source) if os.path.exists(source) else source
+
+
 def _same(source) -> str:
-    return os.path.normcase(os.path.abspath(str(source)))
+    return os.path.normcase(_resolved_source(str(source)))
 
 
 def _evaluation_of(path) -> str | None:
-    """The data source recorded in an earlier evaluation file, if it is one (as an absolute path)."""
+    """The data source recorded in an earlier evaluation file, if it is one (resolved). A
+    relative path (recorded before sources were resolved) could be any folder's file: it is
+    matched by no source, so that an older evaluation is never replaced by one of other data."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8")).get("data")
     except (OSError, ValueError, AttributeError):
         return None
-    return None if data is None else _same(data)
+    if not isinstance(data, str):
+        return None
+    return _same(data) if os.path.isabs(data) else f"relative:{data}"

@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from img2num.errors import Img2NumError
+from img2num.io import FolderKind, data_reads
 
 DEFAULT_STEPS = 64
 SUMMARY_FILE = "explanations.csv"
+# What `--overwrite` may replace with explanations (older ones without the marker by their CSV).
+EXPLAINED_FOLDER = FolderKind("explained", "explanations folder", (SUMMARY_FILE,))
 # Path points per gradient call; bounds memory and gives one compiled shape on JAX.
 _CHUNK = 256
 
@@ -196,19 +199,22 @@ def explain_images(
     from img2num.bundle import as_run
     from img2num.io import atomic_folder, check_replaceable, write_text
 
-    check_replaceable(out_dir, overwrite)
+    reads = () if isinstance(images, np.ndarray) else data_reads(*(images if isinstance(images, (list, tuple)) else [images]))
+    check_replaceable(out_dir, overwrite, EXPLAINED_FOLDER, reads)
     run = as_run(run)
     if isinstance(images, np.ndarray):
         images = images[:limit]
     else:
-        images, found = _read_inputs(run, images, limit)
+        images, found, bad = _read_inputs(run, images, limit)
+        if bad:
+            raise Img2NumError(bad[0].message)
         names = names or found
     names = names or [f"{index:03d}" for index in range(len(images))]
     result = integrated_gradients(run, images, steps)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["image", "picture", "prediction", "baseline_prediction", "attribution_sum", "completeness_gap"])
-    with atomic_folder(out_dir, overwrite) as tmp:
+    with atomic_folder(out_dir, overwrite, EXPLAINED_FOLDER) as tmp:
         for index, name in enumerate(names):
             picture = f"{index:03d}-{Path(name).stem}.png"
             attribution_picture(images[index], result, index, tmp / picture, title=name)
@@ -221,8 +227,55 @@ def explain_images(
     return Path(out_dir)
 
 
-def _read_inputs(run, inputs, limit: int | None) -> tuple[np.ndarray, list[str]]:
-    """The first `limit` images of image files and folders, or of one `.npz` file, with names."""
+@dataclass(frozen=True)
+class ExplainedPaths:
+    """What `explain_paths` did: the folder it wrote, and the inputs that could not be used.
+
+    Attributes:
+        folder: The folder of pictures and `explanations.csv`, or None when no input was usable.
+        bad: The files that could not be used, each with its reason (`BadRow`).
+    """
+
+    folder: Path | None
+    bad: list
+
+
+def explain_paths(
+    run, paths, out_dir: str | Path, *, steps: int = DEFAULT_STEPS, limit: int | None = None, overwrite: bool = False
+) -> ExplainedPaths:
+    """Explain named inputs as `img2num explain` does: the good images, reporting the bad ones
+    instead of stopping at the first (as `predict_paths` does).
+
+    Args:
+        run: A `Run` or the path of a run folder.
+        paths: Image files and folders (a path or a list), or one `.npz` file.
+        out_dir: The folder to create.
+        steps: Path points of the integrated gradients.
+        limit: Explain at most this many of the inputs (the first ones).
+        overwrite: Replace an existing folder once the new one is complete.
+
+    Returns:
+        The folder written (None when no input could be used) and the bad inputs.
+
+    Raises:
+        Img2NumError: As `explain_images`, except for bad image files, which are reported.
+    """
+    from img2num.bundle import as_run
+    from img2num.io import check_replaceable
+
+    inputs = list(paths) if isinstance(paths, (list, tuple)) else [paths]
+    check_replaceable(out_dir, overwrite, EXPLAINED_FOLDER, data_reads(*inputs))
+    run = as_run(run)
+    images, names, bad = _read_inputs(run, inputs, limit)
+    if not len(images):
+        return ExplainedPaths(None, bad)
+    folder = explain_images(run, images, out_dir, names=names, steps=steps, overwrite=overwrite)
+    return ExplainedPaths(folder, bad)
+
+
+def _read_inputs(run, inputs, limit: int | None) -> tuple[np.ndarray, list[str], list]:
+    """The first `limit` images of image files and folders, or of one `.npz` file, with names
+    and the files that could not be used."""
     paths = [Path(item) for item in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
     if any(path.suffix.lower() == ".npz" for path in paths):
         from img2num.data import load_dataset
@@ -230,13 +283,13 @@ def _read_inputs(run, inputs, limit: int | None) -> tuple[np.ndarray, list[str]]
         if len(paths) > 1:
             raise Img2NumError(f"{paths[0]}: an .npz file is explained alone, not with other inputs")
         images = load_dataset(paths[0]).x[:limit]
-        return images, [f"{paths[0].name}[{index}]" for index in range(len(images))]
-    from img2num.data import list_image_files, read_image_paths
+        return images, [f"{paths[0].name}[{index}]" for index in range(len(images))], []
+    from img2num.data import read_image_paths
+    from img2num.data.files import find_image_files
 
-    files, images, bad = read_image_paths(list_image_files(paths)[:limit], run.preprocessing.image_spec())
-    if bad:
-        raise Img2NumError(bad[0].message)
-    return images, [str(name) for name in files]
+    files, missing = find_image_files(paths)
+    files, images, bad = read_image_paths(files[:limit], run.preprocessing.image_spec())
+    return images, [str(name) for name in files], missing + bad
 
 
 def attribution_picture(image: np.ndarray, result: Explanation, index: int, path: str | Path, title: str = "") -> Path:

@@ -10,6 +10,7 @@ the signal itself: it removes the temporary paths registered here and ends the p
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -107,6 +108,28 @@ def as_keyboard_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def exit_process(status: int, message: str, interrupted_status: int = 130) -> None:
+    """End the process with `status` after Python's exit handlers (`atexit`) have run, with
+    Ctrl-C handled as in `exit_on_interrupt` until the very end.
+
+    Python's own exit runs the handlers with Ctrl-C raising `KeyboardInterrupt` (printed as
+    "Exception ignored in atexit callback", exit status 0), then restores the system's default,
+    which ends the process without a word (status -2). Here the handlers run under `message` and
+    `interrupted_status`, and the process ends directly after them. Never returns.
+    """
+    with exit_on_interrupt(message, interrupted_status):
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        # Threads the program left running are waited for, as Python's own exit does.
+        getattr(threading, "_shutdown", lambda: None)()
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(status)
 
 
 def checkpoint(phase: str) -> None:

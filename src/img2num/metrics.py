@@ -88,7 +88,7 @@ def weak_fit_warning(val_metrics: dict[str, float], baseline_mse: float, model: 
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    """Metrics as aligned `name value` lines for a terminal."""
+    """Metrics as aligned `name value` lines for a terminal (`number_text`)."""
     names = [name for name in METRIC_NAMES + INTERVAL_NAMES if name in metrics]
     width = max([5] + [len(name) for name in names])
     lines = []
@@ -96,5 +96,15 @@ def format_metrics(metrics: dict[str, float]) -> str:
         if name == "r2" and r2_text(metrics[name]) == "n/a":
             lines.append(f"{name:<{width}} undefined (every label is the same, so there is no spread to explain)")
         else:
-            lines.append(f"{name:<{width}} {metrics[name]:.4f}")
+            lines.append(f"{name:<{width}} {number_text(metrics[name])}")
     return "\n".join(lines)
+
+
+# Beyond this size, `number_text` writes a number in exponent form.
+LARGE = 1e6
+
+
+def number_text(value: float) -> str:
+    """A metric for people: four decimals, or four significant digits in exponent form from
+    `LARGE` up (`1.235e+76`, not 77 digits)."""
+    return f"{value:.4g}" if math.isfinite(value) and abs(value) >= LARGE else f"{value:.4f}"

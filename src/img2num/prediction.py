@@ -233,11 +233,15 @@ def write_predictions(
     overwrite: bool = False,
     paths: list[str] | None = None,
     bounds=None,
+    reads=(),
 ) -> Path:
     """Write `predictions_csv` to a file, atomically.
 
+    `reads` names the files the predictions came from (the label CSV, image files), which the
+    output never replaces, `overwrite` or not; the `paths` are among them.
+
     Raises:
-        Img2NumError: The file exists and `overwrite` is false.
+        Img2NumError: The file exists and `overwrite` is false, or it is one of the inputs.
     """
-    check_replaceable_file(path, overwrite)
+    check_replaceable_file(path, overwrite, [*reads, *(paths or ())])
     return write_text(path, predictions_csv(predictions, labels, paths, bounds))

@@ -20,7 +20,10 @@ class Preprocessing:
     Attributes:
         input_shape: (height, width, channels) the model takes.
         pixel_scale: Factor applied to pixel values: 1/255 for 8-bit images, 1/65535 for
-            16-bit images, 1 for binary or floating-point images.
+            16-bit images, 1 for binary or floating-point images. On a run trained on 8- or
+            16-bit pixels, 8- and 16-bit input is scaled image by image instead (a binary
+            image of 0 and 1 by 1, others by their full scale; see `apply`), so that
+            binary `.npz` arrays and 0/255 image files of the same pictures agree.
         band_offset: Per-band value subtracted before `band_scale` (the training mean of each
             band of multi-band images), or None to use `pixel_scale`.
         band_scale: Per-band factor (1 / the training standard deviation), or None.
@@ -75,6 +78,9 @@ class Preprocessing:
     def apply(self, x: np.ndarray, source: str = "images") -> np.ndarray:
         """Check the shape of images (N, H, W, C) and scale them to float32 model input.
 
+        On a run trained on 8- or 16-bit pixels, 8- and 16-bit images become brightness 0-1,
+        image by image: a binary image (only 0 and 1) by 1, any other by its full scale.
+
         Raises:
             Img2NumError: The images do not have the shape the model was trained on.
         """
@@ -89,6 +95,8 @@ class Preprocessing:
         if self.band_offset is not None:
             offset = np.asarray(self.band_offset, np.float32)
             return (x.astype(np.float32) - offset) * np.asarray(self.band_scale, np.float32)
+        if self.input_dtype in _FULL_SCALE and x.dtype.name in _FULL_SCALE:
+            return _brightness(x)
         return x.astype(np.float32) * np.float32(self.pixel_scale)
 
     def to_dict(self) -> dict:
@@ -114,6 +122,21 @@ class Preprocessing:
             value.get("resize", "none"),
             value.get("input_kind", "arrays"),
         )
+
+
+# The brightest value of each integer pixel type.
+_FULL_SCALE = {"uint8": 255.0, "uint16": 65535.0}
+
+
+def _brightness(x: np.ndarray) -> np.ndarray:
+    """8- and 16-bit images as brightness 0-1 (white is 1), image by image: by their full
+    scale, except binary images (only 0 and 1, as `img2num generate` stores the points task in
+    `.npz` files), whose 1 is white. So the same picture as 0/1 arrays or as 0/255 PNG files is
+    the same model input, whichever of the two a run was trained on."""
+    full = _FULL_SCALE[x.dtype.name]
+    binary = x.reshape(len(x), -1).max(axis=1) <= 1 if x.size else np.zeros(len(x), bool)
+    scale = np.where(binary, 1.0, 1.0 / full).astype(np.float32)
+    return x.astype(np.float32) * scale.reshape((-1,) + (1,) * (x.ndim - 1))
 
 
 def _check_choice(key: str, value, valid, expected: str) -> None:

@@ -10,8 +10,11 @@ import numpy as np
 from img2num.config import RECIPE_EPOCHS, RECIPE_MODELS, DataConfig, PointsConfig, TrainConfig
 from img2num.data import Dataset, load_split_folder, read_task, resolve_splits, split_records, write_points
 from img2num.errors import Img2NumError
-from img2num.io import atomic_folder, check_replaceable, write_json, write_text
+from img2num.io import FolderKind, atomic_folder, check_replaceable, data_reads, write_json, write_text
 from img2num.registry import check_model_name
+
+# What `--overwrite` may replace with a recipe's results (older ones without the marker by their files).
+RECIPE_FOLDER = FolderKind("recipe", "recipe results folder", ("summary.json", "comparison.md"))
 
 
 def run_recipe(
@@ -64,8 +67,8 @@ def run_recipe(
         raise Img2NumError("the recipe needs at least one model")
     if data is None and points.train < 2:
         raise Img2NumError(f"the recipe needs at least 2 training samples, got {points.train}")
-    check_replaceable(out_dir, overwrite)
-    with atomic_folder(out_dir, overwrite) as folder:
+    check_replaceable(out_dir, overwrite, RECIPE_FOLDER, data_reads(data))
+    with atomic_folder(out_dir, overwrite, RECIPE_FOLDER) as folder:
         if data is None:
             write_points(folder / "data", points)
             # Runs record their data where it will be once the folder is in place, not under
@@ -78,6 +81,7 @@ def run_recipe(
         else:
             # Read (and check) the data once; every model trains on the same splits.
             splits = resolve_splits(data, val_fraction=TrainConfig().val_fraction, seed=seed, options=data_options)
+            check_replaceable(out_dir, overwrite, RECIPE_FOLDER, data_reads(*splits.values()))
             for name, text in split_records(splits).items():
                 write_text(folder / name, text)
         first = splits["train"].take(np.arange(min(len(splits["train"]), 25))).to_dataset()

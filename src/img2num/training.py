@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import sys
 import time
 import warnings
@@ -15,7 +16,7 @@ import numpy as np
 from img2num import interrupts
 from img2num.autoselect import candidate_models, candidates_csv, select_model
 from img2num.backends import choose_backend, select_backend
-from img2num.bundle import Run
+from img2num.bundle import RUN_FOLDER, Run
 from img2num.clock import Clock
 from img2num.config import AUTO_MODEL, DataConfig, TrainConfig
 from img2num.data import Dataset, ImageFiles, resolve_splits, split_records
@@ -23,7 +24,8 @@ from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.fitters import fit
 from img2num.fitting import Fit, FitInputs
 from img2num.intervals import calibrate_run, grid_bounds
-from img2num.io import check_replaceable, progress_printer, write_text
+from img2num.io import check_replaceable, data_reads, progress_printer, write_text
+from img2num.memory import check_image_memory
 from img2num.metrics import mean_baseline_mse, regression_metrics, weak_fit_warning
 from img2num.preprocessing import Preprocessing, TargetScaling
 from img2num.registry import check_model_name, model_spec
@@ -82,18 +84,25 @@ def train(
         The trained run, with history and metrics for every split given.
 
     Raises:
-        Img2NumError: Bad data, a bad configuration, an unknown model, or an existing run folder
-            without `overwrite`.
+        Img2NumError: Bad data, a bad configuration, an unknown model, or a run folder that cannot
+            be written: it exists and `overwrite` is false, or it is not a run folder, or it holds
+            the data (`img2num.io.check_replaceable`), all found before training.
     """
     started = time.perf_counter()
     auto = config.model == AUTO_MODEL
     if not auto:
         _check_model(config.model)
     if run_dir is not None:
-        check_replaceable(run_dir, overwrite)
+        check_replaceable(run_dir, overwrite, RUN_FOLDER, data_reads(data, val, test))
+    if data_options is not None and data_options.image_size is not None:
+        check_image_memory(
+            data_options.image_size, data_options.channels or 3, config.batch_size, data_options.workers or os.cpu_count() or 1
+        )
     splits = resolve_splits(
         data, val, test, val_fraction=config.val_fraction, seed=config.seed, options=data_options
     )
+    if run_dir is not None:  # the image files a CSV names may lie anywhere
+        check_replaceable(run_dir, overwrite, RUN_FOLDER, data_reads(*splits.values()))
     shape = splits["train"].image_shape
     models = candidate_models(shape) if auto else [config.model]
     # auto runs on the backend of its first candidate, pixel_gap: on PyTorch, where cnn_gap's

@@ -49,6 +49,18 @@ def main(argv: list[str] | None = None) -> int:
         return fail(INTERRUPTED, status=130)
 
 
+def entry() -> None:
+    """The `img2num` program: `main`, then an exit on which Ctrl-C still gives the one line and
+    status 130 (`interrupts.exit_process`), however late it comes."""
+    try:
+        status = main()
+    except SystemExit as stop:  # argparse's --help (0) and bad command lines (2)
+        if not isinstance(stop.code, (int, type(None))):
+            raise
+        status = stop.code or 0
+    interrupts.exit_process(status, f"img2num: error: {INTERRUPTED}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = Parser(prog="img2num", description="Predict a number from an image: train, compare, evaluate, predict.")

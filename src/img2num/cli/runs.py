@@ -53,7 +53,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
     # Printed before saving: a result the output file refuses is still seen.
     print(format_metrics(record))
     output = args.output or evaluation_file(args.run, record["data"])
-    save_evaluation(output, record, args.overwrite)
+    save_evaluation(output, record, args.overwrite, reads=[args.data])
     skipped = record.get("skipped", [])
     if skipped:
         note(f"skipped {len(skipped)} bad row{'s' if len(skipped) != 1 else ''}; listed in {output}")
@@ -86,7 +86,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if is_stdout(args.output):
         args.output = None
     if args.output is not None:
-        check_replaceable_file(args.output, args.overwrite)
+        check_replaceable_file(args.output, args.overwrite, args.data)
     result = predict_paths(args.run, args.data, options=data_config(args), interval=args.interval)
     predictions, bad = result.predictions, result.bad
     text = predictions_csv(predictions, result.labels, result.paths, result.bounds)
@@ -94,7 +94,8 @@ def run_predict(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     elif len(predictions):
         write_predictions(
-            args.output, predictions, result.labels, overwrite=args.overwrite, paths=result.paths, bounds=result.bounds
+            args.output, predictions, result.labels, overwrite=args.overwrite, paths=result.paths, bounds=result.bounds,
+            reads=args.data,
         )
         print(f"{len(predictions)} predictions written to {args.output}")
     _report_bad(bad)
@@ -181,10 +182,18 @@ def add_explain_parser(commands) -> None:
     command.set_defaults(command=run_explain)
 
 
-def run_explain(args: argparse.Namespace) -> None:
-    """Write the explanation pictures and CSV; print how many and where."""
-    from img2num.explain import explain_images
+def run_explain(args: argparse.Namespace) -> int:
+    """Write the explanation pictures and CSV of the good images; print how many and where,
+    then report bad files as `predict` does; 1 when there were any."""
+    from img2num.explain import explain_paths
 
-    folder = explain_images(args.run, args.images, args.out, steps=args.steps, limit=args.limit, overwrite=args.overwrite)
-    pictures = sum(1 for path in folder.glob("*.png"))
-    print(f"{pictures} explained images in {folder} (one PNG each, explanations.csv)")
+    result = explain_paths(args.run, args.images, args.out, steps=args.steps, limit=args.limit, overwrite=args.overwrite)
+    pictures = 0
+    if result.folder is not None:
+        pictures = sum(1 for path in result.folder.glob("*.png"))
+        print(f"{pictures} explained images in {result.folder} (one PNG each, explanations.csv)")
+    _report_bad(result.bad)
+    if result.bad and (pictures or len(result.bad) > 1):
+        return fail(f"{len(result.bad)} of {len(result.bad) + pictures} images could not be used; "
+                    f"{pictures} explained images written")
+    return 1 if result.bad else 0

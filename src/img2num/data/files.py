@@ -20,7 +20,7 @@ from img2num.data.images import ImageInfo, ImageSpec, fit_problem, is_image_file
 from img2num.data.table import BadRow, read_label_table
 from img2num.data.tasks import TASK_FILE
 from img2num.errors import Img2NumError
-from img2num.io import atomic_folder, check_replaceable, check_replaceable_file, write_json, write_text
+from img2num.io import FolderKind, atomic_folder, check_replaceable, check_replaceable_file, write_json, write_text
 
 _CHUNK_BYTES = 64 * 2**20
 
@@ -205,12 +205,14 @@ def read_image_paths(
 def list_image_files(inputs: list[str | Path]) -> list[str]:
     """Image files named directly, plus every image file under named folders (recursively,
     sorted); a file named directly is kept whatever its extension, so that a bad one is reported.
-    A file named twice (directly and through its folder) is listed once, where first named.
+    A file named twice (directly, through its folder, or by another path) is listed once, where
+    first named; `find_image_files` reports the repeats.
 
     Raises:
         Img2NumError: A path does not exist, or a folder holds no image files.
     """
     files, problems = find_image_files(inputs)
+    problems = [row for row in problems if not row.reason.startswith("duplicate of ")]
     if problems:
         raise Img2NumError(problems[0].message)
     return files
@@ -220,23 +222,26 @@ def find_image_files(inputs: list[str | Path]) -> tuple[list[str], list[BadRow]]
     """`list_image_files`, reporting a path that does not exist or a folder without image files
     as a `BadRow` instead of failing."""
     files, problems = [], []
-    for item in map(Path, inputs):
+    for given in inputs:
+        item = Path(given)
         if item.is_dir():
             found = sorted(str(p) for p in item.rglob("*") if p.is_file() and is_image_file(p))
             if not found:
                 problems.append(BadRow("", str(item), f"holds no image files (searched for {', '.join(_EXTENSION_NAMES)})"))
             files.extend(found)
         elif item.exists():
-            files.append(str(item))
+            files.append(os.fspath(given))  # as the user wrote it (./a.png), for messages
         else:
             problems.append(BadRow("", str(item), "no such file or folder"))
-    seen = set()
+    seen: dict[str, str] = {}
     unique = []
     for file in files:
-        key = os.path.normcase(os.path.abspath(file))
+        key = os.path.normcase(os.path.realpath(file))
         if key not in seen:
-            seen.add(key)
+            seen[key] = file
             unique.append(file)
+        else:  # as a label CSV's duplicate rows are: used once, reported
+            problems.append(BadRow("", file, f"duplicate of {seen[key]} (named earlier)"))
     return unique, problems
 
 
@@ -307,6 +312,8 @@ def derive_spec(infos: dict[str, ImageInfo], options: DataConfig) -> ImageSpec:
             band count, or `channels` is asked of multi-band images.
     """
     items = list(infos.items())
+    if options.skip_bad:
+        items = _most_common_bands(items)
     bands = {info.bands for _, info in items}
     if max(bands) > 3:
         first = next(p for p, i in items if i.bands > 3)
@@ -339,9 +346,35 @@ def derive_spec(infos: dict[str, ImageInfo], options: DataConfig) -> ImageSpec:
     return ImageSpec((first.height, first.width), channels, dtype, "none")
 
 
+def _most_common_bands(items: list) -> list:
+    """With `--skip-bad`, the images of the most common kind of bands (grey and colour as one
+    kind, each multi-band count its own); the others become bad rows (`fit_problem`)."""
+    from collections import Counter
+
+    def kind(info):
+        return info.bands if info.bands > 3 else 0
+
+    common = Counter(kind(info) for _, info in items).most_common(1)[0][0]
+    return [(path, info) for path, info in items if kind(info) == common]
+
+
 def _row_number(where: str) -> int:
     tail = where.rsplit(" row ", 1)
     return int(tail[1]) if len(tail) == 2 and tail[1].isdigit() else 0
+
+
+def _generated_images(folder: Path) -> bool:
+    """An `images/` folder of an older `write_image_folder`: split folders of numbered PNG files."""
+    splits = list(folder.iterdir())
+    return bool(splits) and all(
+        split.name in ("train", "val", "test") and split.is_dir()
+        and all(file.suffix == ".png" and file.stem.isdigit() for file in split.iterdir())
+        for split in splits
+    )
+
+
+# What `img2num generate --format images --overwrite` may replace: its own images folder.
+GENERATED_IMAGES = FolderKind("images", "generated images folder", legacy_check=_generated_images)
 
 
 def write_image_folder(
@@ -387,7 +420,7 @@ def write_image_folder(
                 f"{name} images are {data.image_shape[-1]}-channel {data.x.dtype}; image files hold "
                 "8-bit images with 1 or 3 channels (--channels 1 or 3)"
             )
-    check_replaceable(folder / "images", overwrite)
+    check_replaceable(folder / "images", overwrite, GENERATED_IMAGES)
     check_replaceable_file(folder / "labels.csv", overwrite)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -397,7 +430,7 @@ def write_image_folder(
             if len(values.get(split, ())) != len(data):
                 raise Img2NumError(f"column {column!r} needs one value per {split} image, got {len(values.get(split, ()))}")
     writer.writerow(["file", "label", "split", *columns])
-    with atomic_folder(folder / "images", overwrite) as tmp:
+    with atomic_folder(folder / "images", overwrite, GENERATED_IMAGES) as tmp:
         for split, data in splits.items():
             (tmp / split).mkdir()
             binary = data.x.max() <= 1

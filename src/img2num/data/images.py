@@ -457,10 +457,17 @@ def _to_dtype(array: np.ndarray, dtype: str) -> np.ndarray:
     65535, or 1 for floating point): 16-bit 40000 becomes 8-bit 156, never 40000 mod 256.
 
     Raises:
-        BadImage: The pixels cannot be held by `dtype`: floating-point values outside 0 to 1, or
-            integers beyond the type of a run trained on arrays of another type.
+        BadImage: The pixels cannot be held by `dtype`: floating-point values outside 0 to 1
+            (also for a floating-point `dtype`), or integers beyond the type of a run trained on
+            arrays of another type.
     """
     if array.dtype == dtype:
+        if array.dtype.kind == "f" and array.size and (array.min() < 0 or array.max() > 1):
+            # As for 8- and 16-bit runs: a float run is trained on brightness 0-1 as well.
+            raise BadImage(
+                f"floating-point pixels range from {float(array.min()):g} to {float(array.max()):g}; "
+                "only 0 to 1 (black to white) are read as floating-point pixels"
+            )
         return array
     source, target = FULL_SCALE.get(array.dtype.name), FULL_SCALE.get(np.dtype(dtype).name)
     if source is None or target is None:  # arrays' own types (such as int64): values as they are
