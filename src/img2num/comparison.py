@@ -17,7 +17,7 @@ from img2num.autoselect import expand_models
 from img2num.backends import choose_backend, select_backend
 from img2num.clock import time_reserve
 from img2num.config import AUTO_MODEL, DataConfig, TrainConfig
-from img2num.data import Dataset, hold_out, read_task, reference_predictions, resolve_splits
+from img2num.data import Dataset, Splits, hold_out, near_copy_record, read_task, reference_predictions, resolve_splits
 from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.intervals import coverage_record
 from img2num.io import atomic_folder, check_replaceable, progress_printer, write_json, write_text
@@ -124,6 +124,10 @@ def compare(
     reference_mse = _reference(task, reference_mse)
     check_replaceable(out_dir, overwrite)
     splits = _splits(data, val, test, val_fraction, test_fraction, seed, options)
+    # Measured once for every model and seed (their runs do not measure it again), warned once.
+    near_copies = near_copy_record(splits, options, seed)
+    if near_copies is not None and "warning" in near_copies:
+        warnings.warn(near_copies["warning"], Img2NumWarning, stacklevel=2)
     say = progress_printer(stream, quiet)
     # One process runs on one backend: the faster one for the models, chosen before Keras loads.
     shape = splits["train"].image_shape
@@ -141,7 +145,14 @@ def compare(
                 # Warned again below with the model and seed, and shown in the report.
                 warnings.simplefilter("ignore", Img2NumWarning)
                 run = train(
-                    splits["train"], config, val=splits["val"], test=splits["test"], run_dir=run_dir, quiet=quiet, stream=stream
+                    splits["train"],
+                    config,
+                    val=splits["val"],
+                    test=splits["test"],
+                    run_dir=run_dir,
+                    quiet=quiet,
+                    stream=stream,
+                    near_copies=False,
                 )
             entries.append(_model_entry(name, s, run, run_dir and run_dir.relative_to(folder)))
             entries[-1]["intervals"] = coverage_record(run, splits["test"])
@@ -170,6 +181,8 @@ def compare(
             "entries": entries,
             "leaderboard": leaderboard(entries, reference_mse),
         }
+        if near_copies is not None:
+            summary["data"]["near_copies"] = near_copies
         summary["best"] = next(row["name"] for row in summary["leaderboard"] if row["kind"] != "reference")
         _write_outputs(folder, summary, splits, test_predictions, best_predictions, histories)
     summary["folder"] = str(out_dir)
@@ -251,7 +264,7 @@ def _checked_models(models: Sequence[str] | None) -> list[str]:
 
 def _splits(
     data, val, test, val_fraction: float, test_fraction: float, seed: int, options: DataConfig | None = None
-) -> dict[str, Dataset]:
+) -> Splits:
     options = replace(options or DataConfig(), test_fraction=test_fraction)
     splits = resolve_splits(data, val, test, val_fraction=val_fraction, seed=seed, options=options)
     if "test" not in splits:
@@ -269,7 +282,8 @@ def _splits(
     if len(splits["train"]) < 2:
         raise Img2NumError(f"{splits['train'].source}: compare needs at least 2 training samples")
     # The baselines and pictures read pixels, so every split is decoded into memory.
-    return {name: splits[name].to_dataset() for name in ("train", "val", "test")}
+    decoded = {name: splits[name].to_dataset() for name in ("train", "val", "test")}
+    return Splits(decoded, splits.skipped, splits.rows, splits.options, splits.split_column)
 
 
 def _model_entry(name: str, seed: int, run, run_dir: Path | None) -> dict:

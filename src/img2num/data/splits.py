@@ -28,13 +28,18 @@ class Splits(dict):
         skipped: Rows and files left out with `skip_bad`, in the order met.
         rows: Data rows read from label CSVs (0 for array files).
         options: How the label CSVs and image files were read.
+        split_column: The label CSV's column that put each row in its split, or None where the
+            splits were drawn at random or given.
     """
 
-    def __init__(self, splits: dict, skipped: list[BadRow] | None = None, rows: int = 0, options=None) -> None:
+    def __init__(
+        self, splits: dict, skipped: list[BadRow] | None = None, rows: int = 0, options=None, split_column=None
+    ) -> None:
         super().__init__(splits)
         self.skipped = list(skipped or [])
         self.rows = rows
         self.options = options
+        self.split_column = split_column
 
 
 def resolve_splits(
@@ -70,12 +75,13 @@ def resolve_splits(
             shapes differ.
     """
     options = options or DataConfig()
-    skipped, rows = [], 0
+    skipped, rows, split_column = [], 0, None
     csv_path = label_csv(data)
     if csv_path is not None:
         table = read_image_table(csv_path, options)
         splits = _split_table(table, val_fraction, options.test_fraction, seed)
         skipped, rows = table.skipped, table.total
+        split_column = None if table.splits is None else options.split_column
     elif isinstance(data, (str, Path)) and Path(data).is_dir():
         splits = load_split_folder(data)
     else:
@@ -101,7 +107,7 @@ def resolve_splits(
                 f"images are {shape_text(shape)}"
             )
     order = {name: splits[name] for name in ("train", "val", "test") if name in splits}
-    return Splits(order, skipped, rows, options)
+    return Splits(order, skipped, rows, options, split_column)
 
 
 def label_csv(data) -> Path | None:
