@@ -13,7 +13,8 @@ from PIL import Image
 
 from conftest import require, run_cli
 from img2num import compare
-from img2num.data import Dataset, measure_near_copies, near_copy_record, write_image_folder
+from img2num.config import DataConfig
+from img2num.data import Dataset, ImageFiles, measure_near_copies, near_copy_record, resolve_splits, write_image_folder
 from img2num.errors import Img2NumWarning
 from img2num.metrics import NEAR_COPY_SHARE, near_copy_warning
 
@@ -146,3 +147,11 @@ def test_compare_warns_once_for_all_its_models_and_seeds(tmp_path):
     assert len(near) == 1 and str(near[0].message) == summary["data"]["near_copies"]["warning"]
     assert summary["data"]["near_copies"]["val"] >= NEAR_COPY_SHARE
     assert summary["data"]["near_copies"]["warning"] in (tmp_path / "cmp" / "report.md").read_text()
+
+
+def test_images_streamed_from_disk_give_the_shares_of_the_same_images_in_memory(tmp_path):
+    splits = crops_of_three_photos(train=80, val=30)
+    write_image_folder(tmp_path / "data", splits)
+    streamed = resolve_splits(tmp_path / "data", options=DataConfig(cache_mb=0, workers=1))
+    assert isinstance(streamed["train"], ImageFiles)
+    assert measure_near_copies(streamed) == measure_near_copies(splits)
