@@ -49,7 +49,7 @@ def measure_near_copies(splits: dict, seed: int = 0) -> dict:
         shares are in [0, 1], rounded to 3 decimals.
     """
     rng = np.random.default_rng(seed)
-    train = _thumbnails(splits["train"], _sample(len(splits["train"]), MAX_TRAIN, rng), THUMB_SIDE)
+    (train,) = _thumbnails(splits["train"], _sample(len(splits["train"]), MAX_TRAIN, rng), [THUMB_SIDE])
     train_windows = _unit(_windows(_detail(train), WINDOW, STRIDE))
     record = {}
     for name in ("val", "test"):
@@ -85,10 +85,10 @@ def near_copy_record(splits: dict, options=None, seed: int = 0) -> dict | None:
 def _has_near_copy(data: Dataset | ImageFiles, indices: np.ndarray, train_windows: np.ndarray) -> np.ndarray:
     best = np.full(len(indices), -1.0, np.float32)
     null = np.full(len(indices), -1.0, np.float32)
-    for scale in SCALES:
-        side = max(WINDOW, int(round(THUMB_SIDE * scale)))
+    sides = [max(WINDOW, int(round(THUMB_SIDE * scale))) for scale in SCALES]
+    for side, thumbs in zip(sides, _thumbnails(data, indices, sides)):
         start = (side - WINDOW) // 2
-        middle = _detail(_thumbnails(data, indices, side))[:, start : start + WINDOW, start : start + WINDOW]
+        middle = _detail(thumbs)[:, start : start + WINDOW, start : start + WINDOW]
         windows = _unit(middle.reshape(len(indices), -1))
         # The window turned upside down is the same pixels reversed.
         scores = np.concatenate([windows, windows[:, ::-1]]) @ train_windows.T
@@ -101,18 +101,21 @@ def _sample(count: int, most: int, rng: np.random.Generator) -> np.ndarray:
     return np.arange(count) if count <= most else np.sort(rng.choice(count, most, replace=False))
 
 
-def _thumbnails(data: Dataset | ImageFiles, indices: np.ndarray, side: int) -> np.ndarray:
-    """Grey thumbnails (n, side, side) of the images at `indices`; files are decoded a chunk at a time."""
+def _thumbnails(data: Dataset | ImageFiles, indices: np.ndarray, sides: list[int]) -> list[np.ndarray]:
+    """Grey thumbnails (n, side, side) of the images at `indices`, one array per side; files are
+    decoded once, a chunk at a time."""
     if isinstance(data, ImageFiles):
         step = max(1, _CHUNK_BYTES * len(data) // max(1, data.nbytes))
         chunks = (data.decode(indices[start : start + step]) for start in range(0, len(indices), step))
     else:
         chunks = (data.x[indices],)
-    out = []
+    out: list[list[np.ndarray]] = [[] for _ in sides]
     for images in chunks:
-        grey = images.astype(np.float32).mean(axis=3)
-        out += [np.asarray(Image.fromarray(image, mode="F").resize((side, side), Image.BOX)) for image in grey]
-    return np.stack(out) if out else np.zeros((0, side, side), np.float32)
+        for image in images.astype(np.float32).mean(axis=3):
+            grey = Image.fromarray(image, mode="F")
+            for thumbs, side in zip(out, sides):
+                thumbs.append(np.asarray(grey.resize((side, side), Image.BOX)))
+    return [np.stack(thumbs) if thumbs else np.zeros((0, side, side), np.float32) for thumbs, side in zip(out, sides)]
 
 
 def _detail(thumbs: np.ndarray) -> np.ndarray:
