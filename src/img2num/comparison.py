@@ -17,7 +17,7 @@ from img2num.autoselect import expand_models
 from img2num.backends import choose_backend, select_backend
 from img2num.clock import time_reserve
 from img2num.config import AUTO_MODEL, DataConfig, TrainConfig
-from img2num.data import Dataset, Splits, hold_out, read_task, reference_predictions, resolve_splits, validation_record
+from img2num.data import Dataset, Splits, hold_out, near_copy_record, read_task, reference_predictions, resolve_splits, validation_record
 from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.intervals import coverage_record
 from img2num.io import FolderKind, atomic_folder, check_replaceable, data_reads, progress_printer, write_json, write_text
@@ -127,6 +127,10 @@ def compare(
     check_replaceable(out_dir, overwrite, COMPARE_FOLDER, data_reads(data, val, test))
     splits = _splits(data, val, test, val_fraction, test_fraction, seed, options)
     check_replaceable(out_dir, overwrite, COMPARE_FOLDER, data_reads(*splits.values()))
+    # Measured once for every model and seed (their runs do not measure it again), warned once.
+    near_copies = near_copy_record(splits, options, seed)
+    if near_copies is not None and "warning" in near_copies:
+        warnings.warn(near_copies["warning"], Img2NumWarning, stacklevel=2)
     say = progress_printer(stream, quiet)
     # One process runs on one backend: the faster one for the models, chosen before Keras loads.
     shape = splits["train"].image_shape
@@ -144,7 +148,14 @@ def compare(
                 # Warned again below with the model and seed, and shown in the report.
                 warnings.simplefilter("ignore", Img2NumWarning)
                 run = train(
-                    splits["train"], config, val=splits["val"], test=splits["test"], run_dir=run_dir, quiet=quiet, stream=stream
+                    splits["train"],
+                    config,
+                    val=splits["val"],
+                    test=splits["test"],
+                    run_dir=run_dir,
+                    quiet=quiet,
+                    stream=stream,
+                    near_copies=False,
                 )
             entries.append(_model_entry(name, s, run, run_dir and run_dir.relative_to(folder)))
             entries[-1]["intervals"] = coverage_record(run, splits["test"])
@@ -174,6 +185,8 @@ def compare(
             "entries": entries,
             "leaderboard": leaderboard(entries, reference_mse),
         }
+        if near_copies is not None:
+            summary["data"]["near_copies"] = near_copies
         summary["best"] = next(row["name"] for row in summary["leaderboard"] if row["kind"] != "reference")
         _write_outputs(folder, summary, splits, test_predictions, best_predictions, histories)
     summary["folder"] = str(out_dir)

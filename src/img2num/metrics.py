@@ -1,5 +1,5 @@
-"""Regression metrics (MSE, RMSE, MAE, R^2), their printing, and the warning for a model that
-barely beats predicting the mean."""
+"""Regression metrics (MSE, RMSE, MAE, R^2), their printing, and the warnings for a model that
+barely beats predicting the mean and for held-out images with near-copies in training."""
 
 from __future__ import annotations
 
@@ -84,6 +84,31 @@ def weak_fit_warning(val_metrics: dict[str, float], baseline_mse: float, model: 
         f"{val_metrics['mse']:.4g} against {baseline_mse:.4g} for the mean); likely causes: labels the "
         "images do not show (no signal), a model family that cannot see what matters (try --model "
         "cnn_gap or pixel_gap), or too little training (raise --time-limit or --epochs)"
+    )
+
+
+# `train` and `compare` warn when at least this share of the validation or test images has a
+# near-copy among the training images (`img2num.data.near_copies`).
+NEAR_COPY_SHARE = 0.15
+_SPLIT_WORDS = {"val": "validation", "test": "test"}
+
+
+def near_copy_warning(shares: dict) -> str | None:
+    """One line saying held-out images have near-copies in training, with the fix, or None.
+
+    Args:
+        shares: The share of validation (`val`) and test (`test`) images with a near-copy among
+            the training images (`img2num.data.near_copies.measure_near_copies`).
+    """
+    flagged = [name for name in ("val", "test") if shares.get(name, 0.0) >= NEAR_COPY_SHARE]
+    if not flagged:
+        return None
+    counts = " and ".join(f"{shares[name]:.0%} of {_SPLIT_WORDS[name]} images" for name in flagged)
+    scores = " and ".join(_SPLIT_WORDS[name] for name in flagged)
+    return (
+        f"{counts} have a near-copy in training (crops or frames of the same scenes?): {scores} scores "
+        "will flatter the model on new scenes; keep scenes apart with --group-column NAME or "
+        "--time-column NAME (docs/groups.md)"
     )
 
 

@@ -146,8 +146,10 @@ def seed_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
 
 def run_notes(summary: dict) -> list[str]:
     """One sentence per trained model entry that needs one: the model `auto` chose, and the
-    warning of a model that barely beats the mean (`evaluation.weak_fit_warning`)."""
-    notes = []
+    warning of a model that barely beats the mean (`evaluation.weak_fit_warning`); first the
+    warning of held-out images with near-copies in training (`data.near_copies`), if any."""
+    near_copies = summary["data"].get("near_copies") or {}
+    notes = [f"Warning: {near_copies['warning']}."] if near_copies.get("warning") else []
     for entry in summary["entries"]:
         if entry["kind"] != "model":
             continue

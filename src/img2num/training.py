@@ -19,7 +19,7 @@ from img2num.backends import choose_backend, select_backend
 from img2num.bundle import RUN_FOLDER, Run
 from img2num.clock import Clock
 from img2num.config import AUTO_MODEL, DataConfig, TrainConfig
-from img2num.data import Dataset, ImageFiles, resolve_splits, split_records
+from img2num.data import Dataset, ImageFiles, near_copy_record, resolve_splits, split_records
 from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.fitters import fit
 from img2num.fitting import Fit, FitInputs
@@ -49,6 +49,7 @@ def train(
     quiet: bool = False,
     stream: TextIO | None = None,
     pictures: bool = True,
+    near_copies: bool = True,
 ) -> Run:
     """Train a registered model with MSE loss, validating after every epoch, or choose one.
 
@@ -56,7 +57,11 @@ def train(
     by successive halving within `config.time_limit`, and the one with the lowest validation
     loss is the run's model; the run's config records every candidate (`selection`) and the run
     folder lists them in `candidates.csv`. When the run's validation R^2 is below 0.1, the run
-    records a `warning` and `train` issues it as an `Img2NumWarning`.
+    records a `warning` and `train` issues it as an `Img2NumWarning`. Unless a split column, a
+    group column or a time column drew the splits, `train` measures the share of validation and
+    test images with a near-copy among the training images (crops or frames of the same scenes)
+    before it trains, records it in `config["data"]["near_copies"]`, and where the share is high
+    issues that record's `warning` as an `Img2NumWarning` (docs/groups.md).
 
     By default (see `TrainConfig`) training stops early when the validation loss stops falling
     and keeps the best epoch's weights, halves the learning rate on plateaus, and learns
@@ -79,6 +84,8 @@ def train(
         stream: Where progress goes (default: stderr).
         pictures: Draw the run's pictures (samples, loss curves, predictions) into `run_dir`;
             False writes every other file, for scripted runs.
+        near_copies: Measure near-copies between training and held-out images; `compare`
+            measures them once for all its runs and passes False.
 
     Returns:
         The trained run, with history and metrics for every split given.
@@ -103,6 +110,9 @@ def train(
     )
     if run_dir is not None:  # the image files a CSV names may lie anywhere
         check_replaceable(run_dir, overwrite, RUN_FOLDER, data_reads(*splits.values()))
+    near = near_copy_record(splits, data_options, config.seed) if near_copies else None
+    if near is not None and "warning" in near:
+        warnings.warn(near["warning"], Img2NumWarning, stacklevel=2)
     shape = splits["train"].image_shape
     models = candidate_models(shape) if auto else [config.model]
     # auto runs on the backend of its first candidate, pixel_gap: on PyTorch, where cnn_gap's
@@ -127,6 +137,8 @@ def train(
     interrupts.checkpoint("trained")
 
     record = _run_config(config, splits, fitted)
+    if near is not None:
+        record["data"]["near_copies"] = near
     if inputs.clock.limit is not None:
         record["time_limit"] = inputs.clock.limit
     record |= fitted.record

@@ -1,6 +1,6 @@
 """Data sets: synthetic generators (points, dust) and their task metadata, real-image tasks
-(digits, counting, haze), labelled array files, image files and label CSVs, and the splits a job
-trains on."""
+(digits, counting, haze), labelled array files, image files and label CSVs, the splits a job
+trains on, and the near-copies between them."""
 
 # points before dust: each registers its task on import, and TASK_NAMES keeps that order.
 from img2num.data.points import generate_points, generate_points_splits, write_points  # isort: skip
@@ -8,6 +8,7 @@ from img2num.data.dust import dusty_cells, generate_dust, generate_dust_splits, 
 from img2num.data.arrays import Dataset, as_dataset, load_dataset, load_split_folder, save_npz, shape_text
 from img2num.data.files import ImageFiles, list_image_files, read_image_paths, read_image_table, write_image_folder
 from img2num.data.images import ImageSpec, read_image
+from img2num.data.near_copies import measure_near_copies, near_copy_record
 from img2num.data.real import REAL_TASK_NAMES, build_real_task, write_real_task
 from img2num.data.grouping import draw_held_out, require_columns
 from img2num.data.splits import Splits, hold_out, label_csv, resolve_splits, split_records, validation_record
@@ -38,6 +39,8 @@ __all__ = [
     "list_image_files",
     "load_dataset",
     "load_split_folder",
+    "measure_near_copies",
+    "near_copy_record",
     "read_image",
     "read_image_paths",
     "read_image_table",
