@@ -17,11 +17,12 @@ from img2num.autoselect import expand_models
 from img2num.backends import choose_backend, select_backend
 from img2num.clock import time_reserve
 from img2num.config import AUTO_MODEL, DataConfig, TrainConfig
+from img2num.crossval import CV_KINDS, cv_data, cv_results, fold_splits, group_summary
 from img2num.data import Dataset, Splits, hold_out, near_copy_record, read_task, reference_predictions, resolve_splits, validation_record
 from img2num.errors import Img2NumError, Img2NumWarning
 from img2num.intervals import coverage_record
 from img2num.io import FolderKind, atomic_folder, check_replaceable, data_reads, progress_printer, write_json, write_text
-from img2num.metrics import METRIC_NAMES, regression_metrics
+from img2num.metrics import METRIC_NAMES, metrics_by_group, regression_metrics
 from img2num.models import list_models
 from img2num.registry import check_model_name, model_folder_name, model_spec
 from img2num.training import train
@@ -37,6 +38,7 @@ COMPARE_FOLDER = FolderKind("compare", "comparison results folder", (RESULTS_FIL
 REPORT_HTML = "report.html"
 LOSS_CURVES = "loss_curves.png"
 SAMPLES = "samples.png"
+BY_GROUP_PICTURE = "pictures/by-group.png"
 # Seconds each model's pictures in the report take at most, kept from a time limit.
 COMPARE_SECONDS_PER_MODEL = 2.0
 
@@ -61,6 +63,8 @@ def compare(
     stream: TextIO | None = None,
     backend: str = "auto",
     time_limit: float | None = None,
+    cv: str | None = None,
+    folds: int = 5,
 ) -> dict:
     """Train every named model and fit the baselines on the same splits, and report how they compare.
 
@@ -73,7 +77,15 @@ def compare(
     `results.json` (every number, per seed), `report.md` and a self-contained `report.html`,
     `samples.png` (25 training images), `loss_curves.png`, `pictures/NAME-diagnostics.png` and `pictures/NAME-worst.png` per model
     (first seed), and, with `keep_runs`, each trained run under `runs/seed-SEED/MODEL`. It
-    appears only when everything is done.
+    appears only when everything is done. With a group column (`options.group_column`) the
+    results also hold each group's test metrics (`by_group`, a table in the reports and
+    `pictures/by-group.png`).
+
+    With `cv="groups"`, every model and baseline is trained once per fold instead (`folds`
+    times the training): each fold tests whole groups no other fold tests (`fold_splits`), and
+    the leaderboard gives test MSE and R^2 as mean and spread over folds; `results.json`,
+    `leaderboard.md`, `report.md`, `report.html` and `pictures/by-group.png` (each group scored
+    in its own fold) are written, runs under `runs/fold-K/seed-SEED/MODEL`.
 
     Args:
         data: Training data, as `resolve_splits` takes it: a `Dataset`, an `.npz` file, a folder
@@ -99,6 +111,10 @@ def compare(
         time_limit: Most seconds the whole comparison takes: each model and seed in turn gets an
             equal share of the time left, less a reserve for the baselines and the report. None
             trains every model as `TrainConfig` says ("auto" with its own default limit).
+        cv: "groups" to cross-validate by whole groups of `options.group_column`; None trains
+            on one set of splits.
+        folds: With `cv`, the most folds: one group each when there are at most this many
+            groups, else this many folds of whole groups.
 
     Returns:
         The content of `results.json` plus `folder`: data, settings, reference, every entry
@@ -106,7 +122,8 @@ def compare(
 
     Raises:
         Img2NumError: Bad data or options, an unknown model, or an existing folder without
-            `overwrite`.
+            `overwrite`; with `cv`, no group column, given validation or test data, or too few
+            groups.
     """
     models = _checked_models(models)
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -117,6 +134,7 @@ def compare(
         isinstance(time_limit, (int, float)) and not isinstance(time_limit, bool) and 0 < time_limit < math.inf
     ):
         raise Img2NumError(f"time limit must be a positive number of seconds, got {time_limit!r}")
+    _check_cv(cv, folds, val, test, options)
     started = time.perf_counter()
     settings = {"backend": backend} if epochs is None else {"backend": backend, "epochs": epochs}
     configs = {
@@ -125,6 +143,11 @@ def compare(
     task = read_task(data)
     reference_mse = _reference(task, reference_mse)
     check_replaceable(out_dir, overwrite, COMPARE_FOLDER, data_reads(data, val, test))
+    if cv is not None:
+        dataset = cv_data(data, options)
+        rounds = fold_splits(dataset, folds, val_fraction, seed, options)
+        check_replaceable(out_dir, overwrite, COMPARE_FOLDER, data_reads(dataset))
+        return _cross_validate(dataset, rounds, configs, out_dir, overwrite, keep_runs, (started, time_limit), quiet, stream, backend)
     splits = _splits(data, val, test, val_fraction, test_fraction, seed, options)
     check_replaceable(out_dir, overwrite, COMPARE_FOLDER, data_reads(*splits.values()))
     # Measured once for every model and seed (their runs do not measure it again), warned once.
@@ -135,42 +158,14 @@ def compare(
     # One process runs on one backend: the faster one for the models, chosen before Keras loads.
     shape = splits["train"].image_shape
     select_backend(choose_backend(backend, [model_spec(name) for name in expand_models(models, shape)], shape))
-
-
     with atomic_folder(out_dir, overwrite, COMPARE_FOLDER) as folder:
-        entries, test_predictions, histories = [], {}, {}
-        for done, ((name, s), config) in enumerate(configs.items()):
-            if time_limit is not None:
-                config = replace(config, time_limit=_time_share(started, time_limit, len(configs) - done, len(models)))
-            say(f"[seed {s}] training {name}" + ("" if time_limit is None else f" (time limit {config.time_limit:.0f} s)"))
-            run_dir = folder / "runs" / f"seed-{s}" / model_folder_name(name) if keep_runs else None
-            with warnings.catch_warnings():
-                # Warned again below with the model and seed, and shown in the report.
-                warnings.simplefilter("ignore", Img2NumWarning)
-                run = train(
-                    splits["train"],
-                    config,
-                    val=splits["val"],
-                    test=splits["test"],
-                    run_dir=run_dir,
-                    quiet=quiet,
-                    stream=stream,
-                    near_copies=False,
-                )
-            entries.append(_model_entry(name, s, run, run_dir and run_dir.relative_to(folder)))
-            entries[-1]["intervals"] = coverage_record(run, splits["test"])
-            if "warning" in run.config:
-                warnings.warn(f"{name} (seed {s}): {run.config['warning']}", Img2NumWarning, stacklevel=2)
-            histories.setdefault(name, []).append(run.history)
-            if s == seed:
-                test_predictions[name] = run.predict(splits["test"].x, splits["test"].source)
-        for name, entry, predictions in _baselines(splits):
-            say(f"{name}: fitted in {entry['train_seconds']:.2f} s, test MSE {entry['metrics']['test']['mse']:.4g}")
-            entries.append(entry)
-            test_predictions[name] = predictions
+        entries, test_predictions, histories = _train_all(
+            splits, configs, folder, None, keep_runs, (started, time_limit, 0, len(configs)), say, quiet, stream
+        )
         best_predictions = None if task is None else reference_predictions(task, splits["test"].x)
         if best_predictions is not None:
             entries.append(_reference_entry(splits, task))
+            _score_groups(entries[-1], splits["test"], best_predictions)
         summary = {
             "data": {
                 "source": splits["train"].source if isinstance(data, Dataset) else str(data),
@@ -188,9 +183,67 @@ def compare(
         if near_copies is not None:
             summary["data"]["near_copies"] = near_copies
         summary["best"] = next(row["name"] for row in summary["leaderboard"] if row["kind"] != "reference")
+        if splits["test"].groups is not None:
+            column = (splits.validation or {}).get("group_column", "group")
+            summary["by_group"] = group_summary(entries, column, "test", summary["best"])
         _write_outputs(folder, summary, splits, test_predictions, best_predictions, histories)
     summary["folder"] = str(out_dir)
     return summary
+
+
+def _train_all(splits, configs, folder: Path, fold: int | None, keep_runs: bool, clock: tuple, say, quiet: bool, stream):
+    """Train every model on every seed, then fit the baselines, on one set of splits.
+
+    Args:
+        fold: The cross-validation fold these splits are (runs kept in `runs/fold-FOLD`), or None.
+        clock: (started, time limit or None, trainings done before these, trainings in all),
+            for the time shares.
+
+    Returns:
+        The entries (with `by_group` where the test split has groups), the test predictions of
+        each model's first seed and of each baseline, and each model's histories.
+    """
+    started, time_limit, done_before, total = clock
+    models = len({name for name, _ in configs})
+    first_seed = min(s for _, s in configs)
+    entries, test_predictions, histories = [], {}, {}
+    test = splits["test"]
+    for done, ((name, s), config) in enumerate(configs.items(), start=done_before):
+        if time_limit is not None:
+            config = replace(config, time_limit=_time_share(started, time_limit, total - done, models))
+        where = f"seed {s}" if fold is None else f"fold {fold}, seed {s}"
+        say(f"[{where}] training {name}" + ("" if time_limit is None else f" (time limit {config.time_limit:.0f} s)"))
+        runs = folder / "runs" / ("" if fold is None else f"fold-{fold}")
+        run_dir = runs / f"seed-{s}" / model_folder_name(name) if keep_runs else None
+        with warnings.catch_warnings():
+            # Warned again below with the model and seed, and shown in the report.
+            warnings.simplefilter("ignore", Img2NumWarning)
+            run = train(
+                splits["train"], config, val=splits["val"], test=test, run_dir=run_dir, quiet=quiet, stream=stream,
+                near_copies=False,
+            )
+        entries.append(_model_entry(name, s, run, run_dir and run_dir.relative_to(folder)))
+        entries[-1]["intervals"] = coverage_record(run, test)
+        if "warning" in run.config:
+            warnings.warn(f"{name} ({where}): {run.config['warning']}", Img2NumWarning, stacklevel=3)
+        histories.setdefault(name, []).append(run.history)
+        if s == first_seed or test.groups is not None:
+            predictions = run.predict(test.x, test.source)
+            _score_groups(entries[-1], test, predictions)
+            if s == first_seed:
+                test_predictions[name] = predictions
+    for name, entry, predictions in _baselines(splits):
+        say(f"{name}: fitted in {entry['train_seconds']:.2f} s, test MSE {entry['metrics']['test']['mse']:.4g}")
+        _score_groups(entry, test, predictions)
+        entries.append(entry)
+        test_predictions[name] = predictions
+    return entries, test_predictions, histories
+
+
+def _score_groups(entry: dict, test: Dataset, predictions) -> None:
+    """Add each test group's metrics to `entry` (`by_group`) where the test split has groups."""
+    if test.groups is not None:
+        entry["by_group"] = metrics_by_group(test.y, predictions, test.groups)
 
 
 def leaderboard(entries: list[dict], reference_mse: float | None = None) -> list[dict]:
@@ -230,6 +283,47 @@ def best_epoch(run) -> int:
     if run.config.get("best_epoch") is not None:
         return int(run.config["best_epoch"])
     return int(min(run.history, key=lambda row: row["val_loss"])["epoch"])
+
+
+def _check_cv(cv: str | None, folds: int, val, test, options: DataConfig | None) -> None:
+    if cv is None:
+        return
+    if cv not in CV_KINDS:
+        raise Img2NumError(f"unknown cross-validation {cv!r}; known: {', '.join(CV_KINDS)}")
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+        raise Img2NumError(f"the number of folds must be a whole number of at least 2, got {folds!r}")
+    if options is None or options.group_column is None:
+        raise Img2NumError("--cv groups needs a group column (--group-column NAME)")
+    if val is not None or test is not None:
+        raise Img2NumError("--cv groups draws the validation and test splits of every fold; leave out --val and --test")
+
+
+def _cross_validate(data, rounds: list[Splits], configs: dict, out_dir, overwrite, keep_runs, clock, quiet, stream, backend) -> dict:
+    """Train and score every model and baseline on each fold; write the cross-validation results."""
+    from img2num import plots, report
+
+    say = progress_printer(stream, quiet)
+    shape = data.image_shape
+    names = list(dict.fromkeys(name for name, _ in configs))
+    select_backend(choose_backend(backend, [model_spec(name) for name in expand_models(names, shape)], shape))
+    entries = []
+    with atomic_folder(out_dir, overwrite, COMPARE_FOLDER) as folder:
+        for index, splits in enumerate(rounds):
+            fold = splits.validation["fold"]
+            say(f"fold {fold} of {len(rounds)}: testing {', '.join(splits.validation['test_groups'])}")
+            timing = (*clock, index * len(configs), len(rounds) * len(configs))
+            found, _, _ = _train_all(splits, configs, folder, fold, keep_runs, timing, say, quiet, stream)
+            entries += [{"fold": fold, **entry} for entry in found]
+        training = {k: v for k, v in next(iter(configs.values())).to_dict().items() if k not in ("model", "seed")}
+        summary = cv_results(data, rounds, entries, training, sorted({s for _, s in configs}))
+        column = summary["cv"]["column"]
+        plots.group_scores(summary["by_group"], folder / BY_GROUP_PICTURE, f"test MSE per {column}, each in its own fold")
+        write_json(folder / RESULTS_FILE, summary)
+        write_text(folder / LEADERBOARD_FILE, report.cv_table_markdown(summary))
+        write_text(folder / REPORT_MD, report.cv_markdown(summary))
+        write_text(folder / REPORT_HTML, report.cv_html(summary, folder))
+    summary["folder"] = str(out_dir)
+    return summary
 
 
 def _reference(task: dict | None, reference_mse: float | None) -> float | None:
@@ -373,6 +467,8 @@ def _write_outputs(
         plots.worst_predictions(
             test.x, test.y, predicted, folder / "pictures" / f"{file}-worst.png", f"{name}: the 25 worst test predictions"
         )
+    if "by_group" in summary:
+        plots.group_scores(summary["by_group"], folder / BY_GROUP_PICTURE, f"test MSE per {summary['by_group']['column']}")
     write_json(folder / RESULTS_FILE, summary)
     write_text(folder / LEADERBOARD_FILE, report.leaderboard_markdown(summary))
     write_text(folder / LEADERBOARD_CSV, report.leaderboard_csv(summary["leaderboard"]))

@@ -133,3 +133,46 @@ def number_text(value: float) -> str:
     """A metric for people: four decimals, or four significant digits in exponent form from
     `LARGE` up (`1.235e+76`, not 77 digits)."""
     return f"{value:.4g}" if math.isfinite(value) and abs(value) >= LARGE else f"{value:.4f}"
+
+
+def metrics_by_group(y_true, y_pred, groups) -> list[dict]:
+    """`regression_metrics` of each group's rows (a camera, a site, a day), worst MSE first.
+
+    Args:
+        y_true: True values, shape (N,).
+        y_pred: Predictions, shape (N,) or (N, 1).
+        groups: Each row's group (text), length N.
+
+    Returns:
+        One dict per group: `group`, `samples`, `mse`, `rmse`, `mae` and `r2` (NaN where the
+        group's labels are all the same), sorted by MSE, highest first (equal MSEs by name).
+
+    Raises:
+        ValueError: The arrays differ in length or are empty.
+    """
+    y_true = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    y_pred = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    groups = np.asarray([str(group) for group in groups], dtype=object)
+    if not (len(y_true) == len(y_pred) == len(groups)) or len(groups) == 0:
+        raise ValueError(f"need equal, non-empty lengths, got {len(y_true)}, {len(y_pred)} and {len(groups)} groups")
+    rows = []
+    for name in sorted(set(groups)):
+        mine = groups == name
+        rows.append({"group": name, "samples": int(mine.sum()), **regression_metrics(y_true[mine], y_pred[mine])})
+    return sorted(rows, key=lambda row: -row["mse"])  # stable: equal MSEs keep the names' order
+
+
+def format_group_metrics(rows: list[dict], column: str) -> str:
+    """Per-group metrics (`metrics_by_group`) as an aligned table for a terminal, headed by the
+    column's name; R^2 of constant labels reads "undefined"."""
+    header = [column, "samples", *METRIC_NAMES]
+    cells = [
+        [row["group"], str(row["samples"]), *(f"{row[name]:.4f}" for name in METRIC_NAMES[:-1]),
+         "undefined" if r2_text(row["r2"]) == "n/a" else f"{row['r2']:.4f}"]
+        for row in rows
+    ]  # fmt: skip
+    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(line)).rstrip()
+        for line in [header, *cells]
+    )

@@ -1,4 +1,5 @@
-"""Every picture img2num draws: sample and prediction grids, loss curves, prediction diagnostics (PNG)."""
+"""Every picture img2num draws: sample and prediction grids, loss curves, prediction diagnostics,
+scores per group (PNG)."""
 
 from __future__ import annotations
 
@@ -273,6 +274,61 @@ def worst_indices(y_true: np.ndarray, y_pred: np.ndarray, count: int = GRID_ROWS
     """Indices of the `count` largest absolute errors, largest first (ties by index)."""
     error = np.abs(np.asarray(y_pred, dtype=np.float64).reshape(-1) - np.asarray(y_true, dtype=np.float64).reshape(-1))
     return np.argsort(-error, kind="stable")[:count]
+
+
+def group_scores(by_group: dict, path: str | Path, title: str = "", shown: int = 40) -> Path:
+    """Draw each group's MSE for every model and baseline: one row per group (worst at the
+    top), one marker per entry, so the camera or site a model fails on stands out.
+
+    Args:
+        by_group: Per-group results (`img2num.crossval.group_summary`): `column`, `groups`
+            in order, `samples`, and `scores` (entry name -> group -> metrics).
+        path: PNG file to write.
+        title: The picture's title.
+        shown: Draw at most this many groups, the first in order (the worst).
+
+    Returns:
+        The path written.
+    """
+    return _save(group_scores_figure(by_group, title, shown), path)
+
+
+def group_scores_figure(by_group: dict, title: str = "", shown: int = 40) -> Figure:
+    """The figure that `group_scores` saves."""
+    groups = by_group["groups"][:shown]
+    names = list(by_group["scores"])
+    height = 1.2 + 0.3 * len(groups)
+    fig = Figure(figsize=(8, max(height, 2.5)), dpi=_DPI)
+    labels = [f"{group} ({by_group['samples'][group]})" for group in groups]
+    left = min(0.3 + 0.075 * max(len(label) for label in labels), 3.5)
+    ax = fig.add_axes(_axes_box(fig, left=left, right=1.9, bottom=0.55, top=0.4))
+    rows = np.arange(len(groups))[::-1]  # the worst group at the top
+    markers = "osD^v<>ph*"
+    values = []
+    for index, name in enumerate(names):
+        scores = by_group["scores"][name]
+        mse = np.array([scores[g]["mse"] if g in scores else np.nan for g in groups])
+        values.append(mse)
+        ax.plot(mse, rows, linestyle="none", marker=markers[index % len(markers)], color=f"C{index % 10}", label=name, alpha=0.85)
+    ax.set_yticks(rows, [label[:40] for label in labels])
+    found = np.concatenate(values) if values else np.array([])
+    found = found[np.isfinite(found) & (found > 0)]
+    if len(found) and found.max() > 20 * found.min():
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{by_group['split']} MSE")
+    ax.set_ylabel(f"{by_group['column']} (samples)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_ylim(-0.7, len(groups) - 0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+    more = len(by_group["groups"]) - len(groups)
+    ax.set_title(title + (f" (the {len(groups)} worst of {len(by_group['groups'])} groups)" if more > 0 else ""), fontsize="medium")
+    return fig
+
+
+def _axes_box(fig: Figure, left: float, right: float, bottom: float, top: float) -> list[float]:
+    """One axes' [left, bottom, width, height] in figure fractions from margins in inches."""
+    width, height = fig.get_size_inches()
+    return [left / width, bottom / height, 1 - (left + right) / width, 1 - (bottom + top) / height]
 
 
 def _draw_losses(ax, history: list[dict], title: str, reference_mse: float | None = None) -> None:

@@ -1,4 +1,5 @@
-"""Comparison tables of trained runs (markdown), and the leaderboard and HTML report of `compare`."""
+"""Comparison tables of trained runs (markdown), and the leaderboard, results per group and HTML
+report of `compare` (and of its cross-validation by groups)."""
 
 from __future__ import annotations
 
@@ -175,6 +176,7 @@ def compare_markdown(summary: dict) -> str:
         ]
     parts += [
         coverage_markdown(summary),
+        group_markdown(summary),
         samples,
         f"## Loss curves\n\n{_loss_text(summary)}\n\n![loss curves](loss_curves.png)\n",
         f"## Each model on the test split\n\n{_DIAGNOSTICS_TEXT}\n",
@@ -209,6 +211,7 @@ def compare_html(summary: dict, folder: str | Path) -> str:
         body += ["<h3>Test MSE per seed</h3>", _html_table(*seed_cells(summary))]
     if coverage_cells(summary):
         body += ["<h2>Prediction intervals</h2>", f"<p>{esc(COVERAGE_TEXT)}</p>", _html_table(*coverage_cells(summary))]
+    body += group_html(summary, folder)
     body += ["<h2>Training samples</h2>", "<p>The first 25 training images, titled R (true value).</p>"]
     body.append(_html_image(folder / "samples.png", "training samples"))
     body += ["<h2>Loss curves</h2>", f"<p>{esc(_loss_text(summary))}</p>", _html_image(folder / "loss_curves.png", "loss curves")]
@@ -227,6 +230,148 @@ def compare_html(summary: dict, folder: str | Path) -> str:
         + "\n".join(body)
         + "\n</body>\n</html>\n"
     )
+
+
+# Groups listed in a report's table; results.json holds them all.
+GROUPS_SHOWN = 50
+
+
+def group_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """Results per group (`summary["by_group"]`) as text cells: one row per group, worst first,
+    with its samples and each model's and baseline's MSE and R^2 (the first `GROUPS_SHOWN`)."""
+    by_group = summary["by_group"]
+    names = [row["name"] for row in summary["leaderboard"] if row["name"] in by_group["scores"]]
+    header = [by_group["column"], "samples", *(f"{name} {metric}" for name in names for metric in ("MSE", "R^2"))]
+    rows = []
+    for group in by_group["groups"][:GROUPS_SHOWN]:
+        cells = [group, str(by_group["samples"][group])]
+        for name in names:
+            score = by_group["scores"][name].get(group)
+            cells += ["", ""] if score is None else [_number(score["mse"]), r2_text(score["r2"])]
+        rows.append(cells)
+    return header, rows
+
+
+def group_text(summary: dict) -> str:
+    """What the table and picture of results per group show."""
+    by_group = summary["by_group"]
+    count = len(by_group["groups"])
+    where = "in the fold that tested it" if "cv" in summary else "on the test split"
+    text = (
+        f"Each {by_group['column']} scored {where}, worst first by {summary['best']}'s MSE; trained models show "
+        "the mean over seeds. R^2 is n/a where a group's labels are all the same."
+    )
+    if count > GROUPS_SHOWN:
+        text += f" The table lists the {GROUPS_SHOWN} worst of {count} groups; results.json holds every one."
+    return text
+
+
+def group_markdown(summary: dict) -> str:
+    """The section of results per group, or "" without a group column."""
+    if "by_group" not in summary:
+        return ""
+    header, rows = group_cells(summary)
+    return (
+        f"## Results per {summary['by_group']['column']}\n\n{group_text(summary)}\n\n{_markdown_table(header, rows, 2)}\n"
+        f"![test MSE per group](pictures/by-group.png)\n"
+    )
+
+
+def group_html(summary: dict, folder: str | Path) -> list[str]:
+    """The HTML of the results per group, or nothing without a group column."""
+    if "by_group" not in summary:
+        return []
+    return [
+        f"<h2>Results per {html.escape(summary['by_group']['column'])}</h2>",
+        f"<p>{html.escape(group_text(summary))}</p>",
+        _html_table(*group_cells(summary)),
+        _html_image(Path(folder) / "pictures" / "by-group.png", "test MSE per group"),
+    ]
+
+
+def cv_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """The cross-validation leaderboard as text cells: test MSE and R^2 as mean ± sd over
+    folds, then each fold's MSE."""
+    folds = len(summary["cv"]["folds"])
+    header = ["rank", "model", "kind", f"test MSE (mean ± sd over {folds} folds)", "test R^2 (mean ± sd)"]
+    header += [f"fold {index} MSE" for index in range(1, folds + 1)]
+    rows = []
+    for rank, row in enumerate(summary["leaderboard"], start=1):
+        r2 = r2_text(row["test_r2"])
+        cells = [str(rank), row["name"], _KIND_NOTE[row["kind"]], f"{_number(row['test_mse'])} ± {_number(row['test_mse_sd'])}"]
+        cells.append(r2 if r2 == "n/a" else f"{r2} ± {row['test_r2_sd']:.4f}")
+        cells += [_number(value) for value in row["fold_mse"]]
+        rows.append(cells)
+    return header, rows
+
+
+def fold_cells(summary: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per fold: the groups it tests and its split sizes."""
+    header = ["fold", f"test {summary['cv']['column']}", "train", "validation", "test"]
+    rows = [
+        [str(fold["fold"]), ", ".join(fold["test_groups"]), *(str(fold["splits"][name]) for name in ("train", "val", "test"))]
+        for fold in summary["cv"]["folds"]
+    ]
+    return header, rows
+
+
+def cv_table_markdown(summary: dict) -> str:
+    """The cross-validation leaderboard as a markdown table, with a line on what it shows."""
+    return _markdown_table(*cv_cells(summary), 3) + "\n" + _cv_text(summary) + "\n"
+
+
+def cv_markdown(summary: dict) -> str:
+    """The cross-validation by groups as a markdown summary beside `pictures/by-group.png`."""
+    column = summary["cv"]["column"]
+    return "\n".join([
+        f"# img2num compare, cross-validated by {column}\n",
+        _cv_data_text(summary) + "\n",
+        "## Leaderboard\n",
+        cv_table_markdown(summary),
+        "## Folds\n",
+        _markdown_table(*fold_cells(summary), 2),
+        group_markdown(summary),
+    ])  # fmt: skip
+
+
+def cv_html(summary: dict, folder: str | Path) -> str:
+    """The cross-validation by groups as one self-contained HTML page."""
+    esc = html.escape
+    title = f"img2num compare, cross-validated by {summary['cv']['column']}"
+    body = [f"<h1>{esc(title)}</h1>", f"<p>{esc(_cv_data_text(summary))}</p>", "<h2>Leaderboard</h2>"]
+    body += [_html_table(*cv_cells(summary)), f"<p class='note'>{esc(_cv_text(summary))}</p>"]
+    body += ["<h2>Folds</h2>", _html_table(*fold_cells(summary)), *group_html(summary, folder)]
+    return (
+        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+        f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+    )
+
+
+def _cv_data_text(summary: dict) -> str:
+    data, cv = summary["data"], summary["cv"]
+    groups = sum(len(fold["test_groups"]) for fold in cv["folds"])
+    training = ", ".join(f"{key} {value}" for key, value in summary["training"].items() if key != "val_fraction")
+    return (
+        f"Data: {data['source']}, images {'x'.join(map(str, data['image_shape']))}, {data['samples']} samples in "
+        f"{groups} groups of column {cv['column']}. {len(cv['folds'])} folds: each tests whole groups that no other "
+        "fold tests and trains on the rest, validation drawn by group from them; every model and baseline trained "
+        f"once per fold and seed ({', '.join(map(str, summary['seeds']))}) with {training}."
+    )
+
+
+def _cv_text(summary: dict) -> str:
+    return (
+        "Sorted by mean test MSE over folds; ± is the sample standard deviation over folds (each fold's value the "
+        "mean over seeds). R^2 is averaged over the folds where it is defined (n/a where a fold's test labels are "
+        "all the same). Folds test different groups, so the spread shows how much the score depends on which "
+        "groups are new."
+    )
+
+
+def _markdown_table(header: list[str], rows: list[list[str]], text_columns: int) -> str:
+    align = ["---" if index < text_columns else "---:" for index in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows]) + "\n"
 
 
 _DIAGNOSTICS_TEXT = (

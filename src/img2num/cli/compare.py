@@ -41,6 +41,8 @@ def add_compare_parser(commands) -> None:
     command.add_argument("--reference-mse", type=positive_float, help="best possible test MSE of the task (default: from the data folder's task.json)")
     command.add_argument("--backend", choices=BACKENDS, default=train_defaults.backend, help=BACKEND_HELP)
     command.add_argument("--time-limit", metavar="SECONDS", type=positive_float, help="most seconds the whole comparison takes, shared equally by the models and seeds still to train (default: none; auto among the models takes its own default)")
+    command.add_argument("--cv", choices=("groups",), help="groups: cross-validate by whole groups of --group-column instead of one split: each fold tests groups no other fold tests; mean and spread of test MSE and R^2 over folds (costs --folds times the training)")
+    command.add_argument("--folds", metavar="K", type=positive_int, default=5, help="with --cv groups, the most folds: one group each when there are at most K groups, else K folds of whole groups (default %(default)s)")
     command.add_argument("--no-runs", action="store_true", help="do not keep each trained run folder in OUT/runs")
     command.add_argument("--out", type=Path, default=Path("results/compare"), help="results folder (default %(default)s)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing results folder once the new one is complete")
@@ -52,6 +54,7 @@ def add_compare_parser(commands) -> None:
 def run_compare(args: argparse.Namespace) -> None:
     """Run the comparison; print the leaderboard, the best model and the results folder."""
     from img2num.comparison import compare
+    from img2num.metrics import r2_text
 
     summary = compare(
         args.data,
@@ -71,8 +74,17 @@ def run_compare(args: argparse.Namespace) -> None:
         quiet=args.quiet,
         backend=args.backend,
         time_limit=args.time_limit,
+        cv=args.cv,
+        folds=args.folds,
     )
     width = max(len(row["name"]) for row in summary["leaderboard"])
+    if args.cv:
+        folds = len(summary["cv"]["folds"])
+        for row in summary["leaderboard"]:
+            print(f"{row['name']:<{width}}  test MSE {row['test_mse']:.4g} ± {row['test_mse_sd']:.4g} over {folds} folds  R^2 {r2_text(row['test_r2'])}")
+        print(f"best: {summary['best']}")
+        print(f"results in {summary['folder']} (report.html, report.md, leaderboard.md, results.json)")
+        return
     for row in summary["leaderboard"]:
         spread = f" ± {row['test_mse_sd']:.4g}" if row["seeds"] > 1 else ""
         ratio = "" if row["mse_over_reference"] is None else f"  ({row['mse_over_reference']:.3f}x best possible)"

@@ -36,6 +36,7 @@ def add_evaluate_parser(commands) -> None:
     command.add_argument("--output", type=Path, help="JSON file for the metrics; - prints the JSON to stdout instead (default: RUN/evaluations/DATA.json, or DATA-2.json, ... when that holds an evaluation of other data)")
     command.add_argument("--overwrite", action="store_true", help="replace an output file that holds anything but an earlier evaluation of the same data")
     command.add_argument("--interval", metavar="LEVEL", type=level, help="also score prediction intervals at this level, such as 0.9: coverage and mean width")
+    command.add_argument("--by", metavar="NAME", help="also score each group of this label CSV column (a camera, a site, a day): a table after the overall metrics, worst MSE first, saved under by_group")
     add_data_options(command, training=False)
     command.set_defaults(command=run_evaluate)
 
@@ -44,14 +45,16 @@ def run_evaluate(args: argparse.Namespace) -> None:
     """Score the run, print the metrics and save them (or print the JSON with `--output -`)."""
     from img2num.evaluation import evaluation_file, evaluation_record, save_evaluation
     from img2num.io import json_text
-    from img2num.metrics import format_metrics
+    from img2num.metrics import format_group_metrics, format_metrics
 
-    record = evaluation_record(args.run, args.data, options=data_config(args), interval=args.interval)
+    record = evaluation_record(args.run, args.data, options=data_config(args), interval=args.interval, by=args.by)
     if is_stdout(args.output):
         sys.stdout.write(json_text(record))
         return
     # Printed before saving: a result the output file refuses is still seen.
     print(format_metrics(record))
+    if "by_group" in record:
+        print(f"\nper {args.by}, worst MSE first:\n" + format_group_metrics(record["by_group"]["groups"], args.by))
     output = args.output or evaluation_file(args.run, record["data"])
     save_evaluation(output, record, args.overwrite, reads=[args.data])
     skipped = record.get("skipped", [])
