@@ -244,6 +244,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(CANDIDATES), help="candidate models, each trained with --model NAME")
     parser.add_argument("--quick", action="store_true", help=f"small splits {QUICK_SIZES['digits']}, at most {QUICK_EPOCHS} epochs, a smoke run")
     parser.add_argument("--time-limit", type=float, help="--time-limit for the default's run, where train has one (default: train's own)")
+    parser.add_argument("--candidate-time-limit", type=float, help="--time-limit for each candidate's run too (default: none, as a named model trains)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of training")
     parser.add_argument("--out", type=Path, default=Path("results/real_images"))
     parser.add_argument("--groups", action="store_true", help="validate on held-out scenes: train every run with --group-column scene (haze)")
@@ -285,8 +286,9 @@ def main() -> None:
                 folder, args.out / "runs" / folder.name / DEFAULT_ENTRY, None, default_options, args.reuse
             )
             _say(DEFAULT_ENTRY, trained[DEFAULT_ENTRY])
+        limit = [] if args.candidate_time_limit is None else ["--time-limit", f"{args.candidate_time_limit:g}"]
         for model in args.models:
-            trained[model] = train_in_process(folder, args.out / "runs" / folder.name / model, model, common, args.reuse)
+            trained[model] = train_in_process(folder, args.out / "runs" / folder.name / model, model, common + limit, args.reuse)
             _say(model, trained[model])
         if DEFAULT_MODEL in args.models:
             trained = {DEFAULT_ENTRY: trained[DEFAULT_MODEL], **trained}

@@ -367,10 +367,11 @@ def test_predict_serves_intervals_from_the_runs_calibration(server, image_run, p
     np.testing.assert_allclose([item["prediction"] for item in answer["results"]], prediction, rtol=1e-5)
     np.testing.assert_allclose([item["lower"] for item in answer["results"]], lower, rtol=1e-5)
     np.testing.assert_allclose([item["upper"] for item in answer["results"]], upper, rtol=1e-5)
-    assert call(server + "/info")[1]["intervals"] == {"level": 0.8, "calibration_images": 4}
+    scores = len(image_run.calibration.scores)  # 8: every validation image gives one
+    assert scores == 8 and call(server + "/info")[1]["intervals"] == {"level": 0.8, "calibration_images": scores}
     for query, message in [
-        ("0.9", "interval level 0.9 needs at least 10 calibration images; this run has 4 (use a lower level or a larger "
-                "validation split)"),
+        ("0.9", f"interval level 0.9 needs at least 10 calibration images; this run has {scores} (use a lower level or a "
+                "larger validation split)"),
         ("1.5", "interval level must be a number between 0 and 1 (such as 0.9), got 1.5"),
         ("abc", "interval level must be a number between 0 and 1 (such as 0.9), got 'abc'"),
     ]:

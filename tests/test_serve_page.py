@@ -60,7 +60,7 @@ def test_web_page_in_headless_chromium(server, image_run, photos, capsys, tmp_pa
         assert driver.find_element(By.ID, "metrics-title").text == "Test metrics" and set(shown) == {"R²", "MAE", "RMSE"}
         for label, key in (("R²", "r2"), ("MAE", "mae"), ("RMSE", "rmse")):
             assert as_number(shown[label]) == float(f"{test[key]:.4g}") and significant_digits(shown[label]) <= 4, shown
-        assert "80%, from 4 calibration images" in driver.find_element(By.ID, "facts").text
+        assert "80%, from 8 calibration images" in driver.find_element(By.ID, "facts").text
         # Keyboard: the drop zone is the first stop of Tab, a button that Enter and Space open the picker with.
         drop = driver.find_element(By.ID, "drop")
         assert drop.aria_role == "button" and drop.accessible_name.startswith("Choose images or drop them here")
