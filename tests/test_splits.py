@@ -12,6 +12,7 @@ from img2num.comparison import _splits as compare_splits
 from img2num.config import DataConfig
 from img2num.data import draw_held_out, read_image_table, resolve_splits, split_records
 from img2num.errors import Img2NumError
+from img2num.metrics import few_groups_warning
 
 
 def _with_columns(csv_path, **columns):
@@ -265,6 +266,21 @@ def test_draw_held_out_needs_groups_or_times(cameras):
         draw_held_out(data, 0.2, 0.0, 0)
 
 
+FEW_VAL_GROUPS = (
+    "validation holds 2 of 10 'camera' groups: its scores rest on them and may not carry to other groups; see the "
+    "spread over groups with img2num compare DATA --group-column camera --cv groups, or hold out more "
+    "(--val-fraction) (docs/groups.md)"
+)
+
+
+def test_validation_of_fewer_than_three_groups_is_said_to_rest_on_them():
+    record = {"drawn": "groups", "group_column": "camera", "groups": {"train": 6, "val": 2, "test": 2}}
+    assert few_groups_warning(record) == FEW_VAL_GROUPS
+    assert "holds 1 of 8 'camera' groups: its scores rest on it " in few_groups_warning(record | {"groups": {"train": 6, "val": 1, "test": 1}})
+    assert few_groups_warning(record | {"groups": {"train": 6, "val": 3, "test": 2}}) is None
+    assert few_groups_warning({"drawn": "random", "seed": 0}) is None
+
+
 def test_train_and_evaluate_with_a_group_column_end_to_end(cameras, tmp_path, capsys):
     run = tmp_path / "run"
     status, out, err = run_cli(
@@ -281,6 +297,7 @@ def test_train_and_evaluate_with_a_group_column_end_to_end(cameras, tmp_path, ca
         "time_column": "day",
         "gap": "1d",
         "groups": {"train": 6, "val": 2, "test": 2},
+        "warning": FEW_VAL_GROUPS,
     }
     with open(run / "split.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

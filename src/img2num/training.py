@@ -26,7 +26,7 @@ from img2num.fitting import Fit, FitInputs
 from img2num.intervals import calibrate_run, grid_bounds
 from img2num.io import check_replaceable, data_reads, progress_printer, write_text
 from img2num.memory import check_image_memory
-from img2num.metrics import mean_baseline_mse, regression_metrics, weak_fit_warning
+from img2num.metrics import few_groups_warning, mean_baseline_mse, regression_metrics, weak_fit_warning
 from img2num.preprocessing import Preprocessing, TargetScaling
 from img2num.registry import check_model_name, model_spec
 from img2num.startup import __version__
@@ -113,6 +113,10 @@ def train(
     near = near_copy_record(splits, data_options, config.seed) if near_copies else None
     if near is not None and "warning" in near:
         warnings.warn(near["warning"], Img2NumWarning, stacklevel=2)
+    few = few_groups_warning(splits.validation or {}) if getattr(splits, "validation", None) else None
+    if few is not None:
+        splits.validation["warning"] = few
+        warnings.warn(few, Img2NumWarning, stacklevel=2)
     shape = splits["train"].image_shape
     models = candidate_models(shape) if auto else [config.model]
     # auto runs on the backend of its first candidate, pixel_gap: on PyTorch, where cnn_gap's
