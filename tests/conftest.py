@@ -4,6 +4,7 @@ skips a test whose optional dependency is missing, or fails it under CI=true."""
 from __future__ import annotations
 
 import atexit
+import csv
 import importlib
 import importlib.util
 import os
@@ -155,8 +156,6 @@ def write_photos(folder, count=40, size=(12, 12), seed=0, ext="png", mode="RGB",
 
     The label is the mean of the first channel / 10, so it can be checked against the pixels.
     """
-    import csv
-
     import numpy as np
     from PIL import Image
 
@@ -201,3 +200,15 @@ def image_run(photo_csv, tmp_path_factory):
         run_dir=run_dir,
         quiet=True,
     )
+
+
+def with_columns(csv_path, **columns):
+    """Add columns (name -> one value per row) to a label CSV written by `write_photos`."""
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    rows[0] += list(columns)
+    for index, row in enumerate(rows[1:]):
+        row += [values[index] for values in columns.values()]
+    with open(csv_path, "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return csv_path

@@ -1,12 +1,11 @@
 """Results per group: `evaluate --by`, the per-group table and picture of `compare`, and
 `compare --cv groups` (folds of whole groups, each tested once)."""
 
-import csv
 import json
 
 import numpy as np
 import pytest
-from conftest import one_line_error, run_cli, write_photos
+from conftest import one_line_error, run_cli, with_columns, write_photos
 
 from img2num.comparison import compare
 from img2num.config import DataConfig, TrainConfig
@@ -17,22 +16,11 @@ from img2num.evaluation import evaluate, evaluation_record
 from img2num.metrics import format_group_metrics, metrics_by_group, regression_metrics
 
 
-def _add_column(csv_path, name, values):
-    with open(csv_path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    rows[0].append(name)
-    for row, value in zip(rows[1:], values):
-        row.append(value)
-    with open(csv_path, "w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
-    return csv_path
-
-
 @pytest.fixture(scope="module")
 def cameras(tmp_path_factory):
     """40 images 8x8: 39 rows of 6 cameras cam0..cam5 (rows interleaved), and one of camera solo."""
     path = write_photos(tmp_path_factory.mktemp("bygroup") / "data", count=40, size=(8, 8))
-    return _add_column(path, "camera", [f"cam{i % 6}" for i in range(39)] + ["solo"])
+    return with_columns(path, camera=[f"cam{i % 6}" for i in range(39)] + ["solo"])
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +105,7 @@ def test_evaluate_by_errors_are_one_line(run, cameras, tiny_folder, capsys, tmp_
     assert status != 0 and "--by camera and --group-column label name different columns" in one_line_error(err)
     # An empty cell is a bad row, as elsewhere: named, or skipped with --skip-bad.
     holes = write_photos(tmp_path / "holes", count=6, size=(8, 8))
-    _add_column(holes, "camera", ["a", "a", "", "b", "b", "b"])
+    with_columns(holes, camera=["a", "a", "", "b", "b", "b"])
     status, _, err = run_cli(capsys, "evaluate", run.path, holes, "--by", "camera")
     assert status != 0 and one_line_error(err).endswith("labels.csv row 4: img/002.png: empty 'camera' cell")
     status, out, err = run_cli(capsys, "evaluate", run.path, holes, "--by", "camera", "--skip-bad", "--output", tmp_path / "h.json")
@@ -223,14 +211,14 @@ def test_cross_validation_settings_are_one_line(cameras, tmp_path, kwargs, messa
 
 
 def test_cross_validation_needs_three_groups_and_no_split_column(tmp_path, tiny_folder):
-    few = _add_column(write_photos(tmp_path / "few", count=6, size=(8, 8)), "camera", ["a", "a", "a", "b", "b", "b"])
+    few = with_columns(write_photos(tmp_path / "few", count=6, size=(8, 8)), camera=["a", "a", "a", "b", "b", "b"])
     options = DataConfig(group_column="camera")
     with pytest.raises(Img2NumError, match=r"2 groups in column 'camera' are too few to cross-validate; each fold needs one to test"):
         compare(few, ["mlp"], out_dir=tmp_path / "x", quiet=True, cv="groups", options=options)
-    three = _add_column(write_photos(tmp_path / "three", count=6, size=(8, 8)), "camera", ["a", "a", "b", "b", "c", "c"])
+    three = with_columns(write_photos(tmp_path / "three", count=6, size=(8, 8)), camera=["a", "a", "b", "b", "c", "c"])
     with pytest.raises(Img2NumError, match=r"2 folds of 3 groups leave a single group for training and validation; raise --folds$"):
         compare(three, ["mlp"], out_dir=tmp_path / "x", quiet=True, cv="groups", folds=2, options=options)
-    split = _add_column(write_photos(tmp_path / "split", count=6, size=(8, 8), split=True), "camera", list("aabbcc"))
+    split = with_columns(write_photos(tmp_path / "split", count=6, size=(8, 8), split=True), camera=list("aabbcc"))
     with pytest.raises(Img2NumError, match=r"has a 'split' column, but --cv groups draws every split itself"):
         compare(split, ["mlp"], out_dir=tmp_path / "x", quiet=True, cv="groups", options=options)
     with pytest.raises(Img2NumError, match=r"train.npz: --cv groups needs a label CSV with a group column"):

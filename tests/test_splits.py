@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import one_line_error, run_cli, write_photos
+from conftest import one_line_error, run_cli, with_columns, write_photos
 
 from img2num.comparison import _splits as compare_splits
 from img2num.config import DataConfig
@@ -15,23 +15,11 @@ from img2num.errors import Img2NumError
 from img2num.metrics import few_groups_warning
 
 
-def _with_columns(csv_path, **columns):
-    """Add columns (name -> one value per row) to a label CSV written by `write_photos`."""
-    with open(csv_path, newline="") as handle:
-        rows = list(csv.reader(handle))
-    rows[0] += list(columns)
-    for index, row in enumerate(rows[1:]):
-        row += [values[index] for values in columns.values()]
-    with open(csv_path, "w", newline="") as handle:
-        csv.writer(handle).writerows(rows)
-    return csv_path
-
-
 @pytest.fixture(scope="module")
 def cameras(tmp_path_factory):
     """40 images of 10 cameras (4 each, rows interleaved) with a day each: day = row // 2 + 1."""
     path = write_photos(tmp_path_factory.mktemp("cameras") / "data", count=40, size=(6, 6))
-    return _with_columns(
+    return with_columns(
         path,
         camera=[f"cam{i % 10}" for i in range(40)],
         day=[f"2024-03-{i // 2 + 1:02d}" for i in range(40)],
@@ -77,7 +65,7 @@ def test_the_draw_does_not_depend_on_the_order_of_rows(cameras, tmp_path):
 
 def test_numeric_groups_compare_as_their_trimmed_text(tmp_path):
     path = write_photos(tmp_path / "d", count=12, size=(4, 4))
-    _with_columns(path, site=[" 1", "1 ", "2", "2", "10", "10", "3", "3", "1.0", "1.0", "4", "4"])
+    with_columns(path, site=[" 1", "1 ", "2", "2", "10", "10", "3", "3", "1.0", "1.0", "4", "4"])
     splits = resolve_splits(path, val_fraction=0.3, seed=0, options=DataConfig(group_column="site"))
     found = _groups(splits)
     # Six groups: "1" (trimmed twice), "2", "10", "3", "1.0" (not "1") and "4"; 0.3 of 6 is 2.
@@ -89,7 +77,7 @@ def test_numeric_groups_compare_as_their_trimmed_text(tmp_path):
 
 def test_a_split_column_wins_and_groups_are_only_recorded(tmp_path):
     path = write_photos(tmp_path / "d", count=20, size=(4, 4), split=True)
-    _with_columns(path, camera=[f"c{i % 5}" for i in range(20)])
+    with_columns(path, camera=[f"c{i % 5}" for i in range(20)])
     splits = resolve_splits(path, options=DataConfig(group_column="camera", test_fraction=0.4))
     assert {name: len(split) for name, split in splits.items()} == {"train": 12, "val": 4, "test": 4}
     assert splits["val"].groups == ("c2", "c3", "c4", "c0")
@@ -118,7 +106,7 @@ def test_latest_dates_are_validation_and_test(cameras):
 def test_equal_times_never_straddle_a_split(tmp_path):
     path = write_photos(tmp_path / "d", count=10, size=(4, 4))
     # A random split would put 2 rows in validation; the latest time has 3 rows, all kept together.
-    _with_columns(path, t=["1", "2", "2", "3", "3", "4", "5", "7", "7", "7"])
+    with_columns(path, t=["1", "2", "2", "3", "3", "4", "5", "7", "7", "7"])
     splits = resolve_splits(path, val_fraction=0.2, options=DataConfig(time_column="t"))
     assert splits["val"].times == ("7", "7", "7") and "7" not in splits["train"].times
     splits = resolve_splits(path, val_fraction=0.4, options=DataConfig(time_column="t"))
@@ -128,7 +116,7 @@ def test_equal_times_never_straddle_a_split(tmp_path):
 def test_date_times_and_numbers_order_in_time_and_the_gap_drops_rows_before(tmp_path):
     path = write_photos(tmp_path / "d", count=12, size=(4, 4))
     hours = [f"2024-05-01T{h:02d}:00:00" for h in (11, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)]
-    _with_columns(path, taken=hours, step=[str(h) for h in (11, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)])
+    with_columns(path, taken=hours, step=[str(h) for h in (11, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)])
     for options in (
         DataConfig(time_column="taken", gap="2h", test_fraction=0.25),
         DataConfig(time_column="taken", gap=7200, test_fraction=0.25),
@@ -199,21 +187,21 @@ def test_missing_columns_and_too_few_groups_are_one_line(cameras, options, messa
 
 def test_too_few_groups_names_what_each_split_needs(tmp_path):
     path = write_photos(tmp_path / "d", count=6, size=(4, 4))
-    _with_columns(path, camera=["a", "a", "b", "b", "a", "b"])
+    with_columns(path, camera=["a", "a", "b", "b", "a", "b"])
     with pytest.raises(Img2NumError) as caught:
         resolve_splits(path, options=DataConfig(group_column="camera", test_fraction=0.2))
     assert str(caught.value) == (
         f"{path}: 2 groups in column 'camera' are too few: training, validation and test need at least 1, 1 and 1 "
         "groups (3 in all); give more groups or lower the held-out shares"
     )
-    _with_columns(path, t=["1"] * 6)
+    with_columns(path, t=["1"] * 6)
     with pytest.raises(Img2NumError, match=r"1 distinct times in column 't' are too few: training and validation need at least 1 and 1"):
         resolve_splits(path, options=DataConfig(time_column="t"))
 
 
 def test_empty_or_unreadable_cells_are_bad_rows(tmp_path):
     path = write_photos(tmp_path / "d", count=12, size=(4, 4))
-    _with_columns(path, camera=["a", "b", "c", "", "a", "b", "c", "a", "b", "c", "a", "b"], t=[str(i) for i in range(11)] + ["soon"])
+    with_columns(path, camera=["a", "b", "c", "", "a", "b", "c", "a", "b", "c", "a", "b"], t=[str(i) for i in range(11)] + ["soon"])
     with pytest.raises(Img2NumError) as caught:
         resolve_splits(path, options=DataConfig(group_column="camera"))
     assert str(caught.value) == f"{path} row 5: img/003.png: empty 'camera' cell"
@@ -229,7 +217,7 @@ def test_empty_or_unreadable_cells_are_bad_rows(tmp_path):
 
 def test_a_time_column_holds_one_kind(tmp_path):
     path = write_photos(tmp_path / "d", count=4, size=(4, 4))
-    _with_columns(path, t=["2024-01-01", "2024-01-02", "2024-01-02T10:00", "2024-01-04"])
+    with_columns(path, t=["2024-01-01", "2024-01-02", "2024-01-02T10:00", "2024-01-04"])
     with pytest.raises(Img2NumError) as caught:
         resolve_splits(path, options=DataConfig(time_column="t", skip_bad=True))
     assert str(caught.value) == (
