@@ -141,6 +141,9 @@ def test_compare_with_a_group_column_shows_each_test_group(cameras, tmp_path):
     assert (folder / "pictures" / "by-group.png").stat().st_size > 1000
     markdown = (folder / "report.md").read_text()
     assert "## Results per camera" in markdown and "![test MSE per group](pictures/by-group.png)" in markdown
+    groups = results["data"]["validation"]["groups"]
+    drawn = ", ".join(f"{count} {name}" for name, count in groups.items())
+    assert f"Held-out shares are whole groups of column 'camera' ({drawn}), seed 3." in markdown
     assert "| camera | samples | " in markdown and all(f"| {group} | " in markdown for group in tested)
     html = (folder / "report.html").read_text()
     assert "<h2>Results per camera</h2>" in html and html.count("data:image/png;base64,") >= 5

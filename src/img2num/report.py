@@ -418,12 +418,29 @@ def _title(summary: dict) -> str:
     return f"img2num compare on {what}"
 
 
+def _validation_text(validation: dict, seed: int) -> str:
+    """One sentence: how validation (and test) were drawn, from the splits' record."""
+    drawn = validation.get("drawn")
+    groups = validation.get("groups") or {}
+    counts = f" ({', '.join(f'{count} {name}' for name, count in groups.items())})" if groups else ""
+    if drawn == "random":
+        return f" Held-out shares were drawn at random with seed {validation.get('seed', seed)}."
+    if drawn == "groups":
+        return f" Held-out shares are whole groups of column '{validation['group_column']}'{counts}, seed {validation.get('seed', seed)}."
+    if drawn in ("time", "groups and time"):
+        by = f"whole groups of column '{validation['group_column']}'{counts}, " if drawn == "groups and time" else ""
+        gap = f", gap {validation['gap']}" if validation.get("gap") is not None else ""
+        return f" Held-out shares are {by}the latest by column '{validation['time_column']}'{gap}."
+    if drawn == "split column":
+        return " The label CSV's split column assigned the splits."
+    return ""
+
+
 def _data_text(summary: dict) -> str:
     data = summary["data"]
     sizes = ", ".join(f"{split['samples']} {name}" for name, split in data["splits"].items())
     text = f"Data: {data['source']}, images {'x'.join(map(str, data['image_shape']))}, {sizes} samples."
-    if any("held-out" in split["source"] for split in data["splits"].values()):
-        text += " Held-out shares were drawn with seed " + str(summary["seeds"][0]) + "."
+    text += _validation_text(data.get("validation") or {}, summary["seeds"][0])
     task = data["task"]
     if task:
         options = ", ".join(f"{key} {value}" for key, value in task.get("options", {}).items())
