@@ -113,7 +113,7 @@ def train(
     near = near_copy_record(splits, data_options, config.seed) if near_copies else None
     if near is not None and "warning" in near:
         warnings.warn(near["warning"], Img2NumWarning, stacklevel=2)
-    few = few_groups_warning(splits.validation or {}) if getattr(splits, "validation", None) else None
+    few = few_groups_warning(splits.validation or {})
     if few is not None:
         splits.validation["warning"] = few
         warnings.warn(few, Img2NumWarning, stacklevel=2)
