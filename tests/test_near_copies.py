@@ -15,7 +15,6 @@ from conftest import require, run_cli
 from img2num import compare
 from img2num.config import DataConfig
 from img2num.data import Dataset, ImageFiles, measure_near_copies, near_copy_record, resolve_splits, write_image_folder
-from img2num.errors import Img2NumWarning
 from img2num.metrics import NEAR_COPY_SHARE, near_copy_warning
 
 SIDE = 32

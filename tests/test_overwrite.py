@@ -15,7 +15,7 @@ def _tree(folder):
 
 
 def test_overwrite_never_replaces_the_training_data(capsys, tmp_path, monkeypatch):
-    csv_path = write_photos(tmp_path / "data", count=8)
+    write_photos(tmp_path / "data", count=8)
     before = _tree(tmp_path / "data")
     # Refused before any training: a run would take seconds, the refusal none of them.
     monkeypatch.setattr("img2num.training.resolve_splits", lambda *a, **k: pytest.fail("read the data"))

@@ -198,13 +198,19 @@ def test_a_full_queue_answers_503_and_then_serves(image_run, photos):
         assert post_files(url, [("e.png", image)])[0] == 200
 
 
-def test_batcher_gathers_concurrent_requests_into_one_call():
+def summing_model():
+    """A stand-in model for the batcher: each image's pixel sum; and the list of batch sizes it saw."""
     calls = []
 
     def predict(x):
         calls.append(len(x))
         return x.reshape(len(x), -1).sum(axis=1).astype(np.float32)
 
+    return calls, predict
+
+
+def test_batcher_gathers_concurrent_requests_into_one_call():
+    calls, predict = summing_model()
     batcher = MicroBatcher(predict, max_batch=8, wait_s=0.5, capacity=8)
     try:
         futures = [batcher.submit(np.full((n, 1, 1, 1), n, np.float32)) for n in (1, 2, 3)]
@@ -336,12 +342,7 @@ def test_a_client_that_disconnects_mid_upload_writes_at_most_one_log_line(server
 
 
 def test_max_batch_bounds_every_model_call(image_run, photos):
-    calls = []
-
-    def predict(x):
-        calls.append(len(x))
-        return x.reshape(len(x), -1).sum(axis=1).astype(np.float32)
-
+    calls, predict = summing_model()
     batcher = MicroBatcher(predict, max_batch=2, wait_s=0, capacity=8)
     try:
         images = np.arange(5, dtype=np.float32).reshape(5, 1, 1, 1)

@@ -17,8 +17,6 @@ def predict_inputs(model, inputs: np.ndarray) -> np.ndarray:
     import keras
 
     if keras.backend.backend() == "jax":
-        from img2num.loop import predict
-
         return predict(model, inputs, PREDICT_BATCH_SIZE)
     if keras.backend.backend() == "torch" and layout.convertible(model):
         return layout.predict_channels_first(model, inputs, PREDICT_BATCH_SIZE)
