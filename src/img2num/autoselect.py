@@ -1,6 +1,7 @@
 """`--model auto`: choose among the candidate models by validation loss within a time limit, by
 successive halving (every candidate trains briefly, the better half trains on, warm-started, and
-the winner gets most of the time). The search sits above the fitters it runs.
+the winner gets most of the time), stopping at once a candidate whose learning curve cannot catch
+the leader in the time left. The search sits above the fitters it runs.
 
 docs/auto.md describes the schedule, the candidates and what the wall clock can change.
 """
@@ -16,6 +17,8 @@ import numpy as np
 
 from img2num.clock import Clock
 from img2num.config import AUTO_MODEL
+from img2num.curves import reachable_loss
+from img2num.ensemble import ENSEMBLE_MODEL, ensemble_model, greedy_weights
 from img2num.errors import Img2NumError
 from img2num.fitters import fit
 from img2num.fitting import Fit, FitInputs, build_model, choose_trainer, epoch_callbacks, kept_epochs, run_epochs
@@ -35,6 +38,21 @@ PROBE_EPOCHS = 2
 # (its first epoch less a later one): a 60 s run on a loaded machine compiled pixel_gap in 12-13 s
 # and needed 25-30 s after training for predictions, saving and pictures.
 FINISH_COMPILES = 2.0
+# A rung's share is trained in up to this many pieces, the learning-curve bound checked after
+# each, so a candidate that cannot catch the leader stops within a quarter of its share.
+PIECES_PER_SHARE = 4
+# The bound drops nobody while the leader's validation R^2 is below this: a leader no better
+# than the mean decides nothing (a CNN can sit at the mean for its first epochs).
+LEADER_MIN_R2 = 0.1
+# Where the time left affords the leader fewer epochs than this alone, the others stop: racing
+# them would starve the winner (a loaded machine gets a smaller search).
+STARVED_EPOCHS = 30
+# The ensemble (`img2num.ensemble`): up to this many candidates whose best validation loss is
+# within this factor of the winner's, kept only where it beats the winner alone on validation by
+# this share (the weights are chosen on the same validation split, which flatters a little).
+ENSEMBLE_SIZE = 3
+ENSEMBLE_RANGE = 1.5
+ENSEMBLE_GAIN = 0.02
 # Epoch counts are rounded down to one of these (and their doublings), so that a small change
 # of the measured epoch time rarely changes the schedule: steps of about 2^(1/4).
 _ROUND_STEPS = (4, 5, 6, 7)
@@ -71,6 +89,9 @@ class _Trial:
     dropped: str = ""
     rungs: list[int] = field(default_factory=list)
     fitted: Fit | None = None
+    # Each stretch of training: stage, start and end (seconds since `train` was called), epochs.
+    spans: list[dict] = field(default_factory=list)
+    time_limited: bool = False
 
     @property
     def epochs(self) -> int:
@@ -146,10 +167,14 @@ def select_model(candidates: Sequence[str], inputs: FitInputs) -> Fit:
     late = [name for name, why in skipped if why == "no time left"]
     if late:
         say(f"auto: no time left to try {', '.join(late)}")
+    variance = float(np.var(np.asarray(inputs.splits["val"].y, dtype=np.float64)))
     rungs = max(1, math.ceil(math.log2(len(trials))) + 1)
-    alive = list(trials)
+    alive = _drop_hopeless(trials, inputs, variance)
+    alive = _drop_for_time(alive, inputs)
     decided_at = "the probe"
     for rung in range(rungs):
+        if len(alive) == 1:
+            break
         if rung > 0:
             keep = math.ceil(len(alive) / 2)
             ranked = sorted(alive, key=lambda trial: trial.best_val)
@@ -158,40 +183,192 @@ def select_model(candidates: Sequence[str], inputs: FitInputs) -> Fit:
             alive = ranked[:keep]
             decided_at = f"rung {rung}"
         training = [trial for trial in alive if not trial.done and trial.epochs < config.epochs]
-        if not training:
-            if len(alive) == 1:
-                break
-            continue
-        share = clock.training_left() / (rungs - rung) / len(training)
-        for trial in training:
+        for index, trial in enumerate(training):
+            if trial.dropped or len(alive) == 1:
+                continue
+            # Time a candidate stopped by the bound leaves goes to those after it.
+            waiting = sum(1 for other in training[index:] if not other.dropped)
+            share = clock.training_left() / (rungs - rung) / waiting
             epochs = min(round_epochs(share / max(trial.epoch_seconds, 1e-6)), config.epochs - trial.epochs)
             if epochs >= 1:
-                _train_trial(trial, epochs, inputs, f"rung {rung + 1}")
+                _train_share(trial, epochs, alive, inputs, variance, f"rung {rung + 1}")
             trial.rungs.append(trial.epochs)
+            alive = [other for other in alive if not other.dropped]
     winner = min(alive, key=lambda trial: trial.best_val)
+    if len(alive) == 1 and not winner.done and winner.epochs < config.epochs and clock.training_left() > 0:
+        # Alone before the last rung: it trains on until early stopping, its epochs or the time limit.
+        _train_trial(winner, config.epochs - winner.epochs, inputs, "alone")
+        winner.rungs.append(winner.epochs)
     for trial in alive:
         if trial is not winner:
             trial.dropped = f"lost at {decided_at}"
-    record = _record(trials, winner, clock, inputs.splits["val"].y, rungs, skipped)
+    record = _record(trials, winner, clock, variance, rungs, skipped)
     say(f"auto: chose {winner.name}: {record['why']}")
+    if (note := _load_note(winner, clock)) is not None:
+        record["load"] = note
+        say(f"auto: {note}")
     if winner.fitted is not None:
         chosen = winner.fitted
     else:
         winner.callbacks.finish(winner.model)
-        best, kept = kept_epochs(winner.history, winner.stopper)
+        best, kept = kept_epochs(winner.history, winner.stopper, config.average_epochs > 0)
         chosen = Fit(winner.name, winner.model, winner.trainer, winner.history, 0.0, best, kept)
+    chosen = _ensemble(trials, winner, chosen, inputs, record) or chosen
     return replace(chosen, seconds=time.perf_counter() - started, record={"selection": record} | chosen.record)
+
+
+def _ensemble(trials: list[_Trial], winner: _Trial, chosen: Fit, inputs: FitInputs, record: dict) -> Fit | None:
+    """The weighted ensemble of the best candidates (`img2num.ensemble`) where it beats the
+    winner alone on validation by `ENSEMBLE_GAIN`, else None; `record` gets the comparison."""
+    splits = inputs.splits
+    pool = sorted(
+        (t for t in trials if math.isfinite(t.best_val) and t.best_val <= ENSEMBLE_RANGE * winner.best_val),
+        key=lambda trial: (trial is not winner, trial.best_val),
+    )[:ENSEMBLE_SIZE]
+    if len(pool) < 2 or not all(hasattr(split, "x") for split in splits.values()):
+        return None  # one candidate near the winner, or images streamed from disk
+    for trial in pool:
+        if trial is not winner and trial.fitted is None:
+            trial.callbacks.finish(trial.model)  # its kept weights, as it would be saved alone
+    outputs = [_outputs(trial, inputs) for trial in pool]
+    targets = inputs.val.y
+    weights = greedy_weights([output["val"] for output in outputs], targets)
+    alone = [float(np.mean((output["val"].reshape(-1) - targets) ** 2)) for output in outputs]
+    combined = {name: sum(w * output[name] for w, output in zip(weights, outputs)) for name in splits}
+    together = float(np.mean((combined["val"].reshape(-1) - targets) ** 2))
+    kept = int(np.count_nonzero(weights)) >= 2 and together < (1 - ENSEMBLE_GAIN) * min(alone)
+    factor = inputs.loss_factor
+    record["ensemble"] = {
+        "members": [trial.name for trial in pool],
+        "weights": [round(float(w), 4) for w in weights],
+        "val_mse_alone": [round(mse * factor, 6) for mse in alone],
+        "val_mse": round(together * factor, 6),
+        "kept": kept,
+    }
+    if not kept:
+        return None
+    members = [(trial, w) for trial, w in zip(pool, weights) if w > 0]
+    model = ensemble_model([trial.model for trial, _ in members], [w for _, w in members], tuple(winner.model.input_shape[1:]))
+    names = " + ".join(f"{trial.name} {w:.2f}" for trial, w in members)
+    inputs.say(f"auto: kept the ensemble {names}: validation MSE {together * factor:.4g} against {min(alone) * factor:.4g} alone")
+    ensemble = {"members": [trial.name for trial, _ in members], "weights": [round(float(w), 4) for _, w in members]}
+    return replace(chosen, name=ENSEMBLE_MODEL, model=model, outputs=combined, record=chosen.record | {"ensemble": ensemble})
+
+
+def _outputs(trial: _Trial, inputs: FitInputs) -> dict:
+    """A trial's outputs (N, 1) on every split, in the learned targets' units."""
+    if trial.fitted is not None and trial.fitted.outputs is not None:
+        return trial.fitted.outputs
+    from img2num.inference import predict_inputs
+
+    return {
+        name: predict_inputs(trial.model, inputs.preprocessing.apply(split.x, split.source)).reshape(-1, 1)
+        for name, split in inputs.splits.items()
+    }
+
+
+def _leader(trials: list[_Trial]) -> _Trial:
+    return min(trials, key=lambda trial: trial.best_val)
+
+
+def _hopeless(trial: _Trial, leader: _Trial, inputs: FitInputs, variance: float) -> str | None:
+    """Why `trial` cannot catch `leader` in the time left, by its learning curve's optimistic
+    bound (`curves.reachable_loss`), or None while it still might."""
+    if trial is leader or trial.done or trial.epochs < 2 or trial.epochs >= inputs.config.epochs:
+        return None
+    if leader.best_val > (1 - LEADER_MIN_R2) * variance:
+        return None
+    left = inputs.clock.training_left()
+    ahead = inputs.config.epochs - trial.epochs
+    if math.isfinite(left):
+        ahead = min(ahead, left / max(trial.epoch_seconds, 1e-6))
+    reach = reachable_loss([row["val_loss"] for row in trial.history], ahead)
+    if reach <= leader.best_val:
+        return None
+    return f"stopped at epoch {trial.epochs}: could reach {reach:.4g} at best in the time left, behind {leader.name}'s {leader.best_val:.4g}"
+
+
+def _drop_hopeless(trials: list[_Trial], inputs: FitInputs, variance: float) -> list[_Trial]:
+    """The trials that can still catch the leader; the others are marked dropped, saying why."""
+    leader = _leader(trials)
+    for trial in trials:
+        if not trial.dropped and (why := _hopeless(trial, leader, inputs, variance)) is not None:
+            trial.dropped = why
+            inputs.say(f"auto: {trial.name} {why}")
+    return [trial for trial in trials if not trial.dropped]
+
+
+def _drop_for_time(trials: list[_Trial], inputs: FitInputs) -> list[_Trial]:
+    """All but the leader when the time left affords the leader fewer than `STARVED_EPOCHS`
+    epochs of its own: on a slow or loaded machine a race would starve the winner."""
+    leader = _leader(trials)
+    racing = [trial for trial in trials if trial is not leader and not trial.done]
+    left = inputs.clock.training_left()
+    if not racing or leader.done or not math.isfinite(left):
+        return trials
+    affords = left / max(leader.epoch_seconds, 1e-6)
+    if affords >= min(STARVED_EPOCHS, inputs.config.epochs - leader.epochs):
+        return trials
+    for trial in racing:
+        trial.dropped = f"stopped after the probe: the time left affords the leader {leader.name} only {affords:.0f} epochs"
+    inputs.say(f"auto: {len(racing)} candidate(s) stopped: {racing[0].dropped}")
+    return [trial for trial in trials if not trial.dropped]
+
+
+def _train_share(trial: _Trial, epochs: int, alive: list[_Trial], inputs: FitInputs, variance: float, stage: str) -> None:
+    """Train `trial` for `epochs` in up to `PIECES_PER_SHARE` pieces, stopping it (marked
+    dropped) as soon as its learning curve cannot catch the leader."""
+    piece = max(1, math.ceil(epochs / PIECES_PER_SHARE))
+    first, done = trial.epochs, 0
+    while done < epochs and not trial.done and not trial.time_limited:
+        steps = min(piece, epochs - done)
+        _train_trial(trial, steps, inputs, stage, announce=False)
+        done += steps
+        if (why := _hopeless(trial, _leader(alive), inputs, variance)) is not None:
+            trial.dropped = why
+            break
+    _say_trained(trial, stage, first, inputs)
+    if trial.dropped:
+        inputs.say(f"auto: {trial.name} {trial.dropped}")
+
+
+def _load_note(winner: _Trial, clock: Clock) -> str | None:
+    """One line when the time limit, on a machine busier than its cores, ended the winner's
+    training (early stopping did not)."""
+    import os
+
+    if not winner.time_limited or clock.limit is None:
+        return None
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= cores:
+        return None
+    return (
+        f"the time limit ended {winner.name}'s training at epoch {winner.epochs} on a loaded machine "
+        f"(load average {load:.1f} on {cores} cores); a larger --time-limit gives it more epochs"
+    )
 
 
 def _fitted_trial(name: str, inputs: FitInputs) -> _Trial:
     """A candidate fitted at once (a pretrained backbone's head): it takes part in the ranking
     and trains no further."""
+    began = time.perf_counter()
     fitted = fit(replace(inputs, config=replace(inputs.config, model=name)))
     trial = _Trial(name, fitted.model, fitted.trainer, fitted.history, None, None, fitted=fitted)
     trial.seconds = trial.epoch_seconds = fitted.seconds
     trial.done = True
     trial.rungs.append(trial.epochs)
+    trial.spans.append(_span(inputs.clock, "fitted", began, 0, trial.epochs))
     return trial
+
+
+def _span(clock: Clock, stage: str, began: float, first: int, last: int) -> dict:
+    """A stretch of a trial's training for the search's timeline, in seconds since `train` began."""
+    return {
+        "stage": stage,
+        "start": round(began - clock.started, 3),
+        "end": round(time.perf_counter() - clock.started, 3),
+        "epochs": [first, last],
+    }
 
 
 def _compile_seconds(trial: _Trial) -> float:
@@ -218,7 +395,7 @@ def _start_trial(name: str, inputs: FitInputs) -> _Trial:
     return _Trial(name, model, trainer, recorder.history, stopper, Resumable(callbacks))
 
 
-def _train_trial(trial: _Trial, epochs: int, inputs: FitInputs, stage: str) -> None:
+def _train_trial(trial: _Trial, epochs: int, inputs: FitInputs, stage: str, announce: bool = True) -> None:
     from img2num.callbacks import TimeLimit
 
     config = inputs.config
@@ -243,8 +420,15 @@ def _train_trial(trial: _Trial, epochs: int, inputs: FitInputs, stage: str) -> N
     times = [row["seconds"] for row in trial.history[1:]] or [trial.history[0]["seconds"]]
     trial.epoch_seconds = float(np.median(times[-5:]))
     trial.stopped_early = trial.done = trial.stopper is not None and trial.stopper.stopped_epoch > 0
+    trial.time_limited = trial.time_limited or limit.stopped
+    trial.spans.append(_span(inputs.clock, stage, began, first + 1, trial.epochs))
+    if announce:
+        _say_trained(trial, stage, first, inputs)
+
+
+def _say_trained(trial: _Trial, stage: str, first: int, inputs: FitInputs) -> None:
     last = trial.history[-1]
-    note = " (stopped early)" if trial.stopped_early else " (time limit)" if limit.stopped else ""
+    note = " (stopped early)" if trial.stopped_early else " (time limit)" if trial.time_limited else ""
     inputs.say(
         f"auto: {stage} {trial.name} epochs {first + 1}-{trial.epochs}  val_loss {last['val_loss']:.4g}  "
         f"best {trial.best_val:.4g}  {last['seconds']:.3f} s/epoch{note}"
@@ -252,9 +436,8 @@ def _train_trial(trial: _Trial, epochs: int, inputs: FitInputs, stage: str) -> N
 
 
 def _record(
-    trials: list[_Trial], winner: _Trial, clock: Clock, val_targets: np.ndarray, rungs: int, skipped: list[tuple[str, str]]
+    trials: list[_Trial], winner: _Trial, clock: Clock, variance: float, rungs: int, skipped: list[tuple[str, str]]
 ) -> dict:
-    variance = float(np.var(np.asarray(val_targets, dtype=np.float64)))
     rows = []
     for trial in trials:
         rows.append(
@@ -268,6 +451,7 @@ def _record(
                 "epochs_after_rung": trial.rungs,
                 "outcome": "chosen" if trial is winner else trial.dropped,
                 "stopped_early": trial.stopped_early,
+                "timeline": trial.spans,
             }
         )
     for name, reason in skipped:
@@ -282,6 +466,7 @@ def _record(
                 "epochs_after_rung": [],
                 "outcome": f"not tried: {reason}",
                 "stopped_early": False,
+                "timeline": [],
             }
         )
     others = [row for row in rows if row["model"] != winner.name and row["val_mse"] is not None]

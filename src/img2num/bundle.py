@@ -196,7 +196,8 @@ def load_run(folder: str | Path) -> Run:
 
     import img2num.layers  # noqa: F401  (registers the layers a saved model may hold)
 
-    if is_backbone(config.get("train", {}).get("model", "")):
+    models = [config.get("train", {}).get("model", ""), *config.get("ensemble", {}).get("members", [])]
+    if any(is_backbone(str(name)) for name in models):
         import keras_hub  # noqa: F401  (registers the backbone's layers; loads nothing from a hub)
 
     if not zipfile.is_zipfile(folder / MODEL_FILE):  # Keras calls a damaged archive "File not found"

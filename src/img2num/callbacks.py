@@ -71,6 +71,30 @@ class EarlyStop(keras.callbacks.EarlyStopping):
         super().on_train_end(logs)
 
 
+class WeightAverage(keras.callbacks.Callback):
+    """Keras callback that ends training with the average of the last `epochs` epochs' weights
+    (stochastic weight averaging over the end of training). It must come after early stopping,
+    whose restoring of the best weights it replaces; `averaged` says which epochs it averaged."""
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+        self.averaged: tuple[int, int] | None = None
+        self._kept: list[tuple[int, list]] = []
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self._kept = [*self._kept[-(self.epochs - 1) :], (epoch + 1, self.model.get_weights())] if self.epochs > 1 else [
+            (epoch + 1, self.model.get_weights())
+        ]
+
+    def on_train_end(self, logs=None) -> None:
+        if not self._kept:
+            return
+        weights = [sum(arrays) / len(self._kept) for arrays in zip(*(kept for _, kept in self._kept))]
+        self.model.set_weights([w.astype(kept.dtype) for w, kept in zip(weights, self._kept[-1][1])])
+        self.averaged = (self._kept[0][0], self._kept[-1][0])
+
+
 class Progress(keras.callbacks.Callback):
     """Keras callback printing the recorder's latest epoch: one updating line on a terminal,
     else a line at the first epoch, every 10% and the last; and, when training stopped early,

@@ -150,6 +150,9 @@ class TrainConfig:
             learning rate has fallen several times and the weights have settled (the lowest
             loss on a small validation set is often a lucky epoch; see docs/accuracy.md's
             notes), and restores the best when the epoch limit ends it first.
+        average_epochs: Keep the average of the last this many epochs' weights (stochastic
+            weight averaging) instead of one epoch's; 0 keeps one epoch's, as `restore_best` says.
+            benchmarks/kept_weights.py measures which generalizes (docs/auto.md).
         lr_patience: Halve the learning rate after this many epochs without a lower validation
             loss (down to 1/100 of the initial rate); 0 keeps it constant.
         standardize_targets: Train on targets standardized with the training split's mean and
@@ -180,6 +183,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     patience: int = 40
     restore_best: bool | None = None
+    average_epochs: int = 0
     lr_patience: int = 10
     standardize_targets: bool = True
     weight_decay: float = 0.0
@@ -202,6 +206,10 @@ class TrainConfig:
             f"validation fraction must be between 0 and 1, got {self.val_fraction}",
         )
         _require(self.patience >= 0, f"patience must be non-negative, got {self.patience}")
+        _require(
+            isinstance(self.average_epochs, int) and self.average_epochs >= 0,
+            f"average epochs must be a whole number of at least 0, got {self.average_epochs}",
+        )
         _require(self.lr_patience >= 0, f"learning-rate patience must be non-negative, got {self.lr_patience}")
         _require(
             0.0 <= self.weight_decay < float("inf"),

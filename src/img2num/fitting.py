@@ -80,14 +80,17 @@ class Fit:
     record: dict = field(default_factory=dict)
 
 
-def kept_epochs(history: list[dict], stopper) -> tuple[int, int]:
+def kept_epochs(history: list[dict], stopper, averaged: bool = False) -> tuple[int, int]:
     """The best epoch and the epoch whose weights the model holds after epochs recorded in
     `history`: early stopping's best when there is one, else the lowest validation loss; its
-    weights when early stopping restored them, else the last epoch's."""
+    weights when early stopping restored them, else the last epoch's (the last of those
+    averaged, when `averaged`)."""
     best = min(history, key=lambda row: row["val_loss"])["epoch"] if history else 0
     if stopper is not None:
         best = stopper.best_epoch + 1
     kept = best if stopper is not None and stopper.restore_best_weights else (history[-1]["epoch"] if history else 0)
+    if averaged:
+        kept = history[-1]["epoch"] if history else 0
     return best, kept
 
 
@@ -123,7 +126,7 @@ def fit_by_epochs(inputs: FitInputs) -> Fit:
         seed=config.seed,
         callbacks=callbacks,
     )
-    best, kept = kept_epochs(recorder.history, stopper)
+    best, kept = kept_epochs(recorder.history, stopper, config.average_epochs > 0)
     return Fit(config.model, model, trainer, recorder.history, time.perf_counter() - started, best, kept)
 
 
@@ -256,11 +259,13 @@ def epoch_callbacks(config: TrainConfig, loss_factor: float) -> tuple:
     Returns:
         The `EpochRecorder`, the `EarlyStop` (None when patience is 0), and the list of all.
     """
-    from img2num.callbacks import EarlyStop, EpochRecorder
+    from img2num.callbacks import EarlyStop, EpochRecorder, WeightAverage
 
     recorder = EpochRecorder(loss_factor)
     stopper = None if config.patience == 0 else EarlyStop(config.patience, config.restore_best)
-    return recorder, stopper, [c for c in (recorder, stopper, _lr_reduction(config)) if c is not None]
+    # After early stopping, whose restoring of the best weights the average replaces.
+    average = WeightAverage(config.average_epochs) if config.average_epochs > 0 else None
+    return recorder, stopper, [c for c in (recorder, stopper, average, _lr_reduction(config)) if c is not None]
 
 
 def _lr_reduction(config: TrainConfig):

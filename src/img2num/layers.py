@@ -130,3 +130,26 @@ class MeanStdPooling(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 2 * input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="img2num")
+class WeightedSum(keras.layers.Layer):
+    """A fixed weighted sum of several (N, 1) outputs: the ensemble of `img2num.ensemble`.
+
+    Args:
+        weights: One weight per input, summing to 1.
+        **kwargs: Other `keras.layers.Layer` arguments (name, ...).
+    """
+
+    def __init__(self, weights, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.member_weights = [float(weight) for weight in weights]
+
+    def call(self, inputs):
+        return sum(weight * output for weight, output in zip(self.member_weights, inputs))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "weights": self.member_weights}

@@ -68,6 +68,7 @@ def add_train_parser(commands) -> None:
     command.add_argument("--learning-rate", type=positive_float, help=f"initial learning rate (default {train_defaults.learning_rate:g}; {plain['learning_rate']:g} with --plain)")
     command.add_argument("--patience", type=count, help=f"stop after this many epochs without a lower validation loss; 0 trains every epoch (default {train_defaults.patience}; 0 with --plain)")
     command.add_argument("--restore-best", action=argparse.BooleanOptionalAction, help="end training with the weights of the epoch with the lowest validation loss; --no-restore-best keeps the last epoch's (default: the last when early stopping ends training, the best when --epochs does)")
+    command.add_argument("--average-epochs", type=count, help="keep the average of the last N epochs' weights (stochastic weight averaging) instead of one epoch's (default 0: one epoch's)")
     command.add_argument("--lr-patience", type=count, help=f"halve the learning rate after this many epochs without a lower validation loss; 0 never (default {train_defaults.lr_patience}; 0 with --plain)")
     command.add_argument("--standardize-targets", action=argparse.BooleanOptionalAction, help="learn targets standardized on the training split (default: on; off with --plain)")
     command.add_argument("--weight-decay", type=non_negative_float, help=f"AdamW weight decay; 0 uses Adam (default {train_defaults.weight_decay:g})")
@@ -122,7 +123,7 @@ def _train_config(args) -> TrainConfig:
         name: getattr(args, name)
         for name in (
             "model", "epochs", "batch_size", "learning_rate", "seed", "val_fraction", "patience",
-            "restore_best", "lr_patience", "standardize_targets", "weight_decay", "augment", "trainer", "backend",
+            "restore_best", "average_epochs", "lr_patience", "standardize_targets", "weight_decay", "augment", "trainer", "backend",
             "time_limit", "finetune_stages",
         )
         if getattr(args, name, None) is not None
