@@ -133,6 +133,8 @@ def add_data_options(
         names.append("skip_bad")
         group.add_argument("--skip-bad", action="store_true", help="skip bad rows and images (counted, listed, one summary line) instead of stopping")
     group.add_argument("--workers", metavar="N", type=positive_int, help="processes decoding images (default: every CPU core)")
+    names.append("frame_column")
+    group.add_argument("--frame-column", metavar="NAME", help="CSV column of the frame's time (seconds, MM:SS or HH:MM:SS.fff) on rows whose file is a video (default: time; docs/video.md)")
     if groups:
         names.append("group_column")
         group.add_argument("--group-column", metavar="NAME", help="CSV column naming each image's group (a camera, a site, a source photo): whole groups go to training, validation or test (docs/groups.md)")
