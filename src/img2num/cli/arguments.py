@@ -52,6 +52,16 @@ def non_negative_float(text: str) -> float:
     return _parse_number(float, text, lambda v: 0 <= v < float("inf"), "a number of at least 0")
 
 
+def video_time(text: str) -> float:
+    """Argument type of video times: seconds (12.5), MM:SS or HH:MM:SS.fff."""
+    from img2num.data.video import parse_frame_time
+
+    seconds = parse_frame_time(text)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f"expected seconds (12.5), MM:SS or HH:MM:SS.fff, got {text!r}")
+    return seconds
+
+
 def fraction(text: str) -> float:
     """Argument type: a share strictly between 0 and 1."""
     return _parse_number(float, text, lambda v: 0 < v < 1, "a number between 0 and 1")

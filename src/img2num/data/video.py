@@ -9,6 +9,7 @@ decoders (`img2num.data.decoding`) read frame references through `read_frame_ref
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +31,14 @@ _FRAGMENT = "#t="
 SEEK_AHEAD_SECONDS = 4.0
 _CLOCK = re.compile(r"(?:([0-9]+):)?([0-9]{1,2}):([0-9]{1,2}(?:\.[0-9]*)?)")
 _SECONDS = re.compile(r"[0-9]+\.?[0-9]*|\.[0-9]+")
+
+
+class PastEnd(BadImage):
+    """A time at or after the video's last frame."""
+
+
+class Truncated(BadImage):
+    """A video whose frames end before the length its headers state."""
 
 
 def is_video_file(path: str | Path) -> bool:
@@ -166,7 +175,7 @@ class FrameReader:
         """Raise `BadImage` when the headers say the video ends before `seconds`."""
         duration = self.duration
         if duration is not None and seconds >= duration:
-            raise BadImage(f"time {time_text(seconds)} s is past the end of the video ({time_text(duration)} s long)")
+            raise PastEnd(f"time {time_text(seconds)} s is past the end of the video ({time_text(duration)} s long)")
 
     def frame_at(self, seconds: float) -> np.ndarray:
         """The frame shown at `seconds` from the start, as RGB uint8 (H, W, 3).
@@ -200,13 +209,13 @@ class FrameReader:
     def _past_end(self, seconds: float, end: float | None):
         stated = self.duration
         if end is not None and stated is not None and end < stated - 2 * self.frame_seconds and seconds < stated:
-            raise BadImage(
+            raise Truncated(
                 f"time {time_text(seconds)} s: the video's frames end at {time_text(end)} s, before its stated "
                 f"length {time_text(stated)} s (truncated or damaged?)"
             )
         length = end if end is not None else stated
         tail = f" ({time_text(length)} s long)" if length is not None else ""
-        raise BadImage(f"time {time_text(seconds)} s is past the end of the video{tail}")
+        raise PastEnd(f"time {time_text(seconds)} s is past the end of the video{tail}")
 
     def _seek(self, wanted: float) -> None:
         av = require_extra("av")
@@ -284,6 +293,40 @@ def _by_video(paths: Iterable[str], read) -> dict:
         if isinstance(reader, FrameReader):
             reader.close()
     return out
+
+
+def find_videos(inputs: Iterable[str | Path]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Video files named directly, plus every video file under named folders (recursively,
+    sorted); each file once, where first named.
+
+    Returns:
+        The videos, and (path, reason) for each input that is missing, no video, a folder without
+        videos or a repeat.
+    """
+    files, problems = [], []
+    for given in inputs:
+        item = Path(given)
+        if item.is_dir():
+            found = sorted(str(p) for p in item.rglob("*") if p.is_file() and is_video_file(p))
+            if not found:
+                problems.append((str(item), f"holds no video files (searched for {', '.join(sorted(e[1:] for e in VIDEO_EXTENSIONS))})"))
+            files.extend(found)
+        elif not item.exists():
+            problems.append((str(item), "no such file or folder"))
+        elif not is_video_file(item):
+            problems.append((str(item), "is not a video file; --every samples videos (predict images without it)"))
+        else:
+            files.append(str(given))
+    seen: dict[str, str] = {}
+    unique = []
+    for file in files:
+        key = os.path.normcase(os.path.realpath(file))
+        if key in seen:
+            problems.append((file, f"duplicate of {seen[key]} (named earlier)"))
+        else:
+            seen[key] = file
+            unique.append(file)
+    return unique, problems
 
 
 def sample_times(start: float, stop: float, every: float) -> Iterable[float]:
