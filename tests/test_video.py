@@ -185,12 +185,13 @@ def test_predict_video_api_reports_a_start_past_the_end(video_folder, tmp_path, 
     # The run takes 12x12 images: a 16x16 video's frames are bad frames, each reported.
     clip, other, wrong = (write_video(tmp_path / name, seconds=s, size=z) for name, s, z in (("clip.mp4", 3, 12), ("other.mp4", 1, 12), ("wrong.mp4", 3, 16)))
     stream = io.StringIO()
-    result = predict_video(image_run, [clip, other, wrong], 0.7, start=0.6 * 2, end=2.7, stream=stream, quiet=True, interval=0.5)
+    result = predict_video(image_run, [clip, other, wrong], 0.7, start=0.6 * 2, end=2.7, stream=stream, quiet=True, interval=0.5,
+                           plot=tmp_path / "p.png")
     lines = stream.getvalue().splitlines()
     assert lines[0] == "path,time,prediction,lower,upper"
     rows = [line.split(",") for line in lines[1:]]
     assert [row[1] for row in rows] == ["1.2", "1.9", "2.6"] and all(float(r[3]) < float(r[2]) < float(r[4]) for r in rows)
-    assert result.rows == 3 and result.output is None
+    assert result.rows == 3 and result.output is None and result.plot.read_bytes()[:4] == b"\x89PNG"
     assert [row.message for row in result.bad] == [f"{other}: --start 1.2 s is past the end of the video (1 s long)"] + [
         f"{wrong}#t={t}: image is 16x16; expected 12x12" for t in ("1.2", "1.9", "2.6")
     ]
