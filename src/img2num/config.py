@@ -312,6 +312,8 @@ class DataConfig:
             validation time (and validation rows before the earliest test time) are dropped:
             a number in the column's units, or for dates and date-times seconds or a duration
             such as "30s", "15min", "6h", "2d".
+        frame_column: CSV column of the frame's time on rows whose file is a video (seconds,
+            MM:SS or HH:MM:SS.fff); None takes `time` (docs/video.md).
         skip_bad: Skip bad rows and files (counted, listed and reported) instead of failing.
         cache_mb: Decoded data sets up to this many megabytes are loaded into memory; larger
             ones stream from disk batch by batch. 0 always streams.
@@ -331,6 +333,7 @@ class DataConfig:
     group_column: str | None = None
     time_column: str | None = None
     gap: float | str | None = None
+    frame_column: str | None = None
 
     def __post_init__(self) -> None:
         _require(self.channels in (None, 1, 3), f"channels must be 1 or 3, got {self.channels}")

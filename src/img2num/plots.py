@@ -1,5 +1,5 @@
 """Every picture img2num draws: sample and prediction grids, loss curves, prediction diagnostics,
-scores per group (PNG)."""
+scores per group, predictions over a video's time (PNG)."""
 
 from __future__ import annotations
 
@@ -322,6 +322,54 @@ def group_scores_figure(by_group: dict, title: str = "", shown: int = 40) -> Fig
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
     more = len(by_group["groups"]) - len(groups)
     ax.set_title(title + (f" (the {len(groups)} worst of {len(by_group['groups'])} groups)" if more > 0 else ""), fontsize="medium")
+    return fig
+
+
+def time_series(series: list[dict], path: str | Path, title: str = "") -> Path:
+    """Draw predictions against time, one line per video, with the interval band where given
+    and a gap (and a mark on the time axis) where a frame could not be used.
+
+    Args:
+        series: Per video: `name`, `times` (seconds), `predictions`, optional `lower` and
+            `upper`, and `gaps` (seconds of the frames that could not be used).
+        path: PNG file to write.
+        title: The picture's title.
+
+    Returns:
+        The path written.
+    """
+    return _save(time_series_figure(series, title), path)
+
+
+def time_series_figure(series: list[dict], title: str = "") -> Figure:
+    """The figure that `time_series` saves."""
+    fig = Figure(figsize=(9, 3.6), dpi=_DPI)
+    ax = fig.add_axes(_axes_box(fig, left=0.8, right=0.25, bottom=0.55, top=0.4))
+    longest = max((float(np.max(item["times"])) for item in series if len(item["times"])), default=0.0)
+    scale, unit = (3600.0, "hours") if longest >= 3 * 3600 else (60.0, "minutes") if longest >= 180 else (1.0, "seconds")
+    for index, item in enumerate(series):
+        colour = f"C{index % 10}"
+        times = np.asarray(item["times"], np.float64)
+        gaps = np.asarray(item.get("gaps", ()), np.float64)
+        # A NaN at each bad frame's time breaks the line there.
+        order = np.argsort(np.concatenate([times, gaps]), kind="stable")
+        x = np.concatenate([times, gaps])[order] / scale
+
+        def with_gaps(values):
+            return np.concatenate([np.asarray(values, np.float64), np.full(len(gaps), np.nan)])[order]
+
+        if item.get("lower") is not None:
+            ax.fill_between(x, with_gaps(item["lower"]), with_gaps(item["upper"]), color=colour, alpha=0.2, linewidth=0)
+        ax.plot(x, with_gaps(item["predictions"]), color=colour, linewidth=1.2, label=item["name"])
+        if len(gaps):
+            ax.plot(gaps / scale, np.zeros(len(gaps)), linestyle="none", marker="|", color="red", markersize=8,
+                    transform=ax.get_xaxis_transform(), label="bad frames" if index == 0 else None)
+    ax.set_xlabel(f"time ({unit})")
+    ax.set_ylabel("prediction")
+    ax.grid(alpha=0.3)
+    if len(series) > 1 or any(len(item.get("gaps", ())) for item in series):
+        ax.legend(loc="best", fontsize="small")
+    ax.set_title(title, fontsize="medium")
     return fig
 
 

@@ -52,6 +52,16 @@ def non_negative_float(text: str) -> float:
     return _parse_number(float, text, lambda v: 0 <= v < float("inf"), "a number of at least 0")
 
 
+def video_time(text: str) -> float:
+    """Argument type of video times: seconds (12.5), MM:SS or HH:MM:SS.fff."""
+    from img2num.data.video import parse_frame_time
+
+    seconds = parse_frame_time(text)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f"expected seconds (12.5), MM:SS or HH:MM:SS.fff, got {text!r}")
+    return seconds
+
+
 def fraction(text: str) -> float:
     """Argument type: a share strictly between 0 and 1."""
     return _parse_number(float, text, lambda v: 0 < v < 1, "a number between 0 and 1")
@@ -133,6 +143,8 @@ def add_data_options(
         names.append("skip_bad")
         group.add_argument("--skip-bad", action="store_true", help="skip bad rows and images (counted, listed, one summary line) instead of stopping")
     group.add_argument("--workers", metavar="N", type=positive_int, help="processes decoding images (default: every CPU core)")
+    names.append("frame_column")
+    group.add_argument("--frame-column", metavar="NAME", help="CSV column of the frame's time (seconds, MM:SS or HH:MM:SS.fff) on rows whose file is a video (default: time; docs/video.md)")
     if groups:
         names.append("group_column")
         group.add_argument("--group-column", metavar="NAME", help="CSV column naming each image's group (a camera, a site, a source photo): whole groups go to training, validation or test (docs/groups.md)")

@@ -16,6 +16,7 @@ from img2num.cli.arguments import (
     non_negative_float,
     positive_float,
     positive_int,
+    video_time,
 )
 from img2num.cli.output import fail, note
 from img2num.config import ServeConfig
@@ -77,6 +78,11 @@ def add_predict_parser(commands) -> None:
     command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     command.add_argument("--interval", metavar="LEVEL", type=level, help="add lower,upper columns: a prediction interval at this level, such as 0.9, from the run's calibration")
+    video = command.add_argument_group("videos (docs/video.md)")
+    video.add_argument("--every", metavar="SECONDS", type=video_time, help="predict on the frame shown every SECONDS of each video (files and folders of videos): path,time,prediction rows in time order")
+    video.add_argument("--start", metavar="T", type=video_time, help="with --every, the first sampled time: seconds, MM:SS or HH:MM:SS.fff (default 0)")
+    video.add_argument("--end", metavar="T", type=video_time, help="with --every, sample before this time (default: each video's end)")
+    video.add_argument("--plot", metavar="FILE.png", type=Path, help="with --every, draw the predictions against time (interval band, gaps at bad frames)")
     add_data_options(command, training=False, skip_bad=False, groups=False)
     command.set_defaults(command=run_predict)
 
@@ -88,6 +94,13 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if is_stdout(args.output):
         args.output = None
+    if args.every is not None or args.start is not None or args.end is not None or args.plot is not None:
+        return _predict_video(args)
+    from img2num.data.video import is_video_file
+
+    videos = [path for path in args.data if is_video_file(path)]
+    if videos:
+        return fail(f"{videos[0]}: is a video; sample its frames with --every SECONDS, or name frames in a label CSV (docs/video.md)")
     if args.output is not None:
         check_replaceable_file(args.output, args.overwrite, args.data)
     result = predict_paths(args.run, args.data, options=data_config(args), interval=args.interval)
@@ -106,6 +119,25 @@ def run_predict(args: argparse.Namespace) -> int:
         return fail(f"{len(bad)} of {len(bad) + len(predictions)} images could not be used; "
                     f"{len(predictions)} predictions {'written' if len(predictions) else 'made'}")
     return 1 if bad else 0
+
+
+def _predict_video(args: argparse.Namespace) -> int:
+    """`predict --every`: rows stream out as frames are predicted; then bad videos and frames."""
+    from img2num.video_prediction import predict_video
+
+    if args.every is None:
+        return fail("--start, --end and --plot sample videos: give --every SECONDS too")
+    result = predict_video(
+        args.run, args.data, args.every, start=args.start or 0.0, end=args.end, output=args.output,
+        interval=args.interval, plot=args.plot, overwrite=args.overwrite,
+    )
+    for path, what in ((result.output, f"{result.rows} predictions written to"), (result.plot, "plot written to")):
+        if path is not None:
+            print(f"{what} {path}", file=sys.stderr if args.output is None else sys.stdout)
+    _report_bad(result.bad)
+    if result.bad and (result.rows or len(result.bad) > 1):
+        return fail(f"{len(result.bad)} videos or frames could not be used; {result.rows} predictions written")
+    return 1 if result.bad else 0
 
 
 def _report_bad(bad, shown: int = BAD_LINES_SHOWN) -> None:

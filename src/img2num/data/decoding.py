@@ -1,5 +1,6 @@
 """Decoding many image files at once: in this process for a few, on a pool of forked worker
-processes for many. Each file is read and conformed by `img2num.data.images`."""
+processes for many. Each file is read and conformed by `img2num.data.images`; video frame
+references (`clip.mp4#t=12.5`) by `img2num.data.video`, grouped by video in time order."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from img2num.data.images import BadImage, ImageInfo, ImageSpec, conform, probe, read_image
+from img2num.data.video import probe_frame_refs, read_frame_refs, video_order_key
 
 # Fewer files than this are decoded in this process: starting workers would cost more.
 PARALLEL_MIN_FILES = 256
@@ -61,8 +63,11 @@ def probe_files(
 
 def probe_chunk(paths: list[str], max_pixels: int | None) -> list[tuple[ImageInfo | None, str | None]]:
     """Probe a list of files in this process; see `probe_files`."""
-    out = []
-    for path in paths:
+    frames, out = probe_frame_refs(paths), []
+    for index, path in enumerate(paths):
+        if index in frames:
+            out.append(frames[index])
+            continue
         try:
             out.append((probe(path, max_pixels), None))
         except BadImage as error:
@@ -71,6 +76,14 @@ def probe_chunk(paths: list[str], max_pixels: int | None) -> list[tuple[ImageInf
 
 
 def _map_chunks(function, paths: list[str], args: tuple, workers: int | None) -> list:
+    # Frames of one video go to one chunk in time order: its worker opens the video once.
+    order = [index for index, _ in sorted(enumerate(paths), key=video_order_key)]
+    if order != list(range(len(paths))):
+        results = _map_chunks(function, [paths[index] for index in order], args, workers)
+        out = [None] * len(paths)
+        for place, index in enumerate(order):
+            out[index] = results[place]
+        return out
     chunks = [paths[start : start + _CHUNK] for start in range(0, len(paths), _CHUNK)]
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(paths) < PARALLEL_MIN_FILES:
@@ -85,10 +98,12 @@ def decode_chunk(
     paths: list[str], spec: ImageSpec, keep_pixels: bool, band_stats: bool, max_pixels: int | None
 ) -> list[tuple[np.ndarray | None, str | None, tuple | None]]:
     """Decode a list of files in this process; see `decode_files`."""
-    out = []
-    for path in paths:
+    frames, out = read_frame_refs(paths), []
+    for index, path in enumerate(paths):
         try:
-            array = conform(read_image(path, max_pixels, spec), spec)
+            if index in frames and frames[index][1] is not None:
+                raise BadImage(frames[index][1])
+            array = conform(frames[index][0] if index in frames else read_image(path, max_pixels, spec), spec)
         except BadImage as error:
             out.append((None, str(error), None))
             continue

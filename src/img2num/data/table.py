@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from img2num.config import DataConfig
+from img2num.data.video import FRAME_COLUMN, frame_row, is_video_file
 from img2num.errors import Img2NumError
 
 PATH_COLUMNS = ("file", "path")
@@ -49,7 +50,8 @@ class LabelTable:
     Attributes:
         source: The CSV file.
         rows: Row number of each usable row.
-        paths: Image path of each usable row (relative paths joined to the CSV's folder).
+        paths: Image path of each usable row (relative paths joined to the CSV's folder); for a
+            row naming a video, the frame reference `video#t=seconds` (`img2num.data.video`).
         labels: float32 label of each usable row, or None when the file has no label column.
         splits: Split name of each usable row, or None when the file has no split column.
         bad: Rows that cannot be used, in file order.
@@ -109,6 +111,8 @@ def read_label_table(path: str | Path, options: DataConfig = DataConfig(), requi
         None if name is None else _column(path, header, name, (), option)
         for name, option in ((options.group_column, "--group-column"), (options.time_column, "--time-column"))
     )
+    # Read only on rows naming a video, so one file may hold a frame time and a time column.
+    frame_col = _column(path, header, options.frame_column, (FRAME_COLUMN,), "--frame-column", required=False)
     records = [(number, row) for number, row in records if any(cell.strip() for cell in row)]
     if not records:
         raise Img2NumError(f"{path}: has a header but no rows")
@@ -136,6 +140,9 @@ def read_label_table(path: str | Path, options: DataConfig = DataConfig(), requi
             problem = _time_problem(cells[time_col].strip(), header[time_col])
             if problem is None:
                 first_time = _same_kind(cells[time_col].strip(), first_time, where, number)
+        if problem is None and is_video_file(name):
+            cell = None if frame_col is None else cells[frame_col].strip()
+            image, problem = frame_row(image, cell, FRAME_COLUMN if frame_col is None else header[frame_col])
         # A duplicate repeats a usable row; a path on a row that is bad anyway is no duplicate.
         key = os.path.normcase(os.path.abspath(image))
         if problem is None and key in seen:
