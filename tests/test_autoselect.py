@@ -49,10 +49,15 @@ def test_time_limit_applies_to_auto_rejects_bad_values_and_keeps_a_reserve():
 
 @pytest.fixture(scope="module")
 def auto_run(tiny_folder, tmp_path_factory):
-    """`auto` on the tiny points data: a few epochs, so the epoch cap, not the clock, decides."""
+    """`auto` on the tiny points data: a few epochs, so the epoch cap, not the clock, decides.
+    Successive halving alone: the learning-curve bound and the ensemble are tested in
+    test_search_signals.py."""
     stream = io.StringIO()
     run_dir = tmp_path_factory.mktemp("auto") / "run"
-    run = train(tiny_folder, TrainConfig(epochs=6, seed=2), run_dir=run_dir, stream=stream)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(autoselect, "_hopeless", lambda *args: None)
+        patch.setattr(autoselect, "ENSEMBLE_SIZE", 1)
+        run = train(tiny_folder, TrainConfig(epochs=6, seed=2), run_dir=run_dir, stream=stream)
     return run, stream.getvalue()
 
 
@@ -129,6 +134,8 @@ def test_cli_auto_prints_the_candidates_reproducibly_and_rejects_bad_limits(
     capsys, tmp_path, tiny_folder, monkeypatch, auto_run
 ):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(autoselect, "_hopeless", lambda *args: None)  # as auto_run searches
+    monkeypatch.setattr(autoselect, "ENSEMBLE_SIZE", 1)
     status, out, err = run_cli(capsys, "train", tiny_folder, "--epochs", "6", "--seed", "2", "--quiet")
     assert status == 0, err
     lines = out.splitlines()

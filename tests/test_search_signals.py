@@ -41,17 +41,21 @@ def _trial(name, losses, seconds=0.1):
 
 def test_a_candidate_that_cannot_catch_the_leader_is_stopped_and_says_why():
     leader = _trial("pixel_gap", [50, 20, 10, 5])
-    inputs = SimpleNamespace(clock=SimpleNamespace(training_left=lambda: 1.0), config=SimpleNamespace(epochs=300))
+    val = SimpleNamespace(y=np.zeros(200))  # noise: 5 * sqrt(2 / 200) = 0.5
+    inputs = SimpleNamespace(clock=SimpleNamespace(training_left=lambda: 1.0), config=SimpleNamespace(epochs=300), val=val)
     flat = _trial("cnn_gap", [60, 59, 58.5, 58.4])  # 10 more epochs at 0.1 s cannot bring it near 5
     why = autoselect._hopeless(flat, leader, inputs, variance=100.0)
-    assert why.startswith("stopped at epoch 4: could reach") and "behind pixel_gap's 5" in why
+    assert why.startswith("stopped at epoch 4: could reach") and "than pixel_gap's 5 by more than validation noise (0.5)" in why
     steep = _trial("cnn_gap", [60, 30, 15, 7])  # still falling fast: it might
+    # Reaching 4.94 at best beats 5 by less than the noise: not worth the time.
+    close = _trial("cnn_gap", [5.5, 5.4, 5.35, 5.3])
+    assert autoselect._hopeless(close, leader, inputs, variance=100.0) is not None
     assert autoselect._hopeless(steep, leader, inputs, variance=100.0) is None
     assert autoselect._hopeless(leader, leader, inputs, variance=100.0) is None
     # A leader no better than the mean decides nothing (a CNN may sit at the mean at first).
     assert autoselect._hopeless(flat, leader, inputs, variance=5.2) is None
     # A candidate at its epoch cap is done, not stopped.
-    capped = SimpleNamespace(clock=inputs.clock, config=SimpleNamespace(epochs=4))
+    capped = SimpleNamespace(clock=inputs.clock, config=SimpleNamespace(epochs=4), val=val)
     assert autoselect._hopeless(flat, leader, capped, variance=100.0) is None
 
 
@@ -99,11 +103,16 @@ def test_an_ensemble_that_beats_the_winner_is_saved_as_one_model(tmp_path, monke
     record = run.config["selection"]["ensemble"]
     assert record["kept"] is True and record["val_mse"] == pytest.approx(run.metrics["val"]["mse"], rel=1e-4)
     assert "auto: kept the ensemble" in stream.getvalue()
+    saved = run.config["selection"]["saved"]
+    assert saved["model"] == ENSEMBLE_MODEL and saved["val_mse"] == run.metrics["val"]["mse"]
+    assert saved["weights"] == f"ensemble of {ensemble['members'][0]} 0.75 + {ensemble['members'][1]} 0.25"
+    lines = autoselect.selection_lines(run.config["selection"])
+    assert lines[-1].startswith(f"saved ensemble (ensemble of {ensemble['members'][0]} 0.75")
     # The saved bundle predicts as evaluated.
     loaded = load_run(tmp_path / "run")
     assert loaded.model_name == ENSEMBLE_MODEL
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["ensemble"] == ensemble
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["ensemble"] == ensemble
     assert np.allclose(predict(loaded, splits["test"].x), run.predict_data(splits["test"]), rtol=1e-5, atol=1e-5)
     test_mse = float(np.mean((predict(loaded, splits["test"].x) - splits["test"].y) ** 2))
     assert test_mse == pytest.approx(run.metrics["test"]["mse"], rel=1e-4)

@@ -283,9 +283,15 @@ def _hopeless(trial: _Trial, leader: _Trial, inputs: FitInputs, variance: float)
     if math.isfinite(left):
         ahead = min(ahead, left / max(trial.epoch_seconds, 1e-6))
     reach = reachable_loss([row["val_loss"] for row in trial.history], ahead)
-    if reach <= leader.best_val:
+    # A lead smaller than the validation split can measure is no reason to go on: the standard
+    # error of an MSE over n samples of normal errors is MSE * sqrt(2 / n).
+    noise = leader.best_val * math.sqrt(2 / max(len(inputs.val.y), 1))
+    if reach <= leader.best_val - noise:
         return None
-    return f"stopped at epoch {trial.epochs}: could reach {reach:.4g} at best in the time left, behind {leader.name}'s {leader.best_val:.4g}"
+    return (
+        f"stopped at epoch {trial.epochs}: could reach {reach:.4g} at best in the time left, no better than "
+        f"{leader.name}'s {leader.best_val:.4g} by more than validation noise ({noise:.2g})"
+    )
 
 
 def _drop_hopeless(trials: list[_Trial], inputs: FitInputs, variance: float) -> list[_Trial]:
@@ -486,6 +492,21 @@ def _record(
     }
 
 
+def saved_record(config: dict, val_metrics: dict) -> dict:
+    """What the saved model is and its own validation score, for the selection record: the
+    choice was made on the winner's best epoch, and the saved weights may be another epoch's,
+    an average of epochs or an ensemble."""
+    train = config["train"]
+    if "ensemble" in config:
+        weights = "ensemble of " + " + ".join(f"{name} {w:.2f}" for name, w in zip(config["ensemble"]["members"], config["ensemble"]["weights"]))
+    elif train.get("average_epochs"):
+        last = config["weights_epoch"]
+        weights = f"average of epochs {max(1, last - train['average_epochs'] + 1)}-{last}"
+    else:
+        weights = f"epoch {config['weights_epoch']}"
+    return {"model": train["model"], "weights": weights, "val_mse": val_metrics["mse"], "val_r2": val_metrics["r2"]}
+
+
 def selection_lines(record: dict) -> list[str]:
     """The candidates table of a run's selection record, a few lines for a terminal."""
     rows = record["candidates"]
@@ -500,6 +521,12 @@ def selection_lines(record: dict) -> list[str]:
             f"{row['seconds']:>7.1f}  {row['outcome']}"
         )
     lines.append(f"chose {record['chosen']}: {record['why']}")
+    if "saved" in record:
+        saved, chosen = record["saved"], next(row for row in rows if row["outcome"] == "chosen")
+        lines.append(
+            f"saved {saved['model']} ({saved['weights']}): validation MSE {saved['val_mse']:.4g} "
+            f"(R^2 {saved['val_r2']:.3f}); the choice was made on {chosen['val_mse']:.4g}, its best epoch"
+        )
     return lines
 
 

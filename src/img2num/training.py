@@ -14,7 +14,7 @@ from typing import TextIO
 import numpy as np
 
 from img2num import interrupts
-from img2num.autoselect import candidate_models, candidates_csv, select_model
+from img2num.autoselect import candidate_models, candidates_csv, saved_record, select_model
 from img2num.backends import choose_backend, select_backend
 from img2num.bundle import RUN_FOLDER, Run
 from img2num.clock import Clock
@@ -152,6 +152,8 @@ def train(
     else:  # the backbone's features of every split are computed already
         predictions = {name: scaling.restore(output).reshape(-1) for name, output in fitted.outputs.items()}
     run.metrics = {name: regression_metrics(splits[name].y, pred) for name, pred in predictions.items()}
+    if "selection" in run.config:  # the saved model's own score, beside the one the choice was made on
+        run.config["selection"]["saved"] = saved_record(run.config, run.metrics["val"])
     warning = weak_fit_warning(run.metrics["val"], mean_baseline_mse(splits["train"].y, splits["val"].y), config.model)
     if warning is not None:
         run.config["warning"] = warning
