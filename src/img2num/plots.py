@@ -1,5 +1,5 @@
 """Every picture img2num draws: sample and prediction grids, loss curves, prediction diagnostics,
-scores per group (PNG)."""
+scores per group, prediction maps (PNG)."""
 
 from __future__ import annotations
 
@@ -323,6 +323,35 @@ def group_scores_figure(by_group: dict, title: str = "", shown: int = 40) -> Fig
     more = len(by_group["groups"]) - len(groups)
     ax.set_title(title + (f" (the {len(groups)} worst of {len(by_group['groups'])} groups)" if more > 0 else ""), fontsize="medium")
     return fig
+
+
+def prediction_map(grid: np.ndarray, path: str | Path, title: str = "", extent=None, units: str = "") -> Path:
+    """Draw a prediction map: one colour per window, a colour bar, nodata (NaN) left blank.
+
+    Args:
+        grid: Predictions (rows, columns), NaN where there is none.
+        path: PNG file to write.
+        title: Title of the picture, such as the raster's name.
+        extent: (left, right, bottom, top) in map coordinates for the axes, or None for pixels.
+        units: Label of the axes' coordinates, such as "EPSG:32652".
+
+    Returns:
+        The path written.
+    """
+    rows, columns = grid.shape
+    width = 7.0
+    height = min(12.0, max(3.0, width * rows / max(columns, 1)))
+    fig = Figure(figsize=(width + 1.2, height), dpi=_DPI)
+    ax = fig.subplots()
+    finite = grid[np.isfinite(grid)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    shown = ax.imshow(grid, cmap="viridis", vmin=low, vmax=high if high > low else low + 1, extent=extent, interpolation="nearest")
+    fig.colorbar(shown, ax=ax, label="prediction")
+    ax.set_title(title)
+    if units:
+        ax.set_xlabel(units)
+    fig.subplots_adjust(left=0.12, right=0.95, bottom=0.1, top=0.92)
+    return _save(fig, path)
 
 
 def _axes_box(fig: Figure, left: float, right: float, bottom: float, top: float) -> list[float]:

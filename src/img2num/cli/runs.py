@@ -19,6 +19,7 @@ from img2num.cli.arguments import (
 )
 from img2num.cli.output import fail, note
 from img2num.config import ServeConfig
+from img2num.errors import Img2NumError
 
 # Bad files or rows `predict` lists one per line; more are summed up in one line.
 BAD_LINES_SHOWN = 10
@@ -77,12 +78,17 @@ def add_predict_parser(commands) -> None:
     command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     command.add_argument("--interval", metavar="LEVEL", type=level, help="add lower,upper columns: a prediction interval at this level, such as 0.9, from the run's calibration")
+    rasters = command.add_argument_group("prediction maps of GeoTIFF rasters (docs/rasters.md)")
+    rasters.add_argument("--tile", metavar="N", type=positive_int, help="predict every N x N window of one raster and write a map (--output map.tif, or map.csv of window centres; a PNG preview beside it)")
+    rasters.add_argument("--stride", metavar="S", type=positive_int, help="with --tile, the step between windows in pixels; the map has one pixel per S x S cell (default: N)")
     add_data_options(command, training=False, skip_bad=False, groups=False)
     command.set_defaults(command=run_predict)
 
 
 def run_predict(args: argparse.Namespace) -> int:
     """Write the predictions CSV, then report bad files or rows; 1 when there were any."""
+    if args.tile is not None or args.stride is not None:
+        return _predict_map(args)
     from img2num.io import check_replaceable_file
     from img2num.prediction import predict_paths, predictions_csv, write_predictions
 
@@ -106,6 +112,22 @@ def run_predict(args: argparse.Namespace) -> int:
         return fail(f"{len(bad)} of {len(bad) + len(predictions)} images could not be used; "
                     f"{len(predictions)} predictions {'written' if len(predictions) else 'made'}")
     return 1 if bad else 0
+
+
+def _predict_map(args: argparse.Namespace) -> int:
+    """`predict --tile`: the prediction map of one raster (`img2num.maps.predict_map`)."""
+    from img2num.maps import predict_map
+
+    if args.tile is None:
+        raise Img2NumError("--stride goes with --tile N: the window size of a prediction map")
+    if len(args.data) != 1 or args.output is None or is_stdout(args.output):
+        raise Img2NumError("a prediction map is made of one raster into a file: predict RUN scene.tif --tile N --output map.tif (or map.csv)")
+    result = predict_map(
+        args.run, args.data[0], args.output, args.tile, args.stride, interval=args.interval, overwrite=args.overwrite
+    )
+    print(f"{result.predicted} windows predicted, {result.nodata} nodata, a {result.shape[0]}x{result.shape[1]} map "
+          f"written to {result.output} (preview {result.preview}) in {result.seconds:.1f} s")
+    return 0
 
 
 def _report_bad(bad, shown: int = BAD_LINES_SHOWN) -> None:
