@@ -348,9 +348,10 @@ def prediction_map(grid: np.ndarray, path: str | Path, title: str = "", extent=N
     shown = ax.imshow(grid, cmap="viridis", vmin=low, vmax=high if high > low else low + 1, extent=extent, interpolation="nearest")
     fig.colorbar(shown, ax=ax, label="prediction")
     ax.set_title(title)
+    ax.ticklabel_format(useOffset=False, style="plain")  # map coordinates in full, not as +4e6
     if units:
         ax.set_xlabel(units)
-    fig.subplots_adjust(left=0.12, right=0.95, bottom=0.1, top=0.92)
+    fig.subplots_adjust(left=0.15, right=0.95, bottom=0.1, top=0.92)
     return _save(fig, path)
 
 

@@ -281,7 +281,8 @@ def _spec_of(raster, raster_path: str, options: DataConfig) -> ImageSpec:
 
 def _pixel(raster, x: float, y: float) -> tuple[int, int]:
     """(row, column) of the pixel holding map point (x, y)."""
-    column, row = ~raster.transform * (x, y)
+    inverse = ~raster.transform
+    column, row = inverse.a * x + inverse.b * y + inverse.c, inverse.d * x + inverse.e * y + inverse.f
     return math.floor(row), math.floor(column)
 
 
