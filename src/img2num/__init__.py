@@ -37,6 +37,7 @@ _API = {
     "predict_paths": "img2num.prediction",
     "write_predictions": "img2num.prediction",
     "predict_video": "img2num.video_prediction",
+    "predict_map": "img2num.maps",
     "evaluate": "img2num.evaluation",
     "regression_metrics": "img2num.metrics",
     "run_recipe": "img2num.recipe",

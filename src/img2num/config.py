@@ -318,6 +318,11 @@ class DataConfig:
         cache_mb: Decoded data sets up to this many megabytes are loaded into memory; larger
             ones stream from disk batch by batch. 0 always streams.
         workers: Processes that decode images; None uses every CPU core.
+        raster: The GeoTIFF a label CSV of map points (`x,y,label`) names once, when it has no
+            file column (docs/rasters.md).
+        tile: Side in pixels of the square chip cut around each map point for training.
+        bands: 1-based band numbers to keep, in order, such as (4, 3, 2), of GeoTIFF chips and
+            multi-band TIFF files; None keeps every band.
     """
 
     path_column: str | None = None
@@ -334,6 +339,9 @@ class DataConfig:
     time_column: str | None = None
     gap: float | str | None = None
     frame_column: str | None = None
+    raster: str | None = None
+    tile: int | None = None
+    bands: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         _require(self.channels in (None, 1, 3), f"channels must be 1 or 3, got {self.channels}")
@@ -360,6 +368,12 @@ class DataConfig:
         if self.gap is not None:
             _require(self.time_column is not None, "a gap needs a time column (--time-column NAME)")
             parse_gap(self.gap)
+        _require(self.tile is None or self.tile >= 1, f"tile must be at least 1 pixel, got {self.tile}")
+        if self.bands is not None:
+            bands = tuple(int(band) for band in self.bands)
+            _require(bands and min(bands) >= 1, f"bands are numbered from 1, got {self.bands}")
+            _require(len(set(bands)) == len(bands), f"bands must differ, got {self.bands}")
+            object.__setattr__(self, "bands", bands)
 
     def to_dict(self) -> dict:
         """The configuration as plain JSON-ready values."""

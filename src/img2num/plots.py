@@ -1,5 +1,5 @@
 """Every picture img2num draws: sample and prediction grids, loss curves, prediction diagnostics,
-scores per group, predictions over a video's time (PNG)."""
+scores per group, predictions over a video's time, prediction maps (PNG)."""
 
 from __future__ import annotations
 
@@ -438,3 +438,33 @@ def _save(fig: Figure, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=_DPI)
     return Path(path)
+
+
+def prediction_map(grid: np.ndarray, path: str | Path, title: str = "", extent=None, units: str = "") -> Path:
+    """Draw a prediction map: one colour per window, a colour bar, nodata (NaN) left blank.
+
+    Args:
+        grid: Predictions (rows, columns), NaN where there is none.
+        path: PNG file to write.
+        title: Title of the picture, such as the raster's name.
+        extent: (left, right, bottom, top) in map coordinates for the axes, or None for pixels.
+        units: Label of the axes' coordinates, such as "EPSG:32652".
+
+    Returns:
+        The path written.
+    """
+    rows, columns = grid.shape
+    width = 7.0
+    height = min(12.0, max(3.0, width * rows / max(columns, 1)))
+    fig = Figure(figsize=(width + 1.2, height), dpi=_DPI)
+    ax = fig.subplots()
+    finite = grid[np.isfinite(grid)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    shown = ax.imshow(grid, cmap="viridis", vmin=low, vmax=high if high > low else low + 1, extent=extent, interpolation="nearest")
+    fig.colorbar(shown, ax=ax, label="prediction")
+    ax.set_title(title)
+    ax.ticklabel_format(useOffset=False, style="plain")  # map coordinates in full, not as +4e6
+    if units:
+        ax.set_xlabel(units)
+    fig.subplots_adjust(left=0.15, right=0.95, bottom=0.1, top=0.92)
+    return _save(fig, path)

@@ -32,6 +32,11 @@ class Preprocessing:
         resize: How image files reach the input size: "none" (they must have it), "scale"
             (keeping the aspect ratio), "stretch", or "crop" (centre crop, then resize).
         input_kind: "arrays" when trained on `.npz` arrays, "images" for image files.
+        bands: The 1-based bands kept of each image or raster (`--bands`), or None for all.
+        source_bands: The band count of the images or GeoTIFF rasters trained on, when bands
+            were chosen or chips were cut from rasters; None otherwise.
+        pixel_size: Ground size (x, y) of a pixel of the GeoTIFF rasters trained on, in their
+            CRS's units; None for plain images.
     """
 
     input_shape: tuple[int, int, int]
@@ -41,6 +46,9 @@ class Preprocessing:
     input_dtype: str | None = None
     resize: str = "none"
     input_kind: str = "arrays"
+    bands: tuple[int, ...] | None = None
+    source_bands: int | None = None
+    pixel_size: tuple[float, float] | None = None
 
     @classmethod
     def for_images(cls, x: np.ndarray) -> Preprocessing:
@@ -68,12 +76,17 @@ class Preprocessing:
         offset = band_scale = None
         if spec.channels > 3:
             offset, band_scale = _band_scaling(data)
-        return cls(spec.shape, scale, offset, band_scale, spec.dtype, spec.resize, "images")
+        return cls(
+            spec.shape, scale, offset, band_scale, spec.dtype, spec.resize, "images",
+            spec.bands, spec.source_bands, spec.pixel_size,
+        )
 
     def image_spec(self):
         """The `ImageSpec` image files are decoded to for this model."""
         height, width, channels = self.input_shape
-        return ImageSpec((height, width), channels, self.input_dtype or "uint8", self.resize)
+        return ImageSpec(
+            (height, width), channels, self.input_dtype or "uint8", self.resize, self.bands, self.source_bands, self.pixel_size
+        )
 
     def apply(self, x: np.ndarray, source: str = "images") -> np.ndarray:
         """Check the shape of images (N, H, W, C) and scale them to float32 model input.
@@ -104,6 +117,10 @@ class Preprocessing:
         if self.band_offset is not None:
             value.update(band_offset=list(self.band_offset), band_scale=list(self.band_scale))
         value.update(input_dtype=self.input_dtype, resize=self.resize, input_kind=self.input_kind)
+        # Written only when known, so that runs of plain images keep the record they always had.
+        for name in ("bands", "source_bands", "pixel_size"):
+            if getattr(self, name) is not None:
+                value[name] = list(getattr(self, name)) if name != "source_bands" else self.source_bands
         return value
 
     @classmethod
@@ -121,6 +138,9 @@ class Preprocessing:
             value.get("input_dtype"),
             value.get("resize", "none"),
             value.get("input_kind", "arrays"),
+            None if value.get("bands") is None else tuple(int(band) for band in value["bands"]),
+            None if value.get("source_bands") is None else int(value["source_bands"]),
+            None if value.get("pixel_size") is None else tuple(float(v) for v in value["pixel_size"]),
         )
 
 

@@ -77,6 +77,17 @@ def dust_noise(text: str) -> float:
     return _parse_number(float, text, lambda v: 0 <= v <= 0.1, "a number from 0 to 0.1")
 
 
+def band_list(text: str) -> tuple[int, ...]:
+    """Argument type: comma-separated band numbers from 1, each once, such as 4,3,2."""
+    try:
+        bands = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        bands = ()
+    if not bands or min(bands) < 1 or len(set(bands)) != len(bands):
+        raise argparse.ArgumentTypeError(f"expected band numbers from 1, each once, separated by commas, such as 4,3,2, got {text!r}")
+    return bands
+
+
 def model_list(text: str) -> list[str]:
     """Argument type: comma-separated model names, none empty."""
     names = [name.strip() for name in text.split(",")]
@@ -148,7 +159,12 @@ def add_data_options(
     if groups:
         names.append("group_column")
         group.add_argument("--group-column", metavar="NAME", help="CSV column naming each image's group (a camera, a site, a source photo): whole groups go to training, validation or test (docs/groups.md)")
+    names.append("raster")
+    group.add_argument("--raster", metavar="FILE", help="the GeoTIFF of a label CSV of map points (x,y,label) without a file column (docs/rasters.md)")
     if training:
+        names += ["tile", "bands"]
+        group.add_argument("--tile", metavar="N", type=positive_int, help="with map points: the N x N chip around each point is its image (docs/rasters.md)")
+        group.add_argument("--bands", metavar="LIST", type=band_list, help="keep these bands of GeoTIFF chips and multi-band TIFF files, numbered from 1, such as 4,3,2 (default: every band)")
         names += ["split_column", "image_size", "resize", "test_fraction", "cache_mb"] + (["channels"] if channels else [])
         group.add_argument("--split-column", metavar="NAME", default=DataConfig.split_column, help="optional CSV column of train/val/test (default %(default)s)")
         if channels:

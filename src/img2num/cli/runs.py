@@ -20,6 +20,7 @@ from img2num.cli.arguments import (
 )
 from img2num.cli.output import fail, note
 from img2num.config import ServeConfig
+from img2num.errors import Img2NumError
 
 # Bad files or rows `predict` lists one per line; more are summed up in one line.
 BAD_LINES_SHOWN = 10
@@ -83,12 +84,17 @@ def add_predict_parser(commands) -> None:
     video.add_argument("--start", metavar="T", type=video_time, help="with --every, the first sampled time: seconds, MM:SS or HH:MM:SS.fff (default 0)")
     video.add_argument("--end", metavar="T", type=video_time, help="with --every, sample before this time (default: each video's end)")
     video.add_argument("--plot", metavar="FILE.png", type=Path, help="with --every, draw the predictions against time (interval band, gaps at bad frames)")
+    rasters = command.add_argument_group("prediction maps of GeoTIFF rasters (docs/rasters.md)")
+    rasters.add_argument("--tile", metavar="N", type=positive_int, help="predict every N x N window of one raster and write a map (--output map.tif, or map.csv of window centres; a PNG preview beside it)")
+    rasters.add_argument("--stride", metavar="S", type=positive_int, help="with --tile, the step between windows in pixels; the map has one pixel per S x S cell (default: N)")
     add_data_options(command, training=False, skip_bad=False, groups=False)
     command.set_defaults(command=run_predict)
 
 
 def run_predict(args: argparse.Namespace) -> int:
     """Write the predictions CSV, then report bad files or rows; 1 when there were any."""
+    if args.tile is not None or args.stride is not None:
+        return _predict_map(args)
     from img2num.io import check_replaceable_file
     from img2num.prediction import predict_paths, predictions_csv, write_predictions
 
@@ -138,6 +144,20 @@ def _predict_video(args: argparse.Namespace) -> int:
     if result.bad and (result.rows or len(result.bad) > 1):
         return fail(f"{len(result.bad)} videos or frames could not be used; {result.rows} predictions written")
     return 1 if result.bad else 0
+def _predict_map(args: argparse.Namespace) -> int:
+    """`predict --tile`: the prediction map of one raster (`img2num.maps.predict_map`)."""
+    from img2num.maps import predict_map
+
+    if args.tile is None:
+        raise Img2NumError("--stride goes with --tile N: the window size of a prediction map")
+    if len(args.data) != 1 or args.output is None or is_stdout(args.output):
+        raise Img2NumError("a prediction map is made of one raster into a file: predict RUN scene.tif --tile N --output map.tif (or map.csv)")
+    result = predict_map(
+        args.run, args.data[0], args.output, args.tile, args.stride, interval=args.interval, overwrite=args.overwrite
+    )
+    print(f"{result.predicted} windows predicted, {result.nodata} nodata, a {result.shape[0]}x{result.shape[1]} map "
+          f"written to {result.output} (preview {result.preview}) in {result.seconds:.1f} s")
+    return 0
 
 
 def _report_bad(bad, shown: int = BAD_LINES_SHOWN) -> None:

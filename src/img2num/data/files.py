@@ -17,6 +17,7 @@ from img2num.config import DataConfig
 from img2num.data.arrays import Dataset
 from img2num.data.decoding import decode_files, probe_files
 from img2num.data.images import ImageInfo, ImageSpec, fit_problem, is_image_file
+from img2num.data.rasters import is_point_table, read_point_table
 from img2num.data.table import BadRow, read_label_table
 from img2num.data.tasks import TASK_FILE
 from img2num.errors import Img2NumError
@@ -137,7 +138,8 @@ def read_image_table(
     spec: ImageSpec | None = None,
     require_labels: bool = True,
 ) -> ImageTable:
-    """Read a label CSV and check that every image it names decodes.
+    """Read a label CSV and check that every image it names decodes (or, for a CSV of map
+    points, cut the chip around each point: `img2num.data.rasters.read_point_table`).
 
     The CSV's own rows are checked first (labels, paths, duplicates, split names), then every
     image's header (on every core), then every image's pixels, once: a bad file is found before
@@ -158,6 +160,9 @@ def read_image_table(
         Img2NumError: The CSV is unusable, a row or image is bad (without `skip_bad`), images
             differ in size without an image size, or no usable row is left.
     """
+    if is_point_table(path, options):  # x,y points on GeoTIFF rasters: chips, not image files
+        points = read_point_table(path, options, spec, require_labels)
+        return ImageTable(points.data, points.splits, points.bad, points.total)
     table = read_label_table(path, options, require_labels)
     bad = list(table.bad)
     if bad and not options.skip_bad:
@@ -315,7 +320,10 @@ def derive_spec(infos: dict[str, ImageInfo], options: DataConfig) -> ImageSpec:
     if options.skip_bad:
         items = _most_common_bands(items)
     bands = {info.bands for _, info in items}
-    if max(bands) > 3:
+    chosen = {}
+    if options.bands is not None:
+        channels, chosen = _chosen_bands(items, options)
+    elif max(bands) > 3:
         first = next(p for p, i in items if i.bands > 3)
         other = next((p for p, i in items if i.bands != infos[first].bands), None)
         if other is not None:
@@ -334,7 +342,7 @@ def derive_spec(infos: dict[str, ImageInfo], options: DataConfig) -> ImageSpec:
     dtypes = {info.dtype for _, info in items}
     dtype = "float32" if "float32" in dtypes else "uint16" if "uint16" in dtypes else "uint8"
     if options.image_size is not None:
-        return ImageSpec(options.image_size, channels, dtype, options.resize or "scale")
+        return ImageSpec(options.image_size, channels, dtype, options.resize or "scale", **chosen)
     first_path, first = items[0]
     for path, info in items:
         if (info.height, info.width) != (first.height, first.width):
@@ -343,7 +351,22 @@ def derive_spec(infos: dict[str, ImageInfo], options: DataConfig) -> ImageSpec:
                 f"{info.height}x{info.width}; bring them to one size with --image-size HxW "
                 "(and --resize stretch or --resize crop to change the aspect ratio)"
             )
-    return ImageSpec((first.height, first.width), channels, dtype, "none")
+    return ImageSpec((first.height, first.width), channels, dtype, "none", **chosen)
+
+
+def _chosen_bands(items: list, options: DataConfig) -> tuple[int, dict]:
+    """Channels and the `ImageSpec` fields of `options.bands` (`--bands 4,3,2`): every image must
+    have the same band count, and at least the highest band asked for."""
+    first_path, first = items[0]
+    other = next(((p, i) for p, i in items if i.bands != first.bands), None)
+    if other is not None:
+        raise Img2NumError(
+            f"{first_path} has {first.bands} bands but {other[0]} has {other[1].bands}; "
+            "--bands chooses from images that all have the same bands"
+        )
+    if max(options.bands) > first.bands:
+        raise Img2NumError(f"{first_path}: has {first.bands} bands; --bands asks for band {max(options.bands)}")
+    return len(options.bands), {"bands": options.bands, "source_bands": first.bands}
 
 
 def _most_common_bands(items: list) -> list:

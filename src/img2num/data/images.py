@@ -55,12 +55,21 @@ class ImageSpec:
         channels: 1 (grayscale), 3 (colour) or the band count of multi-band images.
         dtype: "uint8", "uint16" or "float32".
         resize: One of `STORED_RESIZE_MODES`.
+        bands: 1-based band numbers kept, in order (`--bands 4,3,2`), or None for every band;
+            `channels` is then their count.
+        source_bands: With `bands`, or for GeoTIFF chips, the band count of the images or
+            rasters the bands were chosen from; None otherwise.
+        pixel_size: Ground size (x, y) of a pixel of the GeoTIFF rasters in their CRS's units,
+            or None for plain images.
     """
 
     size: tuple[int, int]
     channels: int
     dtype: str = "uint8"
     resize: str = "none"
+    bands: tuple[int, ...] | None = None
+    source_bands: int | None = None
+    pixel_size: tuple[float, float] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -212,6 +221,10 @@ def conform(array: np.ndarray, spec: ImageSpec) -> np.ndarray:
     """
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise BadImage("holds NaN or infinite pixel values")
+    if spec.bands is not None:
+        if max(spec.bands) > array.shape[-1]:
+            raise BadImage(f"has {array.shape[-1]} bands; --bands asks for band {max(spec.bands)}")
+        array = array[..., [band - 1 for band in spec.bands]]
     array = _to_channels(array, spec.channels)
     array = _to_size(array, spec.size, spec.resize)
     return _to_dtype(array, spec.dtype)
@@ -219,6 +232,13 @@ def conform(array: np.ndarray, spec: ImageSpec) -> np.ndarray:
 
 def fit_problem(info: ImageInfo, spec: ImageSpec) -> str | None:
     """Why an image of header `info` cannot be brought to `spec` (bands or size), or None."""
+    if spec.bands is not None:
+        if spec.source_bands is not None and info.bands != spec.source_bands:
+            chosen = ",".join(str(band) for band in spec.bands)
+            return f"has {info.bands} bands; this data takes {spec.source_bands} (bands {chosen} of them)"
+        if max(spec.bands) > info.bands:
+            return f"has {info.bands} bands; --bands asks for band {max(spec.bands)}"
+        return resize_problem(info.height, info.width, spec.size, spec.resize)
     if info.bands != spec.channels and (info.bands > 3 or spec.channels > 3):
         return f"has {info.bands} bands; this data takes {spec.channels}"
     return resize_problem(info.height, info.width, spec.size, spec.resize)

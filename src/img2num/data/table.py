@@ -189,6 +189,11 @@ _NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def parse_label(text: str, column: str) -> tuple[float | None, str | None]:
+    """A label cell (trimmed) of column `column` as (value, None), or (None, why it is no label)."""
+    return _label(text, column)
+
+
 def _label(text: str, column: str) -> tuple[float | None, str | None]:
     if not text:
         return None, f"missing {column!r}"
