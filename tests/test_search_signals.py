@@ -15,6 +15,7 @@ from img2num.config import TrainConfig
 from img2num.curves import reachable_loss
 from img2num.data import generate_points_splits
 from img2num.ensemble import ENSEMBLE_MODEL, greedy_weights
+from img2num.selection import selection_lines
 from img2num.training import train
 
 
@@ -106,7 +107,8 @@ def test_an_ensemble_that_beats_the_winner_is_saved_as_one_model(tmp_path, monke
     saved = run.config["selection"]["saved"]
     assert saved["model"] == ENSEMBLE_MODEL and saved["val_mse"] == run.metrics["val"]["mse"]
     assert saved["weights"] == f"ensemble of {ensemble['members'][0]} 0.75 + {ensemble['members'][1]} 0.25"
-    lines = autoselect.selection_lines(run.config["selection"])
+    assert (tmp_path / "run" / "search.png").stat().st_size > 1000  # the timeline picture
+    lines = selection_lines(run.config["selection"])
     assert lines[-1].startswith(f"saved ensemble (ensemble of {ensemble['members'][0]} 0.75")
     # The saved bundle predicts as evaluated.
     loaded = load_run(tmp_path / "run")

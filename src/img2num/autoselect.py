@@ -22,14 +22,13 @@ from img2num.ensemble import ENSEMBLE_MODEL, ensemble_model, greedy_weights
 from img2num.errors import Img2NumError
 from img2num.fitters import fit
 from img2num.fitting import Fit, FitInputs, build_model, choose_trainer, epoch_callbacks, kept_epochs, run_epochs
-from img2num.io import records_csv
 
 # The registry's queries are reached through this module, which registers every candidate: the
 # architectures (img2num.models, through img2num.fitting) and the pretrained backbone
 # (img2num.backbones, through img2num.fitters).
 from img2num.registry import candidate_models, expand_models, list_candidates, model_spec
 
-__all__ = ["candidate_models", "expand_models", "list_candidates", "select_model", "selection_lines", "candidates_csv"]
+__all__ = ["candidate_models", "expand_models", "list_candidates", "select_model"]
 
 # Epochs the first look at every candidate takes: the first epoch holds compilation, the
 # second measures an epoch.
@@ -182,8 +181,13 @@ def select_model(candidates: Sequence[str], inputs: FitInputs) -> Fit:
                 trial.dropped = f"dropped after rung {rung}"
             alive = ranked[:keep]
             decided_at = f"rung {rung}"
-        training = [trial for trial in alive if not trial.done and trial.epochs < config.epochs]
+        # The leader trains first, so the others are judged against its rung's progress.
+        training = sorted((t for t in alive if not t.done and t.epochs < config.epochs), key=lambda t: t.best_val)
         for index, trial in enumerate(training):
+            if not trial.dropped and (why := _hopeless(trial, _leader(alive), inputs, variance)) is not None:
+                trial.dropped = why
+                say(f"auto: {trial.name} {why}")
+                alive = [other for other in alive if not other.dropped]
             if trial.dropped or len(alive) == 1:
                 continue
             # Time a candidate stopped by the bound leaves goes to those after it.
@@ -490,47 +494,3 @@ def _record(
         "chosen": winner.name,
         "why": why,
     }
-
-
-def saved_record(config: dict, val_metrics: dict) -> dict:
-    """What the saved model is and its own validation score, for the selection record: the
-    choice was made on the winner's best epoch, and the saved weights may be another epoch's,
-    an average of epochs or an ensemble."""
-    train = config["train"]
-    if "ensemble" in config:
-        weights = "ensemble of " + " + ".join(f"{name} {w:.2f}" for name, w in zip(config["ensemble"]["members"], config["ensemble"]["weights"]))
-    elif train.get("average_epochs"):
-        last = config["weights_epoch"]
-        weights = f"average of epochs {max(1, last - train['average_epochs'] + 1)}-{last}"
-    else:
-        weights = f"epoch {config['weights_epoch']}"
-    return {"model": train["model"], "weights": weights, "val_mse": val_metrics["mse"], "val_r2": val_metrics["r2"]}
-
-
-def selection_lines(record: dict) -> list[str]:
-    """The candidates table of a run's selection record, a few lines for a terminal."""
-    rows = record["candidates"]
-    width = max(len(row["model"]) for row in rows)
-    lines = [f"{'candidate':<{width}}  {'val MSE':>10}  {'val R^2':>7}  {'epochs':>6}  {'seconds':>7}  outcome"]
-    for row in rows:
-        if row["val_mse"] is None:
-            lines.append(f"{row['model']:<{width}}  {'-':>10}  {'-':>7}  {0:>6}  {0:>7.1f}  {row['outcome']}")
-            continue
-        lines.append(
-            f"{row['model']:<{width}}  {row['val_mse']:>10.4g}  {row['val_r2']:>7.3f}  {row['epochs']:>6}  "
-            f"{row['seconds']:>7.1f}  {row['outcome']}"
-        )
-    lines.append(f"chose {record['chosen']}: {record['why']}")
-    if "saved" in record:
-        saved, chosen = record["saved"], next(row for row in rows if row["outcome"] == "chosen")
-        lines.append(
-            f"saved {saved['model']} ({saved['weights']}): validation MSE {saved['val_mse']:.4g} "
-            f"(R^2 {saved['val_r2']:.3f}); the choice was made on {chosen['val_mse']:.4g}, its best epoch"
-        )
-    return lines
-
-
-def candidates_csv(record: dict) -> str:
-    """The candidates of a selection record as CSV text."""
-    keys = ("model", "val_mse", "val_r2", "epochs", "seconds", "epoch_seconds", "stopped_early", "outcome")
-    return records_csv([{key: row[key] for key in keys} for row in record["candidates"]])

@@ -14,7 +14,7 @@ from typing import TextIO
 import numpy as np
 
 from img2num import interrupts
-from img2num.autoselect import candidate_models, candidates_csv, saved_record, select_model
+from img2num.autoselect import candidate_models, select_model
 from img2num.backends import choose_backend, select_backend
 from img2num.bundle import RUN_FOLDER, Run
 from img2num.clock import Clock
@@ -29,12 +29,15 @@ from img2num.memory import check_image_memory
 from img2num.metrics import few_groups_warning, mean_baseline_mse, regression_metrics, weak_fit_warning
 from img2num.preprocessing import Preprocessing, TargetScaling
 from img2num.registry import check_model_name, model_spec
+from img2num.selection import candidates_csv, saved_record, search_timeline
 from img2num.startup import __version__
 
 # Keras (and with it the backend) is imported only once `train` has chosen the backend.
 
 # The candidates `--model auto` tried, one row each, in the run folder.
 CANDIDATES_FILE = "candidates.csv"
+# Which candidate trained when, and why each stopped (`--model auto`, with the pictures).
+SEARCH_PICTURE = "search.png"
 
 
 def train(
@@ -176,6 +179,8 @@ def _write_extras(folder: Path, run: Run, splits: dict, predictions: dict, pictu
         write_text(folder / name, text)
     if "selection" in run.config:
         write_text(folder / CANDIDATES_FILE, candidates_csv(run.config["selection"]))
+        if pictures:
+            search_timeline(run.config["selection"], folder / SEARCH_PICTURE)
     if pictures:
         _draw_pictures(folder, run, splits, predictions)
 

@@ -104,7 +104,7 @@ def run_train(args: argparse.Namespace) -> None:
         pictures=not args.no_pictures,
     )
     if "selection" in run.config:
-        from img2num.autoselect import selection_lines
+        from img2num.selection import selection_lines
 
         print("\n".join(selection_lines(run.config["selection"])))
     for split, metrics in run.metrics.items():
