@@ -36,6 +36,8 @@ _API = {
     "predict_files": "img2num.prediction",
     "predict_paths": "img2num.prediction",
     "write_predictions": "img2num.prediction",
+    "predict_ray": "img2num.ray_prediction",
+    "predict_dataset": "img2num.ray_prediction",
     "evaluate": "img2num.evaluation",
     "regression_metrics": "img2num.metrics",
     "run_recipe": "img2num.recipe",

@@ -74,9 +74,11 @@ def add_predict_parser(commands) -> None:
     )
     command.add_argument("run", type=Path, help="run folder")
     command.add_argument("data", type=Path, nargs="+", help="image files and folders, a label CSV, or one .npz file with images in x (labels in y optional)")
-    command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout)")
+    command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout); with --engine ray also a .parquet folder")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     command.add_argument("--interval", metavar="LEVEL", type=level, help="add lower,upper columns: a prediction interval at this level, such as 0.9, from the run's calibration")
+    command.add_argument("--engine", choices=("keras", "ray"), default="keras", help="keras: this process (default); ray: Ray Data actors on a Ray cluster, --workers of them, reading local or cloud paths (docs/scale.md)")
+    command.add_argument("--address", help="with --engine ray: the cluster's address, as `ray start --head` prints it (default: RAY_ADDRESS, else a new local cluster)")
     add_data_options(command, training=False, skip_bad=False, groups=False)
     command.set_defaults(command=run_predict)
 
@@ -88,6 +90,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if is_stdout(args.output):
         args.output = None
+    if args.engine == "ray" or args.address:
+        return _run_predict_ray(args)
     if args.output is not None:
         check_replaceable_file(args.output, args.overwrite, args.data)
     result = predict_paths(args.run, args.data, options=data_config(args), interval=args.interval)
@@ -101,11 +105,32 @@ def run_predict(args: argparse.Namespace) -> int:
             reads=args.data,
         )
         print(f"{len(predictions)} predictions written to {args.output}")
+    return _report_outcome(bad, len(predictions))
+
+
+def _report_outcome(bad, count: int) -> int:
+    """Report the bad files or rows beside `count` predictions; the exit status (1 with any bad)."""
     _report_bad(bad)
-    if bad and (len(predictions) or len(bad) > 1):
-        return fail(f"{len(bad)} of {len(bad) + len(predictions)} images could not be used; "
-                    f"{len(predictions)} predictions {'written' if len(predictions) else 'made'}")
+    if bad and (count or len(bad) > 1):
+        return fail(f"{len(bad)} of {len(bad) + count} images could not be used; "
+                    f"{count} predictions {'written' if count else 'made'}")
     return 1 if bad else 0
+
+
+def _run_predict_ray(args: argparse.Namespace) -> int:
+    """`predict --engine ray`: the same rows, bad-file lines and exit status as the keras engine."""
+    from img2num.errors import Img2NumError
+    from img2num.prediction import predictions_csv
+    from img2num.ray_prediction import predict_ray
+
+    if args.engine != "ray":
+        raise Img2NumError("--address names a Ray cluster: it needs --engine ray")
+    result = predict_ray(args.run, args.data, args.output, args.overwrite, args.address, args.workers, args.interval)
+    if result.rows is not None:
+        sys.stdout.write(predictions_csv(result.rows.predictions, None, result.rows.paths, result.rows.bounds))
+    elif result.count:
+        print(f"{result.count} predictions written to {args.output}")
+    return _report_outcome(result.bad, result.count)
 
 
 def _report_bad(bad, shown: int = BAD_LINES_SHOWN) -> None:
