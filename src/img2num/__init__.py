@@ -38,6 +38,8 @@ _API = {
     "write_predictions": "img2num.prediction",
     "predict_video": "img2num.video_prediction",
     "predict_map": "img2num.maps",
+    "predict_ray": "img2num.ray_prediction",
+    "predict_dataset": "img2num.ray_prediction",
     "evaluate": "img2num.evaluation",
     "regression_metrics": "img2num.metrics",
     "run_recipe": "img2num.recipe",

@@ -173,6 +173,9 @@ class TrainConfig:
             with "auto", no limit for a named model.
         finetune_stages: How many of the backbone's last stages a `finetune:PRESET` model
             trains (with its head); 0 trains the whole network (docs/backbones.md).
+        devices: Local devices a model trained by epochs uses, each batch split evenly among
+            them (Keras' `DataParallel`, JAX backend; `batch_size` must divide by it); None
+            takes every accelerator when there are several, else 1 (`img2num.parallel`).
     """
 
     model: str = DEFAULT_MODEL
@@ -192,6 +195,7 @@ class TrainConfig:
     backend: str = "auto"
     time_limit: float | None = None
     finetune_stages: int = 2
+    devices: int | None = None
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
@@ -229,6 +233,10 @@ class TrainConfig:
         _require(
             isinstance(self.finetune_stages, int) and self.finetune_stages >= 0,
             f"finetune stages must be a whole number of at least 0, got {self.finetune_stages}",
+        )
+        _require(
+            self.devices is None or (isinstance(self.devices, int) and self.devices >= 1),
+            f"devices must be a whole number of at least 1, got {self.devices}",
         )
 
     @property

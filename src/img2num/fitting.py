@@ -15,6 +15,7 @@ from img2num.data import ImageFiles
 from img2num.data.order import batch_order_rng
 from img2num.errors import Img2NumError
 from img2num.models import create_model
+from img2num.parallel import PARALLEL_TRAINER, data_parallel, resolve_devices
 from img2num.preprocessing import Preprocessing
 
 # Keras (and with it the backend) is imported only once `train` has chosen the backend.
@@ -107,25 +108,28 @@ def fit_by_epochs(inputs: FitInputs) -> Fit:
     from img2num.callbacks import Progress, TimeLimit
 
     config, clock = inputs.config, inputs.clock
-    model = build_model(config, inputs.train.image_shape)
-    recorder, stopper, callbacks = epoch_callbacks(config, inputs.loss_factor)
-    if clock.limit is not None:
-        callbacks.append(TimeLimit(clock.training_deadline, compiles_first=True))
-    if inputs.stream is not None:
-        callbacks.append(Progress(recorder, config.model, config.epochs, inputs.stream, stopper))
-    trainer = choose_trainer(config.trainer, model, inputs.splits)
-    started = time.perf_counter()
-    run_epochs(
-        model,
-        trainer,
-        inputs.train,
-        inputs.val,
-        inputs.preprocessing,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        seed=config.seed,
-        callbacks=callbacks,
-    )
+    sizes = {"training": len(inputs.train), "validation": len(inputs.val)}
+    devices = resolve_devices(config.devices, config.batch_size, config.trainer, sizes)
+    with data_parallel(devices):  # the model's variables are made, and its batches split, over the devices
+        model = build_model(config, inputs.train.image_shape)
+        recorder, stopper, callbacks = epoch_callbacks(config, inputs.loss_factor)
+        if clock.limit is not None:
+            callbacks.append(TimeLimit(clock.training_deadline, compiles_first=True))
+        if inputs.stream is not None:
+            callbacks.append(Progress(recorder, config.model, config.epochs, inputs.stream, stopper))
+        trainer = choose_trainer(PARALLEL_TRAINER if devices > 1 else config.trainer, model, inputs.splits)
+        started = time.perf_counter()
+        run_epochs(
+            model,
+            trainer,
+            inputs.train,
+            inputs.val,
+            inputs.preprocessing,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            seed=config.seed,
+            callbacks=callbacks,
+        )
     best, kept = kept_epochs(recorder.history, stopper, config.average_epochs > 0)
     return Fit(config.model, model, trainer, recorder.history, time.perf_counter() - started, best, kept)
 

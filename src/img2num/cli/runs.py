@@ -76,7 +76,7 @@ def add_predict_parser(commands) -> None:
     )
     command.add_argument("run", type=Path, help="run folder")
     command.add_argument("data", type=Path, nargs="+", help="image files and folders, a label CSV, or one .npz file with images in x (labels in y optional)")
-    command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout)")
+    command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout); with --engine ray also a .parquet folder")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     command.add_argument("--interval", metavar="LEVEL", type=level, help="add lower,upper columns: a prediction interval at this level, such as 0.9, from the run's calibration")
     video = command.add_argument_group("videos (docs/video.md)")
@@ -87,6 +87,8 @@ def add_predict_parser(commands) -> None:
     rasters = command.add_argument_group("prediction maps of GeoTIFF rasters (docs/rasters.md)")
     rasters.add_argument("--tile", metavar="N", type=positive_int, help="predict every N x N window of one raster and write a map (--output map.tif, or map.csv of window centres; a PNG preview beside it)")
     rasters.add_argument("--stride", metavar="S", type=positive_int, help="with --tile, the step between windows in pixels; the map has one pixel per S x S cell (default: N)")
+    command.add_argument("--engine", choices=("keras", "ray"), default="keras", help="keras: this process (default); ray: Ray Data actors on a Ray cluster, --workers of them, reading local or cloud paths (docs/scale.md)")
+    command.add_argument("--address", help="with --engine ray: the cluster's address, as `ray start --head` prints it (default: RAY_ADDRESS, else a new local cluster)")
     add_data_options(command, training=False, skip_bad=False, groups=False)
     command.set_defaults(command=run_predict)
 
@@ -100,6 +102,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if is_stdout(args.output):
         args.output = None
+    if args.engine == "ray" or args.address:
+        return _run_predict_ray(args)
     if args.every is not None or args.start is not None or args.end is not None or args.plot is not None:
         return _predict_video(args)
     from img2num.data.video import is_video_file
@@ -120,10 +124,15 @@ def run_predict(args: argparse.Namespace) -> int:
             reads=args.data,
         )
         print(f"{len(predictions)} predictions written to {args.output}")
+    return _report_outcome(bad, len(predictions))
+
+
+def _report_outcome(bad, count: int) -> int:
+    """Report the bad files or rows beside `count` predictions; the exit status (1 with any bad)."""
     _report_bad(bad)
-    if bad and (len(predictions) or len(bad) > 1):
-        return fail(f"{len(bad)} of {len(bad) + len(predictions)} images could not be used; "
-                    f"{len(predictions)} predictions {'written' if len(predictions) else 'made'}")
+    if bad and (count or len(bad) > 1):
+        return fail(f"{len(bad)} of {len(bad) + count} images could not be used; "
+                    f"{count} predictions {'written' if count else 'made'}")
     return 1 if bad else 0
 
 
@@ -158,6 +167,22 @@ def _predict_map(args: argparse.Namespace) -> int:
     print(f"{result.predicted} windows predicted, {result.nodata} nodata, a {result.shape[0]}x{result.shape[1]} map "
           f"written to {result.output} (preview {result.preview}) in {result.seconds:.1f} s")
     return 0
+
+
+def _run_predict_ray(args: argparse.Namespace) -> int:
+    """`predict --engine ray`: the same rows, bad-file lines and exit status as the keras engine."""
+    from img2num.errors import Img2NumError
+    from img2num.prediction import predictions_csv
+    from img2num.ray_prediction import predict_ray
+
+    if args.engine != "ray":
+        raise Img2NumError("--address names a Ray cluster: it needs --engine ray")
+    result = predict_ray(args.run, args.data, args.output, args.overwrite, args.address, args.workers, args.interval)
+    if result.rows is not None:
+        sys.stdout.write(predictions_csv(result.rows.predictions, None, result.rows.paths, result.rows.bounds))
+    elif result.count:
+        print(f"{result.count} predictions written to {args.output}")
+    return _report_outcome(result.bad, result.count)
 
 
 def _report_bad(bad, shown: int = BAD_LINES_SHOWN) -> None:

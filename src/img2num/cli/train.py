@@ -55,6 +55,7 @@ def add_train_parser(commands) -> None:
     command.add_argument("--test", type=Path, help="test data to score and draw, .npz or label CSV (default: the folder's test.npz or the CSV's test rows)")
     command.add_argument("--model", default=train_defaults.model, help="registered model name (see `img2num models`); backbone:PRESET or finetune:PRESET for a pretrained backbone (PRESET: efficientnet_lite0, a keras-hub preset, an hf:// or kaggle:// handle, or a local preset folder); or auto: try the candidate models by successive halving and keep the one with the lowest validation loss (default %(default)s)")
     command.add_argument("--time-limit", metavar="SECONDS", type=positive_float, help=f"most seconds training, evaluation and saving take, checked between epochs (default {DEFAULT_TIME_LIMIT:g} with --model auto, none with a named model)")
+    command.add_argument("--devices", metavar="N", type=positive_int, help="train on N local devices, each batch split evenly among them (Keras' DataParallel, JAX backend; the batch size must divide by N) (default: every GPU/TPU when there are several, else 1)")
     command.add_argument("--finetune-stages", metavar="N", type=count, help=f"with --model finetune:PRESET, how many of the backbone's last stages train; 0 trains the whole network (default {train_defaults.finetune_stages})")
     plain = PLAIN_SETTINGS
     command.add_argument(
@@ -124,7 +125,7 @@ def _train_config(args) -> TrainConfig:
         for name in (
             "model", "epochs", "batch_size", "learning_rate", "seed", "val_fraction", "patience",
             "restore_best", "average_epochs", "lr_patience", "standardize_targets", "weight_decay", "augment", "trainer", "backend",
-            "time_limit", "finetune_stages",
+            "time_limit", "finetune_stages", "devices",
         )
         if getattr(args, name, None) is not None
     }
