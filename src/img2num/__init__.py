@@ -36,6 +36,7 @@ _API = {
     "predict_files": "img2num.prediction",
     "predict_paths": "img2num.prediction",
     "write_predictions": "img2num.prediction",
+    "export": "img2num.exporting",
     "evaluate": "img2num.evaluation",
     "regression_metrics": "img2num.metrics",
     "run_recipe": "img2num.recipe",

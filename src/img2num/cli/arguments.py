@@ -188,3 +188,16 @@ def points_config(args: argparse.Namespace) -> PointsConfig:
         test=args.test_size,
         seed=args.data_seed,
     )
+
+
+# What can run a run's model (`img2num.engines`), named here so that parsing imports no engine.
+ENGINES = ("keras", "onnx")
+
+
+def add_engine_option(command) -> None:
+    """Add `--engine`: what runs the model when `command` predicts."""
+    command.add_argument(
+        "--engine", choices=ENGINES, default="keras",
+        help="what runs the model: keras, or onnx for ONNX Runtime on the run's graph, exported into the run "
+        "folder (model.onnx) on first use; needs pip install 'img2num[onnx]' (default %(default)s)",
+    )

@@ -9,6 +9,7 @@ from pathlib import Path
 from img2num import interrupts
 from img2num.cli.arguments import (
     add_data_options,
+    add_engine_option,
     count,
     data_config,
     is_stdout,
@@ -77,6 +78,7 @@ def add_predict_parser(commands) -> None:
     command.add_argument("--output", type=Path, help="CSV file to write; - is stdout (default: print to stdout)")
     command.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     command.add_argument("--interval", metavar="LEVEL", type=level, help="add lower,upper columns: a prediction interval at this level, such as 0.9, from the run's calibration")
+    add_engine_option(command)
     add_data_options(command, training=False, skip_bad=False, groups=False)
     command.set_defaults(command=run_predict)
 
@@ -90,7 +92,7 @@ def run_predict(args: argparse.Namespace) -> int:
         args.output = None
     if args.output is not None:
         check_replaceable_file(args.output, args.overwrite, args.data)
-    result = predict_paths(args.run, args.data, options=data_config(args), interval=args.interval)
+    result = predict_paths(args.run, args.data, options=data_config(args), interval=args.interval, engine=args.engine)
     predictions, bad = result.predictions, result.bad
     text = predictions_csv(predictions, result.labels, result.paths, result.bounds)
     if args.output is None:
@@ -144,6 +146,7 @@ def add_serve_parser(commands) -> None:
     command.add_argument("--max-connections", metavar="N", type=positive_int, default=serve.max_connections, help="most connections served at once; more are answered 503 (default %(default)s)")
     command.add_argument("--units", metavar="TEXT", help="what the number is measured in, given in every answer, such as 'ug/m3' (default: none)")
     command.add_argument("--allowed-hosts", metavar="NAMES", type=_host_names, help="comma-separated host names the server answers besides localhost, 127.x.x.x and [::1], or * for any (default: on a loopback address only those; on any other address every name)")
+    add_engine_option(command)
     command.set_defaults(command=run_serve)
 
 
@@ -161,7 +164,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
     names = (
         "host", "port", "max_upload_mb", "max_pixels", "max_images", "max_batch", "batch_wait_ms", "queue_size",
-        "max_connections", "units", "allowed_hosts",
+        "max_connections", "units", "allowed_hosts", "engine",
     )
     with interrupts.as_keyboard_interrupt():
         serve(args.run, ServeConfig(**{name: getattr(args, name) for name in names}))
