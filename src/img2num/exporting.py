@@ -16,6 +16,8 @@ from img2num.startup import __version__
 FORMATS = ("onnx",)
 # The graph `predict --engine onnx` keeps in the run folder, and its record (with the fingerprint).
 CACHED_GRAPH = "model.onnx"
+# Bump when what an exported graph holds changes: graphs kept in run folders are then made again.
+GRAPH_VERSION = 1
 
 
 def pixel_model(run: Run):
@@ -34,7 +36,7 @@ def pixel_model(run: Run):
 
 def fingerprint(run: Run) -> str:
     """What an exported graph of the run depends on, as a short hex key: the bytes of its
-    `model.keras`, its preprocessing and target scaling, and img2num's version.
+    `model.keras`, its preprocessing and target scaling, img2num's version and `GRAPH_VERSION`.
 
     Raises:
         Img2NumError: The run has no folder (it was never saved).
@@ -45,7 +47,7 @@ def fingerprint(run: Run) -> str:
     with open(Path(run.path) / MODEL_FILE, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    text = json.dumps([run.preprocessing.to_dict(), run.target_scaling.to_dict(), __version__], sort_keys=True)
+    text = json.dumps([run.preprocessing.to_dict(), run.target_scaling.to_dict(), __version__, GRAPH_VERSION], sort_keys=True)
     digest.update(text.encode())
     return digest.hexdigest()[:20]
 

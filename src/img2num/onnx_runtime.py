@@ -52,12 +52,45 @@ def save_onnx(model, path: str | Path, input_shape, dtype: str, metadata: dict[s
             reason = " ".join(str(error).split())[:300] or type(error).__name__
             raise Img2NumError(f"cannot export {model.name} to ONNX on {keras.backend.backend()}: {reason}") from None
         graph = onnx.load(str(tmp))
+        _channels_first_pools(graph, onnx)
         _rename_output(graph, OUTPUT_NAME)
         for key, value in (metadata or {}).items():
             entry = graph.metadata_props.add()
             entry.key, entry.value = key, str(value)
         onnx.save(graph, str(tmp))
     return Path(path)
+
+
+def _channels_first_pools(graph, onnx) -> None:
+    """Rewrite each 4-d pooling node as a 2-d one over NCHW. jax2onnx (0.17) writes Keras'
+    pooling on JAX (a reduce_window over NHWC with window 1xHxWx1) as a MaxPool whose input is
+    the tensor unsqueezed to (1, 1, N, H, W, C) with a 4-d kernel: valid ONNX that ONNX Runtime
+    refuses ("Unsupported pooling size"). The rewrite squeezes, transposes to NCHW, pools over
+    H and W, and returns the same (1, 1, N, H', W', C) tensor, so it computes what JAX does."""
+    nodes, axes = [], "img2num_pool_axes"
+    for node in graph.graph.node:
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        kernel = list(attributes.get("kernel_shape", []))
+        if node.op_type not in ("MaxPool", "AveragePool") or len(kernel) != 4 or kernel[0] != 1 or kernel[3] != 1:
+            nodes.append(node)
+            continue
+        strides = list(attributes.get("strides", [1, 1, 1, 1]))
+        pads = list(attributes.get("pads", [0] * 8))
+        attributes.update(kernel_shape=kernel[1:3], strides=strides[1:3], pads=pads[1:3] + pads[5:7])
+        attributes.pop("dilations", None)
+        names = [f"{node.name}_{step}" for step in ("nhwc", "nchw", "pooled", "pooled_nhwc")]
+        nodes += [
+            onnx.helper.make_node("Squeeze", [node.input[0], axes], [names[0]], name=f"{node.name}_squeeze"),
+            onnx.helper.make_node("Transpose", [names[0]], [names[1]], perm=[0, 3, 1, 2], name=f"{node.name}_to_nchw"),
+            onnx.helper.make_node(node.op_type, [names[1]], [names[2]], name=node.name, **attributes),
+            onnx.helper.make_node("Transpose", [names[2]], [names[3]], perm=[0, 2, 3, 1], name=f"{node.name}_to_nhwc"),
+            onnx.helper.make_node("Unsqueeze", [names[3], axes], [node.output[0]], name=f"{node.name}_unsqueeze"),
+        ]
+    if len(nodes) > len(graph.graph.node):
+        graph.graph.initializer.append(onnx.numpy_helper.from_array(np.array([0, 1], np.int64), axes))
+        del graph.graph.node[:]
+        graph.graph.node.extend(nodes)
+        del graph.graph.value_info[:]  # recorded shapes of the old nodes; ONNX Runtime infers them again
 
 
 def _rename_output(graph, name: str) -> None:
