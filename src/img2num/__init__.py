@@ -40,6 +40,7 @@ _API = {
     "predict_map": "img2num.maps",
     "predict_ray": "img2num.ray_prediction",
     "predict_dataset": "img2num.ray_prediction",
+    "export": "img2num.exporting",
     "evaluate": "img2num.evaluation",
     "regression_metrics": "img2num.metrics",
     "run_recipe": "img2num.recipe",

@@ -161,14 +161,16 @@ class Run:
         return self.path
 
 
-def load_run(folder: str | Path) -> Run:
+def load_run(folder: str | Path, with_model: bool = True) -> Run:
     """Load a finished run folder.
 
     Args:
         folder: A folder written by `img2num train` (or one model's folder in a recipe).
+        with_model: Load the Keras model too; without it (`model` None) no Keras starts, for
+            an engine that runs an exported graph instead (`img2num.engines`).
 
     Returns:
-        The run, ready to predict.
+        The run, ready to predict (with its model).
 
     Raises:
         Img2NumError: The folder is missing, is not a finished run, or its files are corrupt.
@@ -191,6 +193,8 @@ def load_run(folder: str | Path) -> Run:
         raise Img2NumError(f"{folder / CONFIG_FILE}: corrupt run configuration (target_scaling: {error})") from None
     metrics = _read_json(folder / METRICS_FILE) if (folder / METRICS_FILE).exists() else {}
     history = _read_history(folder / HISTORY_FILE)
+    if not with_model:
+        return Run(None, preprocessing, config, history, metrics, folder, target_scaling, load_calibration(folder))
     # Building the loaded model draws its initial weights (with NumPy on JAX), then replaces them.
     keras = start_keras()
 

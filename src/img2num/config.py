@@ -424,6 +424,8 @@ class ServeConfig:
             loopback names, or ("*",) for any. By default a server on a loopback address answers
             only localhost, 127.x.x.x and [::1], so that a web page elsewhere cannot reach it by
             DNS rebinding; one on any other address answers every name.
+        engine: What runs the model: "keras", or "onnx" for ONNX Runtime on the run's exported
+            graph (`img2num.engines`).
     """
 
     host: str = LOOPBACK
@@ -437,6 +439,7 @@ class ServeConfig:
     max_connections: int = 64
     units: str | None = None
     allowed_hosts: tuple[str, ...] | None = None
+    engine: str = "keras"
 
     def __post_init__(self) -> None:
         # Messages name the command-line options; each is the field's name with dashes.

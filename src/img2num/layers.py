@@ -7,6 +7,7 @@ Importing this module registers the layers, so `keras.saving.load_model` can reb
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -102,7 +103,7 @@ class BackboneInput(keras.layers.Layer):
             factor = ops.convert_to_tensor([255.0 / self.pixel_range * s for s in self.scale], dtype=images.dtype)
             images = images * factor + ops.convert_to_tensor(self.offset, dtype=images.dtype)
         if self.size is not None and tuple(images.shape[1:3]) != self.size:
-            images = ops.image.resize(images, self.size, interpolation="bilinear")
+            images = bilinear_resize(images, self.size)
         return images
 
     def compute_output_shape(self, input_shape):
@@ -153,3 +154,20 @@ class WeightedSum(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "weights": self.member_weights}
+
+
+def bilinear_resize(images, size: tuple[int, int]):
+    """Bilinear resize (half-pixel centres, as `keras.ops.image.resize` enlarges) as two products
+    with fixed matrices: the graph keeps a free batch size when exported to ONNX, where
+    jax2onnx's resize needs a fixed one."""
+    rows = _resize_matrix(int(images.shape[1]), size[0])
+    columns = _resize_matrix(int(images.shape[2]), size[1])
+    return ops.einsum("Hh,bhwc,Ww->bHWc", rows, images, columns)
+
+
+def _resize_matrix(source: int, target: int) -> np.ndarray:
+    """(target, source) weights of a triangle kernel at half-pixel centres, renormalised at the
+    edges (the same as clamping to the edge pixel), without antialiasing as Keras' default."""
+    centres = (np.arange(target) + 0.5) * source / target - 0.5
+    weights = np.maximum(0.0, 1.0 - np.abs(centres[:, None] - np.arange(source)[None, :]))
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from img2num.bundle import Run, as_run
+from img2num.bundle import Run
 from img2num.config import DataConfig
 from img2num.data import (
     BadRow,
@@ -24,6 +24,7 @@ from img2num.data import (
     read_image_table,
 )
 from img2num.data.files import find_image_files
+from img2num.engines import engine_run
 from img2num.errors import Img2NumError
 from img2num.io import check_replaceable_file, write_text
 
@@ -31,7 +32,9 @@ from img2num.io import check_replaceable_file, write_text
 _FILES_PER_STEP = 2048
 
 
-def predict(run: Run | str | Path, data, options: DataConfig | None = None, interval: float | None = None):
+def predict(
+    run: Run | str | Path, data, options: DataConfig | None = None, interval: float | None = None, engine: str = "keras"
+):
     """Predict one number per image with a trained run.
 
     Args:
@@ -44,6 +47,8 @@ def predict(run: Run | str | Path, data, options: DataConfig | None = None, inte
             training images were (orientation, channels, size, pixel type).
         options: Column names of a label CSV.
         interval: A level in (0, 1) such as 0.9 to get prediction intervals too.
+        engine: What runs the model: "keras", or "onnx" for ONNX Runtime on the run's exported
+            graph (`img2num.engines.engine_run`).
 
     Returns:
         float32 predictions, shape (N,), in the order of the images (sorted paths for a folder);
@@ -51,9 +56,9 @@ def predict(run: Run | str | Path, data, options: DataConfig | None = None, inte
 
     Raises:
         Img2NumError: The run or data cannot be read, an image does not fit the model, or the
-            level is bad or the run has no calibration.
+            level is bad or the run has no calibration, or the engine is unknown or cannot run it.
     """
-    run = as_run(run)
+    run = engine_run(run, engine)
     if interval is not None:
         run.interval(np.zeros(0), interval)  # a bad level or a run without calibration fails first
         return run.interval(predict(run, data, options), interval)
@@ -81,7 +86,7 @@ def predict(run: Run | str | Path, data, options: DataConfig | None = None, inte
 
 
 def predict_files(
-    run: Run | str | Path, inputs: list[str | Path], workers: int | None = None
+    run: Run | str | Path, inputs: list[str | Path], workers: int | None = None, engine: str = "keras"
 ) -> tuple[list[str], np.ndarray, list[BadRow]]:
     """Predict on image files and folders, reporting bad files instead of stopping at them.
 
@@ -89,6 +94,7 @@ def predict_files(
         run: A `Run` or the path of a run folder.
         inputs: Image files and folders (searched recursively for image files, sorted).
         workers: Decoding processes; None uses every CPU core.
+        engine: What runs the model: "keras" or "onnx" (as in `predict`).
 
     Returns:
         The files predicted on, their float32 predictions, and the files that could not be
@@ -98,7 +104,7 @@ def predict_files(
         Img2NumError: The run cannot be read. (A named path that does not exist, or a folder
             without image files, is reported among the bad files.)
     """
-    run = as_run(run)
+    run = engine_run(run, engine)
     files, bad = find_image_files(inputs)
     spec = run.preprocessing.image_spec()
     done, parts = [], []
@@ -136,6 +142,7 @@ def predict_paths(
     paths: str | Path | Sequence[str | Path],
     options: DataConfig | None = None,
     interval: float | None = None,
+    engine: str = "keras",
 ) -> PathPredictions:
     """Predict on named inputs as `img2num predict` does, reporting bad files and rows, not stopping.
 
@@ -148,6 +155,7 @@ def predict_paths(
         options: Column names of a label CSV and decoding processes (`workers`); its `skip_bad`
             is ignored, as bad rows and files are always reported and skipped.
         interval: A level in (0, 1) such as 0.9 to get prediction intervals too.
+        engine: What runs the model: "keras" or "onnx" (as in `predict`).
 
     Returns:
         The predictions with their paths, labels and bounds, and the bad rows or files. (A named
@@ -163,7 +171,7 @@ def predict_paths(
     if ".npz" in kinds or ".csv" in kinds:
         if len(paths) > 1:
             raise Img2NumError(f"{paths[0]}: an .npz or CSV file is predicted on alone, not with other inputs")
-    run = as_run(run)
+    run = engine_run(run, engine)
     if interval is not None:
         run.interval([], interval)  # a run without calibration fails before any image is read
     names, labels, bad = None, None, []
@@ -174,7 +182,7 @@ def predict_paths(
         table = read_image_table(paths[0], replace(options, skip_bad=True), run.preprocessing.image_spec(), require_labels=False)
         predictions, labels, names, bad = run.predict_data(table.data), table.data.y, list(table.data.paths), table.skipped
     else:
-        names, predictions, bad = predict_files(run, paths, workers=options.workers)
+        names, predictions, bad = predict_files(run, paths, workers=options.workers, engine=engine)
     bounds = None if interval is None else tuple(run.interval(predictions, interval)[1:])
     return PathPredictions(predictions, names, labels, bounds, bad)
 

@@ -97,6 +97,15 @@ class Preprocessing:
         Raises:
             Img2NumError: The images do not have the shape the model was trained on.
         """
+        x = self._checked(x, source)
+        if self.band_offset is not None:
+            offset = np.asarray(self.band_offset, np.float32)
+            return (x.astype(np.float32) - offset) * np.asarray(self.band_scale, np.float32)
+        if self.input_dtype in _FULL_SCALE and x.dtype.name in _FULL_SCALE:
+            return _brightness(x)
+        return x.astype(np.float32) * np.float32(self.pixel_scale)
+
+    def _checked(self, x: np.ndarray, source: str) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim == 3:
             x = x[..., np.newaxis]
@@ -105,12 +114,44 @@ class Preprocessing:
                 f"{source}: images are {shape_text(x.shape[1:])} (HxWxC); "
                 f"this model takes {shape_text(self.input_shape)}"
             )
+        return x
+
+    @property
+    def graph_dtype(self) -> str:
+        """The pixel type an exported graph takes (`img2num.exporting`): the run's own when it is
+        uint8, uint16 or float32, else float32 (as `apply` brings any other type to it)."""
+        return self.input_dtype if self.input_dtype in ("uint8", "uint16", "float32") else "float32"
+
+    def graph_input(self, x: np.ndarray, source: str = "images") -> np.ndarray:
+        """Images (N, H, W, C) checked as `apply` checks them, in `graph_dtype`: what an exported
+        graph takes to give `apply`'s model input.
+
+        Raises:
+            Img2NumError: The images do not have the model's shape, or their pixel type cannot
+                become `graph_dtype` without changing what `apply` makes of them.
+        """
+        x = self._checked(x, source)
+        dtype = self.graph_dtype
+        if x.dtype.name == dtype or dtype == "float32" or (self.band_offset is not None and np.can_cast(x.dtype, dtype)):
+            return x.astype(dtype, copy=False)
+        raise Img2NumError(
+            f"{source}: images of {x.dtype.name} pixels; the ONNX graph takes {dtype} pixels, as the run was "
+            "trained on (convert them, or predict with --engine keras)"
+        )
+
+    def apply_in_graph(self, pixels):
+        """`apply` as Keras operations on a symbolic batch of `graph_dtype` pixels, for a graph
+        that takes pixels as they are stored (`img2num.exporting`)."""
+        from keras import ops
+
+        x = ops.cast(pixels, "float32")
         if self.band_offset is not None:
-            offset = np.asarray(self.band_offset, np.float32)
-            return (x.astype(np.float32) - offset) * np.asarray(self.band_scale, np.float32)
-        if self.input_dtype in _FULL_SCALE and x.dtype.name in _FULL_SCALE:
-            return _brightness(x)
-        return x.astype(np.float32) * np.float32(self.pixel_scale)
+            return (x - np.asarray(self.band_offset, np.float32)) * np.asarray(self.band_scale, np.float32)
+        if self.input_dtype in _FULL_SCALE and self.graph_dtype == self.input_dtype:
+            binary = ops.max(ops.reshape(x, (-1, int(np.prod(self.input_shape)))), axis=1) <= 1.0
+            scale = ops.where(binary, np.float32(1.0), np.float32(1.0 / _FULL_SCALE[self.input_dtype]))
+            return x * ops.reshape(scale, (-1, 1, 1, 1))
+        return x * np.float32(self.pixel_scale)
 
     def to_dict(self) -> dict:
         value = {"input_shape": list(self.input_shape), "pixel_scale": self.pixel_scale}

@@ -28,8 +28,9 @@ from starlette.requests import ClientDisconnect
 
 from img2num import intervals
 from img2num.batching import MicroBatcher, QueueFull
-from img2num.bundle import Run, as_run
+from img2num.bundle import Run
 from img2num.config import PREDICT_BATCH_SIZE, ServeConfig
+from img2num.engines import engine_run
 from img2num.errors import Img2NumError
 from img2num.intake import BodyLimit, HostCheck, disconnected, host_allowed, is_loopback, read_uploads
 from img2num.startup import __version__
@@ -176,7 +177,7 @@ def create_app(run: Run | str | Path, config: ServeConfig | None = None):
         Img2NumError: The run cannot be read.
     """
     config = config or ServeConfig()
-    run = as_run(run)
+    run = engine_run(run, config.engine)
     predictor = Predictor(run, config)
     page = resources.files("img2num").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -379,7 +380,7 @@ def serve(run: Run | str | Path, config: ServeConfig | None = None) -> None:
     config = config or ServeConfig()
     sock = _listen(config)  # before loading the run: a taken port fails at once
     try:
-        run = as_run(run)
+        run = engine_run(run, config.engine)
         server = _uvicorn_server(create_app(run, config), config)
     except BaseException:
         sock.close()

@@ -14,6 +14,7 @@ import warnings
 from img2num import interrupts
 from img2num.cli.arguments import Parser
 from img2num.cli.compare import add_compare_parser, add_recipe_parser
+from img2num.cli.export import add_export_parser
 from img2num.cli.generate import add_generate_parser
 from img2num.cli.output import fail, show_warning
 from img2num.cli.runs import add_evaluate_parser, add_explain_parser, add_predict_parser, add_serve_parser
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_evaluate_parser,
         add_predict_parser,
         add_serve_parser,
+        add_export_parser,
         add_explain_parser,
         add_compare_parser,
         add_recipe_parser,

@@ -216,3 +216,18 @@ def points_config(args: argparse.Namespace) -> PointsConfig:
         test=args.test_size,
         seed=args.data_seed,
     )
+
+
+# What can run a run's model (`img2num.engines`), named here so that parsing imports no engine.
+ENGINES = ("keras", "onnx")
+
+
+def add_engine_option(command, ray: bool = False) -> None:
+    """Add `--engine`: what runs the model when `command` predicts (with `ray`, Ray Data too)."""
+    command.add_argument(
+        "--engine", choices=ENGINES + (("ray",) if ray else ()), default="keras",
+        help="what runs the model: keras, or onnx for ONNX Runtime on the run's graph, exported into the run "
+        "folder (model.onnx) on first use; needs pip install 'img2num[onnx]'"
+        + ("; ray: Ray Data actors on a Ray cluster, --workers of them, reading local or cloud paths (docs/scale.md)" if ray else "")
+        + " (default %(default)s)",
+    )

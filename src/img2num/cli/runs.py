@@ -9,6 +9,7 @@ from pathlib import Path
 from img2num import interrupts
 from img2num.cli.arguments import (
     add_data_options,
+    add_engine_option,
     count,
     data_config,
     is_stdout,
@@ -87,14 +88,17 @@ def add_predict_parser(commands) -> None:
     rasters = command.add_argument_group("prediction maps of GeoTIFF rasters (docs/rasters.md)")
     rasters.add_argument("--tile", metavar="N", type=positive_int, help="predict every N x N window of one raster and write a map (--output map.tif, or map.csv of window centres; a PNG preview beside it)")
     rasters.add_argument("--stride", metavar="S", type=positive_int, help="with --tile, the step between windows in pixels; the map has one pixel per S x S cell (default: N)")
-    command.add_argument("--engine", choices=("keras", "ray"), default="keras", help="keras: this process (default); ray: Ray Data actors on a Ray cluster, --workers of them, reading local or cloud paths (docs/scale.md)")
     command.add_argument("--address", help="with --engine ray: the cluster's address, as `ray start --head` prints it (default: RAY_ADDRESS, else a new local cluster)")
+    add_engine_option(command, ray=True)
     add_data_options(command, training=False, skip_bad=False, groups=False)
     command.set_defaults(command=run_predict)
 
 
 def run_predict(args: argparse.Namespace) -> int:
     """Write the predictions CSV, then report bad files or rows; 1 when there were any."""
+    sampling = args.every is not None or args.start is not None or args.end is not None or args.plot is not None
+    if args.engine == "onnx" and (sampling or args.tile is not None or args.stride is not None):
+        return fail("--engine onnx predicts images and label CSVs; videos (--every) and maps (--tile) run on --engine keras")
     if args.tile is not None or args.stride is not None:
         return _predict_map(args)
     from img2num.io import check_replaceable_file
@@ -104,7 +108,7 @@ def run_predict(args: argparse.Namespace) -> int:
         args.output = None
     if args.engine == "ray" or args.address:
         return _run_predict_ray(args)
-    if args.every is not None or args.start is not None or args.end is not None or args.plot is not None:
+    if sampling:
         return _predict_video(args)
     from img2num.data.video import is_video_file
 
@@ -113,7 +117,7 @@ def run_predict(args: argparse.Namespace) -> int:
         return fail(f"{videos[0]}: is a video; sample its frames with --every SECONDS, or name frames in a label CSV (docs/video.md)")
     if args.output is not None:
         check_replaceable_file(args.output, args.overwrite, args.data)
-    result = predict_paths(args.run, args.data, options=data_config(args), interval=args.interval)
+    result = predict_paths(args.run, args.data, options=data_config(args), interval=args.interval, engine=args.engine)
     predictions, bad = result.predictions, result.bad
     text = predictions_csv(predictions, result.labels, result.paths, result.bounds)
     if args.output is None:
@@ -221,6 +225,7 @@ def add_serve_parser(commands) -> None:
     command.add_argument("--max-connections", metavar="N", type=positive_int, default=serve.max_connections, help="most connections served at once; more are answered 503 (default %(default)s)")
     command.add_argument("--units", metavar="TEXT", help="what the number is measured in, given in every answer, such as 'ug/m3' (default: none)")
     command.add_argument("--allowed-hosts", metavar="NAMES", type=_host_names, help="comma-separated host names the server answers besides localhost, 127.x.x.x and [::1], or * for any (default: on a loopback address only those; on any other address every name)")
+    add_engine_option(command)
     command.set_defaults(command=run_serve)
 
 
@@ -238,7 +243,7 @@ def run_serve(args: argparse.Namespace) -> None:
 
     names = (
         "host", "port", "max_upload_mb", "max_pixels", "max_images", "max_batch", "batch_wait_ms", "queue_size",
-        "max_connections", "units", "allowed_hosts",
+        "max_connections", "units", "allowed_hosts", "engine",
     )
     with interrupts.as_keyboard_interrupt():
         serve(args.run, ServeConfig(**{name: getattr(args, name) for name in names}))
