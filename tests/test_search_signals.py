@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import TINY, require
 
-from img2num import autoselect, predict
+from img2num import autoselect, export, predict
 from img2num.bundle import load_run
 from img2num.config import TrainConfig
 from img2num.curves import reachable_loss
@@ -118,3 +118,9 @@ def test_an_ensemble_that_beats_the_winner_is_saved_as_one_model(tmp_path, monke
     assert np.allclose(predict(loaded, splits["test"].x), run.predict_data(splits["test"]), rtol=1e-5, atol=1e-5)
     test_mse = float(np.mean((predict(loaded, splits["test"].x) - splits["test"].y) ** 2))
     assert test_mse == pytest.approx(run.metrics["test"]["mse"], rel=1e-4)
+    # It exports as one ONNX graph like any run.
+    onnxruntime = require("onnxruntime")
+    export(loaded, tmp_path / "ensemble.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "ensemble.onnx"))
+    exported = session.run(None, {session.get_inputs()[0].name: splits["test"].x})[0].reshape(-1)
+    assert np.allclose(exported, predict(loaded, splits["test"].x), rtol=1e-4, atol=1e-4)
