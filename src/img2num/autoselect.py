@@ -37,9 +37,12 @@ PROBE_EPOCHS = 2
 # (its first epoch less a later one): a 60 s run on a loaded machine compiled pixel_gap in 12-13 s
 # and needed 25-30 s after training for predictions, saving and pictures.
 FINISH_COMPILES = 2.0
-# A rung's share is trained in up to this many pieces, the learning-curve bound checked after
-# each, so a candidate that cannot catch the leader stops within a quarter of its share.
+# A rung's share is trained in pieces of at most a quarter of it, PIECE_EPOCHS epochs and
+# PIECE_SECONDS seconds, the learning-curve bound checked after each: the check costs nothing
+# (validation runs every epoch anyway), each piece one call into the training loop.
 PIECES_PER_SHARE = 4
+PIECE_EPOCHS = 8
+PIECE_SECONDS = 2.0
 # The bound drops nobody while the leader's validation R^2 is below this: a leader no better
 # than the mean decides nothing (a CNN can sit at the mean for its first epochs).
 LEADER_MIN_R2 = 0.1
@@ -328,7 +331,7 @@ def _drop_for_time(trials: list[_Trial], inputs: FitInputs) -> list[_Trial]:
 def _train_share(trial: _Trial, epochs: int, alive: list[_Trial], inputs: FitInputs, variance: float, stage: str) -> None:
     """Train `trial` for `epochs` in up to `PIECES_PER_SHARE` pieces, stopping it (marked
     dropped) as soon as its learning curve cannot catch the leader."""
-    piece = max(1, math.ceil(epochs / PIECES_PER_SHARE))
+    piece = max(1, min(math.ceil(epochs / PIECES_PER_SHARE), PIECE_EPOCHS, int(PIECE_SECONDS / max(trial.epoch_seconds, 1e-6))))
     first, done = trial.epochs, 0
     while done < epochs and not trial.done and not trial.time_limited:
         steps = min(piece, epochs - done)
