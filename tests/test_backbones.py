@@ -191,7 +191,7 @@ def test_train_save_and_predict_with_a_backbone(random_preset, photos, tmp_path,
     run_dir = tmp_path / "run"
     status, out, err = run_cli(capsys, "train", photos, "--model", f"backbone:{random_preset}", "--run", run_dir)
     assert status == 0, err
-    assert "features of 40 images" in err and "(40 computed, 0 from the cache)" in err
+    assert "features of 40 images" in err and "(40 computed on keras, 0 from the cache)" in err
     config = json.loads((run_dir / "config.json").read_text())
     record = config["backbone"]
     assert config["train"]["model"] == f"backbone:{random_preset}" and config["trainer"] == "features"
@@ -217,6 +217,33 @@ def test_train_save_and_predict_with_a_backbone(random_preset, photos, tmp_path,
     status, _, err = run_cli(capsys, "train", photos, "--model", f"backbone:{random_preset}", "--run", tmp_path / "again")
     assert status == 0 and "(0 computed, 40 from the cache)" in err
     assert json.loads((tmp_path / "again" / "metrics.json").read_text()) == metrics
+
+
+def test_features_on_onnx_runtime_equal_keras_and_the_graph_is_kept(random_preset, photos, tmp_path, monkeypatch):
+    from conftest import require
+
+    from img2num.backbones.presets import load_backbone, resolve_backbone
+
+    require("onnxruntime")
+    backbone, info = load_backbone(resolve_backbone(str(random_preset)).spec)
+    split = resolve_splits(photos)["train"]
+    preprocessing = Preprocessing.for_data(split)
+    model = feats.feature_model(backbone, info, preprocessing)
+    inputs = preprocessing.apply(split.x, split.source)
+    monkeypatch.setenv(feats.ENGINE_VARIABLE, "keras")
+    on_keras = feats.FeatureEngine(model, tmp_path, images=10_000)
+    monkeypatch.setenv(feats.ENGINE_VARIABLE, "onnx")
+    on_onnx = feats.FeatureEngine(model, tmp_path, images=1)
+    assert (on_keras.name, on_onnx.name) == ("keras", "onnx")
+    np.testing.assert_allclose(on_onnx(inputs), on_keras(inputs), rtol=1e-4, atol=1e-4)
+    assert (tmp_path / feats.GRAPH_FILE).stat().st_size > 0  # exported once, kept beside the vectors
+    # auto: ONNX Runtime only where enough images are to be computed to repay the export.
+    monkeypatch.setenv(feats.ENGINE_VARIABLE, "auto")
+    assert feats.FeatureEngine(model, tmp_path, images=feats.ONNX_MIN_IMAGES - 1).name == "keras"
+    assert feats.FeatureEngine(model, tmp_path, images=feats.ONNX_MIN_IMAGES).name == "onnx"
+    monkeypatch.setenv(feats.ENGINE_VARIABLE, "fast")
+    with pytest.raises(Img2NumError, match="IMG2NUM_FEATURE_ENGINE='fast': expected one of auto, keras, onnx"):
+        feats.FeatureEngine(model, tmp_path, images=1)
 
 
 def test_compare_a_backbone_beside_a_model(random_preset, photos, tmp_path, capsys):

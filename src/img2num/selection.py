@@ -45,7 +45,7 @@ def selection_lines(record: dict) -> list[str]:
         saved, chosen = record["saved"], next(row for row in rows if row["outcome"] == "chosen")
         lines.append(
             f"saved {saved['model']} ({saved['weights']}): validation MSE {saved['val_mse']:.4g} "
-            f"(R^2 {saved['val_r2']:.3f}); the choice was made on {chosen['val_mse']:.4g}, its best epoch"
+            f"(R^2 {saved['val_r2']:.3f}); the choice was made on {chosen['model']}'s best, {chosen['val_mse']:.4g}"
         )
     return lines
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from img2num.errors import Img2NumError
 from img2num.inference import predict_inputs
+from img2num.onnx_runtime import ort_session, run_session, save_onnx
 
 # Bump when what a feature vector holds changes: older cached vectors are then not reused.
 FEATURE_VERSION = 2
@@ -24,6 +25,15 @@ FEATURE_VERSION = 2
 MIN_FEATURE_SIDE = 128
 CACHE_VARIABLE = "IMG2NUM_FEATURES"
 _OFF = ("", "0", "off", "no", "false")
+# What computes feature vectors: "auto" (ONNX Runtime on the feature model's graph, exported by
+# Keras' own exporter and kept beside the cached vectors, where onnxruntime is installed, the
+# backend is JAX and at least ONNX_MIN_IMAGES images are to be computed; else Keras), "keras" or
+# "onnx". ONNX Runtime ran EfficientNet-Lite0's features several times faster than Keras on JAX
+# on 2 cores (docs/backbones.md); exporting the graph takes seconds, paid once per backbone and size.
+ENGINE_VARIABLE = "IMG2NUM_FEATURE_ENGINE"
+FEATURE_ENGINES = ("auto", "keras", "onnx")
+ONNX_MIN_IMAGES = 256
+GRAPH_FILE = "features.onnx"
 
 
 def feature_cache_folder() -> Path | None:
@@ -221,8 +231,58 @@ class ExtractionBudget:
             )
 
 
+class FeatureEngine:
+    """What runs the feature model on batches of model input: Keras (`predict_inputs`) or an
+    ONNX Runtime session on its exported graph, chosen by `ENGINE_VARIABLE` and made on first use,
+    so a split found whole in the cache costs no export.
+
+    Args:
+        model: The `feature_model`.
+        folder: Where the exported graph is kept (the cache's folder for this model), or None.
+        images: How many images the caller may compute at most.
+    """
+
+    def __init__(self, model, folder: Path | None, images: int) -> None:
+        import importlib.util
+
+        import keras
+
+        choice = os.environ.get(ENGINE_VARIABLE, "auto").strip().lower() or "auto"
+        if choice not in FEATURE_ENGINES:
+            raise Img2NumError(f"{ENGINE_VARIABLE}={choice!r}: expected one of {', '.join(FEATURE_ENGINES)}")
+        onnx_ready = importlib.util.find_spec("onnxruntime") is not None and keras.backend.backend() == "jax"
+        self.name = "onnx" if choice == "onnx" or (choice == "auto" and onnx_ready and images >= ONNX_MIN_IMAGES) else "keras"
+        self.required = choice == "onnx"
+        self.model, self.folder, self._session = model, folder, None
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        if self.name == "onnx" and self._session is None:
+            self._session = self._open()
+        if self.name == "keras":
+            return predict_inputs(self.model, inputs)
+        return run_session(self._session, np.asarray(inputs, np.float32))
+
+    def _open(self):
+        """The ONNX Runtime session, exporting the graph first where it is not kept; under "auto"
+        a graph that cannot export leaves Keras to compute."""
+        import tempfile
+
+        try:
+            folder = self.folder if self.folder is not None else Path(tempfile.mkdtemp(prefix="img2num-features-"))
+            path = folder / GRAPH_FILE
+            if not path.is_file():
+                save_onnx(self.model, path, tuple(self.model.input_shape[1:]), "float32")
+            return ort_session(path)
+        except (Img2NumError, OSError):
+            if self.required:
+                raise
+            self.name = "keras"
+            return None
+
+
 def extract_features(
-    model, split, preprocessing, cache: FeatureCache | None = None, budget: ExtractionBudget | None = None
+    model, split, preprocessing, cache: FeatureCache | None = None, budget: ExtractionBudget | None = None,
+    engine: FeatureEngine | None = None,
 ) -> tuple[np.ndarray, int]:
     """The feature vectors of every image of a split, from the cache where it has them.
 
@@ -232,6 +292,7 @@ def extract_features(
         preprocessing: The run's `Preprocessing`.
         cache: Where vectors are kept between calls and runs, or None.
         budget: The time the extraction may take, or None for no limit.
+        engine: What runs `model` (a `FeatureEngine`), or None for Keras.
 
     Returns:
         The vectors (N, F) as float32, and how many images were computed (not cached).
@@ -251,7 +312,8 @@ def extract_features(
         for start in range(0, len(missing), piece or max(len(missing), 1)):
             indices = missing[start : start + (piece or len(missing))]
             began = time.perf_counter()
-            fresh = predict_inputs(model, preprocessing.apply(np.asarray(chunk)[indices], split.source))
+            inputs = preprocessing.apply(np.asarray(chunk)[indices], split.source)
+            fresh = engine(inputs) if engine is not None else predict_inputs(model, inputs)
             for index, vector in zip(indices, fresh):
                 vectors[index] = vector
             if cache is not None:

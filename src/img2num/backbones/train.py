@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 
 from img2num.backbones.features import (
-    ExtractionBudget, FeatureCache, check_image_size, extract_features, feature_cache_folder, feature_groups,
+    ExtractionBudget, FeatureCache, FeatureEngine, check_image_size, extract_features, feature_cache_folder, feature_groups,
     feature_model, feature_size, model_key,
 )
 from img2num.backbones.finetune import finetune
@@ -52,13 +52,14 @@ def fit_backbone(inputs: FitInputs) -> Fit:
     total = sum(len(split) for split in splits.values())
     # With a time limit (the automatic choice's), extraction stops as soon as it cannot end in time.
     budget = None if clock.limit is None else ExtractionBudget(clock.training_deadline, total)
+    engine = FeatureEngine(features_model, cache.folder, total)
     for name, split in splits.items():
-        features[name], fresh = extract_features(features_model, split, preprocessing, cache, budget)
+        features[name], fresh = extract_features(features_model, split, preprocessing, cache, budget, engine)
         computed += fresh
     extract_seconds = time.perf_counter() - started
     say(
         f"{config.model}: features of {total} images in {extract_seconds:.1f} s "
-        f"({computed} computed, {total - computed} from the cache)"
+        f"({computed} computed{f' on {engine.name}' if computed else ''}, {total - computed} from the cache)"
     )
     scaling, head, head_mse = choose_head(
         features, inputs.train.y, inputs.val.y, inputs.loss_factor, config.seed,
@@ -71,6 +72,7 @@ def fit_backbone(inputs: FitInputs) -> Fit:
         "stages": list(info.stages),
         "feature_size": list(feature_size(preprocessing.input_shape)),
         "features": int(features["train"].shape[1]),
+        "feature_engine": engine.name if computed else "cache",
         "head": head.kind,
         "head_val_mse": head_mse,
         **head.detail,
