@@ -58,6 +58,9 @@ def save_onnx(model, path: str | Path, input_shape, dtype: str, metadata: dict[s
             entry = graph.metadata_props.add()
             entry.key, entry.value = key, str(value)
         onnx.save(graph, str(tmp))
+        # The exporter writes a large model's weights beside it (TMP.data); the graph saved
+        # again holds them inline, so the side file is left over.
+        Path(f"{tmp}.data").unlink(missing_ok=True)
     return Path(path)
 
 
