@@ -18,9 +18,12 @@ from img2num.config import PREDICT_BATCH_SIZE
 from img2num.data.images import BadImage, conform
 from img2num.data.rasters import band_indexes, open_raster, raster_problem, read_pixels
 from img2num.errors import Img2NumError
+from img2num.extras import require_extra
 from img2num.io import atomic_path, check_replaceable_file, progress_printer
 
 MAP_SUFFIXES = (".tif", ".tiff", ".csv")
+# GDAL's block cache while a map is made, in MB (its default is 5% of the machine's memory).
+GDAL_CACHE_MB = 64
 # The preview is drawn from at most this many windows a side (every k-th row and column).
 PREVIEW_SIDE = 1000
 # Progress lines: one per this share of the strips.
@@ -116,7 +119,10 @@ def predict_map(
             f"--tile {tile}: the run takes {spec.size[0]}x{spec.size[1]} images and was trained without resizing{hint}"
         )
     say = progress_printer(stream, quiet)
-    with open_raster(raster) as source:
+    rasterio = require_extra("rasterio")
+    # GDAL keeps read and written blocks up to 5% of the machine's memory: bounded here, so the
+    # memory is a few strips of windows whatever the raster's size.
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), open_raster(raster) as source:
         problem = raster_problem(source, spec)
         if problem:
             raise Img2NumError(f"{raster}: {problem}")
