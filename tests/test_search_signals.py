@@ -53,6 +53,7 @@ def test_a_candidate_that_cannot_catch_the_leader_is_stopped_and_says_why():
     assert autoselect._hopeless(close, leader, inputs, variance=100.0) is not None
     assert autoselect._hopeless(steep, leader, inputs, variance=100.0) is None
     assert autoselect._hopeless(leader, leader, inputs, variance=100.0) is None
+    assert autoselect._hopeless(_trial("cnn_gap", [60, 59, 58.5]), leader, inputs, variance=100.0) is None  # too few epochs
     # A leader no better than the mean decides nothing (a CNN may sit at the mean at first).
     assert autoselect._hopeless(flat, leader, inputs, variance=5.2) is None
     # A candidate at its epoch cap is done, not stopped.
@@ -124,3 +125,23 @@ def test_an_ensemble_that_beats_the_winner_is_saved_as_one_model(tmp_path, monke
     session = onnxruntime.InferenceSession(str(tmp_path / "ensemble.onnx"))
     exported = session.run(None, {session.get_inputs()[0].name: splits["test"].x})[0].reshape(-1)
     assert np.allclose(exported, predict(loaded, splits["test"].x), rtol=1e-4, atol=1e-4)
+
+
+def test_early_stopping_counts_only_gains_of_a_thousandth_of_the_loss():
+    from img2num.callbacks import MIN_IMPROVEMENT, EarlyStop
+
+    def stopped_at(losses):
+        stopper = EarlyStop(patience=3, restore_best=False)
+        model = SimpleNamespace(stop_training=False, get_weights=lambda: [])
+        stopper.set_model(model)
+        stopper.on_train_begin()
+        for epoch, loss in enumerate(losses):
+            stopper.on_epoch_end(epoch, {"val_loss": loss})
+            if model.stop_training:
+                return epoch + 1, stopper.best_epoch + 1
+        return None, stopper.best_epoch + 1
+
+    creeping = [1.0] + [1.0 - (i + 1) * 0.2 * MIN_IMPROVEMENT for i in range(10)]  # 0.02% an epoch
+    assert stopped_at(creeping) == (4, 1)  # three epochs without a gain that counts
+    falling = [1.0, 0.99, 0.98, 0.97, 0.96]
+    assert stopped_at(falling) == (None, 5)

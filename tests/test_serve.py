@@ -408,3 +408,25 @@ def test_a_loopback_server_answers_only_loopback_host_names(server):
     assert host_allowed("anything.example", ServeConfig(allowed_hosts=("*",)))
     assert host_allowed("anything.example", ServeConfig(host="0.0.0.0"))  # open to the network: as before
     assert not host_allowed("anything.example", ServeConfig(host="0.0.0.0", allowed_hosts=("my.lan",)))
+
+
+def test_the_onnx_engine_serves_what_keras_serves(image_run, photos, tmp_path):
+    from conftest import require
+
+    from img2num.bundle import load_run
+
+    require("onnxruntime")
+    import shutil
+
+    shutil.copytree(image_run.path, tmp_path / "run")  # the graph is kept in the run folder
+    run = load_run(tmp_path / "run")
+    files = [(path.name, path.read_bytes()) for path in photos[:4]]
+    with serving(run, LIMITS) as url:
+        _, on_keras, _ = post_files(url, files)
+    with serving(run, dataclasses.replace(LIMITS, engine="onnx")) as url:
+        status, on_onnx, _ = post_files(url, files)
+    assert status == 200 and [item["file"] for item in on_onnx["results"]] == [name for name, _ in files]
+    np.testing.assert_allclose(
+        [item["prediction"] for item in on_onnx["results"]], [item["prediction"] for item in on_keras["results"]], rtol=1e-4, atol=1e-6
+    )
+    assert (tmp_path / "run" / "model.onnx").is_file()
