@@ -98,9 +98,8 @@ class WeightAverage(keras.callbacks.Callback):
         self._kept: list[tuple[int, list]] = []
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        self._kept = [*self._kept[-(self.epochs - 1) :], (epoch + 1, self.model.get_weights())] if self.epochs > 1 else [
-            (epoch + 1, self.model.get_weights())
-        ]
+        self._kept.append((epoch + 1, self.model.get_weights()))
+        del self._kept[: -self.epochs]
 
     def on_train_end(self, logs=None) -> None:
         if not self._kept:

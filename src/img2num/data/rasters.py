@@ -18,7 +18,7 @@ import numpy as np
 from img2num.config import DataConfig
 from img2num.data.arrays import Dataset
 from img2num.data.images import ImageSpec
-from img2num.data.table import LABEL_COLUMNS, PATH_COLUMNS, SPLIT_NAMES, BadRow, parse_label
+from img2num.data.table import LABEL_COLUMNS, PATH_COLUMNS, SPLIT_NAMES, BadRow, parse_label, read_csv_rows
 from img2num.errors import Img2NumError
 from img2num.extras import require_extra
 
@@ -137,7 +137,7 @@ def read_point_table(
             given, or no usable row is left.
     """
     path = Path(path)
-    header, records = _read_csv(path)
+    header, records = read_csv_rows(path, "the x, y and label columns")
     columns = _point_columns(path, header, options, require_labels)
     if spec is None and options.tile is None:
         raise Img2NumError(f"{path}: holds map points (x, y); give the size of the chip cut around each with --tile N")
@@ -190,23 +190,6 @@ def read_point_table(
     )
     splits = None if columns["split"] is None else [row["split"] for row in kept]
     return PointTable(data, splits, bad, len(records))
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    if path.is_dir():
-        raise Img2NumError(f"{path}: is a folder; expected a CSV file")
-    if not path.exists():
-        raise Img2NumError(f"{path}: no such file")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = [cell.strip() for cell in next(reader, None) or []]
-            records = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise Img2NumError(f"{path}: not a readable CSV file ({error})") from None
-    if not records:
-        raise Img2NumError(f"{path}: has a header but no rows")
-    return header, records
 
 
 def _point_columns(path: Path, header: list[str], options: DataConfig, require_labels: bool) -> dict:

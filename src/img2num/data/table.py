@@ -90,20 +90,7 @@ def read_label_table(path: str | Path, options: DataConfig = DataConfig(), requi
             column mixes kinds (dates, date-times, numbers).
     """
     path = Path(path)
-    if path.is_dir():
-        raise Img2NumError(f"{path}: is a folder; expected a CSV file")
-    if not path.exists():
-        raise Img2NumError(f"{path}: no such file")
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            records = [(reader.line_num, row) for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise Img2NumError(f"{path}: not a readable CSV file ({error})") from None
-    if not header or not any(cell.strip() for cell in header):
-        raise Img2NumError(f"{path}: is empty; expected a header row naming the file and label columns")
-    header = [cell.strip() for cell in header]
+    header, records = read_csv_rows(path, "the file and label columns")
     path_col = _column(path, header, options.path_column, PATH_COLUMNS, "--path-column")
     label_col = _column(path, header, options.label_column, LABEL_COLUMNS, "--label-column", required=require_labels)
     split_col = header.index(options.split_column) if options.split_column in header else None
@@ -113,10 +100,6 @@ def read_label_table(path: str | Path, options: DataConfig = DataConfig(), requi
     )
     # Read only on rows naming a video, so one file may hold a frame time and a time column.
     frame_col = _column(path, header, options.frame_column, (FRAME_COLUMN,), "--frame-column", required=False)
-    records = [(number, row) for number, row in records if any(cell.strip() for cell in row)]
-    if not records:
-        raise Img2NumError(f"{path}: has a header but no rows")
-
     rows, paths, labels, splits, bad, seen = [], [], [], [], [], {}
     groups, times, first_time = [], [], None
     for number, row in records:
@@ -169,6 +152,34 @@ def read_label_table(path: str | Path, options: DataConfig = DataConfig(), requi
         groups=None if group_col is None else groups,
         times=None if time_col is None else times,
     )
+
+
+def read_csv_rows(path: Path, naming: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """A CSV file's header (cells stripped) and its non-blank rows with their row numbers.
+
+    Args:
+        path: The CSV file.
+        naming: What the header should name, for the message about an empty file.
+
+    Raises:
+        Img2NumError: The file is a folder, missing, unreadable, empty, or has no rows.
+    """
+    if path.is_dir():
+        raise Img2NumError(f"{path}: is a folder; expected a CSV file")
+    if not path.exists():
+        raise Img2NumError(f"{path}: no such file")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            records = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise Img2NumError(f"{path}: not a readable CSV file ({error})") from None
+    if not header or not any(cell.strip() for cell in header):
+        raise Img2NumError(f"{path}: is empty; expected a header row naming {naming}")
+    if not records:
+        raise Img2NumError(f"{path}: has a header but no rows")
+    return [cell.strip() for cell in header], records
 
 
 def _column(path: Path, header: list[str], chosen: str | None, defaults: tuple[str, ...], option: str, required: bool = True):
