@@ -74,7 +74,8 @@ def search_timeline(record: dict, path: str | Path) -> Path:
     rows = record["candidates"]
     height = 1.7 + 0.55 * len(rows)
     fig = Figure(figsize=(9, height), dpi=80)
-    ax = fig.add_axes([0.16, 1.2 / height, 0.8, 1 - 1.6 / height])  # margins in inches: 1.2 below, 0.4 above
+    left = (0.3 + 0.08 * max(len(row["model"]) for row in rows)) / 9  # room for the longest name
+    ax = fig.add_axes([left, 1.2 / height, 0.96 - left, 1 - 1.6 / height])  # 1.2 inches below, 0.4 above
     end = max((span["end"] for row in rows for span in row["timeline"]), default=1.0)
     for index, row in enumerate(rows):
         level = len(rows) - 1 - index
@@ -94,7 +95,7 @@ def search_timeline(record: dict, path: str | Path) -> Path:
                                                           ("alone", _STAGE_COLOURS["alone"]), ("fitted at once", _STAGE_COLOURS["fitted"]))]
     ax.legend(handles=stages, loc="upper center", bbox_to_anchor=(0.5, -0.75 / (height - 1.6)), fontsize="small", ncol=4, frameon=False)
     ensemble = record.get("ensemble", {})
-    saved = f" (saved: the ensemble of {', '.join(ensemble['members'])})" if ensemble.get("kept") else ""
+    saved = f"; saved: an ensemble of {len(ensemble['members'])}" if ensemble.get("kept") else ""
     ax.set_title(f"auto chose {record['chosen']}{saved}", fontsize="medium")
     with atomic_path(path) as temporary:
         fig.savefig(temporary, format="png")
