@@ -28,7 +28,7 @@ from PIL import Image
 from img2num.preprocessing import Preprocessing
 from img2num.data import ImageFiles
 from img2num.data.decoding import decode_files
-from img2num.data.images import ImageSpec
+from img2num.data.conforming import ImageSpec
 
 
 def write_pngs(folder: Path, count: int, rng: np.random.Generator) -> list[str]:

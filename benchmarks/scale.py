@@ -40,7 +40,7 @@ def decode_rate(folder: Path, images: np.ndarray, repeats: int) -> float:
     from PIL import Image
 
     from img2num.data.decoding import decode_files
-    from img2num.data.images import ImageSpec
+    from img2num.data.conforming import ImageSpec
 
     paths = []
     for index, image in enumerate(images):

@@ -66,7 +66,7 @@ def main() -> None:
     from PIL import Image
 
     from img2num.data.decoding import decode_files
-    from img2num.data.images import ImageSpec
+    from img2num.data.conforming import ImageSpec
     from img2num.data.video import FrameReader, frame_ref, sample_times
 
     print(f"{os.cpu_count()} CPUs; load average at start {os.getloadavg()[0]:.2f}")

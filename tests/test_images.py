@@ -8,7 +8,8 @@ from PIL import Image
 
 from img2num.data import decoding
 from img2num.data.decoding import decode_files, probe_files
-from img2num.data.images import BadImage, ImageSpec, conform, probe, read_image
+from img2num.data.conforming import BadImage, ImageSpec, conform
+from img2num.data.images import probe, read_image
 
 RGB = (np.arange(12 * 8 * 3) % 251).astype(np.uint8).reshape(12, 8, 3)
 

@@ -92,7 +92,7 @@ def test_video_rows_read_as_images_with_their_labels(video_folder):
 
 def test_many_rows_decode_on_worker_processes_in_row_order(video_folder, tmp_path, monkeypatch):
     from img2num.data import decoding
-    from img2num.data.images import ImageSpec
+    from img2num.data.conforming import ImageSpec
 
     monkeypatch.setattr(decoding, "PARALLEL_MIN_FILES", 4)
     video = str(video_folder / "clip.mp4")

@@ -15,7 +15,7 @@ import numpy as np
 
 from img2num.bundle import Run, as_run
 from img2num.config import PREDICT_BATCH_SIZE
-from img2num.data.images import BadImage, conform
+from img2num.data.conforming import BadImage, conform
 from img2num.data.rasters import band_indexes, open_raster, raster_problem, read_pixels
 from img2num.errors import Img2NumError
 from img2num.extras import require_extra

@@ -190,7 +190,9 @@ def predict_paths(
 def _images(items, run: Run) -> np.ndarray:
     from PIL import Image, ImageOps
 
-    from img2num.data.images import BadImage, conform, pil_to_array, read_image
+    from img2num.data.conforming import BadImage, conform
+
+    from img2num.data.images import pil_to_array, read_image
 
     spec = run.preprocessing.image_spec()
     out = []

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from img2num.data import shape_text
-from img2num.data.images import STORED_RESIZE_MODES, ImageSpec
+from img2num.data.conforming import STORED_RESIZE_MODES, ImageSpec
 from img2num.errors import Img2NumError
 
 

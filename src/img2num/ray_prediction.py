@@ -15,7 +15,8 @@ import numpy as np
 from img2num.bundle import Run, as_run, load_run
 from img2num.data import BadRow
 from img2num.data.files import find_image_files
-from img2num.data.images import IMAGE_EXTENSIONS, BadImage, conform, read_image_bytes
+from img2num.data.conforming import BadImage, conform
+from img2num.data.images import IMAGE_EXTENSIONS, read_image_bytes
 from img2num.errors import Img2NumError
 from img2num.extras import require_extra
 from img2num.io import FolderKind, atomic_folder, check_replaceable_file

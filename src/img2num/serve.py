@@ -75,13 +75,14 @@ class Predictor:
         """Each upload as the model's input image, or the reason it cannot be used. An image
         whose header shows too many pixels, or a size or band (page) count the run cannot
         take, is refused before its pixels are decoded, as `img2num predict` refuses a file."""
-        from img2num.data import images
+        from img2num.data.conforming import BadImage, conform
+        from img2num.data.images import read_image_bytes
 
         out: list[np.ndarray | str] = []
         for _, data in uploads:
             try:
-                out.append(images.conform(images.read_image_bytes(data, self.config.max_pixels, self.spec), self.spec))
-            except images.BadImage as error:
+                out.append(conform(read_image_bytes(data, self.config.max_pixels, self.spec), self.spec))
+            except BadImage as error:
                 # The pixel limit is the server's option here, not Pillow's setting.
                 message = str(error).replace("over Pillow's limit", "over the limit")
                 out.append(message.replace("(PIL.Image.MAX_IMAGE_PIXELS)", "(option --max-pixels)"))

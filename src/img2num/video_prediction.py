@@ -18,7 +18,7 @@ import numpy as np
 
 from img2num.bundle import Run, as_run
 from img2num.data import BadRow
-from img2num.data.images import BadImage, conform
+from img2num.data.conforming import BadImage, conform
 from img2num.data.video import FrameReader, PastEnd, Truncated, clock_text, find_videos, frame_ref, sample_times, time_text
 from img2num.errors import Img2NumError
 from img2num.io import atomic_path, check_replaceable_file, progress_printer

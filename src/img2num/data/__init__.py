@@ -7,7 +7,8 @@ from img2num.data.points import generate_points, generate_points_splits, write_p
 from img2num.data.dust import dusty_cells, generate_dust, generate_dust_splits, write_dust  # isort: skip
 from img2num.data.arrays import Dataset, as_dataset, load_dataset, load_split_folder, save_npz, shape_text
 from img2num.data.files import ImageFiles, list_image_files, read_image_paths, read_image_table, write_image_folder
-from img2num.data.images import ImageSpec, read_image
+from img2num.data.conforming import ImageSpec
+from img2num.data.images import read_image
 from img2num.data.near_copies import measure_near_copies, near_copy_record
 from img2num.data.real import REAL_TASK_NAMES, build_real_task, write_real_task
 from img2num.data.grouping import draw_held_out, require_columns

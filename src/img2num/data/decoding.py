@@ -13,7 +13,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 from PIL import Image
 
-from img2num.data.images import BadImage, ImageInfo, ImageSpec, conform, probe, read_image
+from img2num.data.conforming import BadImage, ImageInfo, ImageSpec, conform
+
+from img2num.data.images import probe, read_image
 from img2num.data.video import probe_frame_refs, read_frame_refs, video_order_key
 
 # Fewer files than this are decoded in this process: starting workers would cost more.

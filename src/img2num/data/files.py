@@ -16,7 +16,8 @@ import numpy as np
 from img2num.config import DataConfig
 from img2num.data.arrays import Dataset
 from img2num.data.decoding import decode_files, probe_files
-from img2num.data.images import ImageInfo, ImageSpec, fit_problem, is_image_file
+from img2num.data.conforming import ImageInfo, ImageSpec, fit_problem
+from img2num.data.images import is_image_file
 from img2num.data.rasters import is_point_table, read_point_table
 from img2num.data.table import BadRow, read_label_table
 from img2num.data.tasks import TASK_FILE

@@ -17,7 +17,7 @@ import numpy as np
 
 from img2num.config import DataConfig
 from img2num.data.arrays import Dataset
-from img2num.data.images import ImageSpec
+from img2num.data.conforming import ImageSpec
 from img2num.data.table import LABEL_COLUMNS, PATH_COLUMNS, SPLIT_NAMES, BadRow, parse_label, read_csv_rows
 from img2num.errors import Img2NumError
 from img2num.extras import require_extra

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from img2num.data.images import BadImage, ImageInfo
+from img2num.data.conforming import BadImage, ImageInfo
 from img2num.extras import require_extra
 
 # File names treated as videos in label CSVs and when a folder is searched for videos.
