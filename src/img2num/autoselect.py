@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from img2num.clock import Clock
-from img2num.config import AUTO_MODEL
 from img2num.curves import reachable_loss
 from img2num.ensemble import ENSEMBLE_MODEL, ensemble_model, greedy_weights
 from img2num.errors import Img2NumError
@@ -27,6 +26,7 @@ from img2num.fitting import Fit, FitInputs, build_model, choose_trainer, epoch_c
 # architectures (img2num.models, through img2num.fitting) and the pretrained backbone
 # (img2num.backbones, through img2num.fitters).
 from img2num.registry import candidate_models, expand_models, list_candidates, model_spec
+from img2num.selection import selection_record
 
 __all__ = ["candidate_models", "expand_models", "list_candidates", "select_model"]
 
@@ -195,9 +195,7 @@ def select_model(candidates: Sequence[str], inputs: FitInputs) -> Fit:
         # The leader trains first, so the others are judged against its rung's progress.
         training = sorted((t for t in alive if not t.done and t.epochs < config.epochs), key=lambda t: t.best_val)
         for index, trial in enumerate(training):
-            if not trial.dropped and (why := _hopeless(trial, _leader(alive), inputs, variance)) is not None:
-                trial.dropped = why
-                say(f"auto: {trial.name} {why}")
+            if _stop_hopeless(trial, _leader(alive), inputs, variance):
                 alive = [other for other in alive if not other.dropped]
             if trial.dropped or len(alive) == 1:
                 continue
@@ -217,7 +215,8 @@ def select_model(candidates: Sequence[str], inputs: FitInputs) -> Fit:
     for trial in alive:
         if trial is not winner:
             trial.dropped = f"lost at {decided_at}"
-    record = _record(trials, winner, clock, variance, rungs, skipped)
+    reserve = None if clock.limit is None else clock.reserve
+    record = selection_record(trials, winner, clock.limit, reserve, variance, rungs, skipped)
     say(f"auto: chose {winner.name}: {record['why']}")
     if (note := _load_note(winner, clock)) is not None:
         record["load"] = note
@@ -245,12 +244,12 @@ def _ensemble(trials: list[_Trial], winner: _Trial, chosen: Fit, inputs: FitInpu
     for trial in pool:
         if trial is not winner and trial.fitted is None:
             trial.callbacks.finish(trial.model)  # its kept weights, as it would be saved alone
-    outputs = [_outputs(trial, inputs) for trial in pool]
+    # Validation decides; the other splits are predicted only for an ensemble that is kept.
+    val_outputs = [_outputs(trial, inputs, ["val"])["val"] for trial in pool]
     targets = inputs.val.y
-    weights = greedy_weights([output["val"] for output in outputs], targets)
-    alone = [float(np.mean((output["val"].reshape(-1) - targets) ** 2)) for output in outputs]
-    combined = {name: sum(w * output[name] for w, output in zip(weights, outputs)) for name in splits}
-    together = float(np.mean((combined["val"].reshape(-1) - targets) ** 2))
+    weights = greedy_weights(val_outputs, targets)
+    alone = [float(np.mean((output.reshape(-1) - targets) ** 2)) for output in val_outputs]
+    together = float(np.mean((sum(w * output for w, output in zip(weights, val_outputs)).reshape(-1) - targets) ** 2))
     kept = int(np.count_nonzero(weights)) >= 2 and together < (1 - ENSEMBLE_GAIN) * min(alone)
     factor = inputs.loss_factor
     record["ensemble"] = {
@@ -263,6 +262,8 @@ def _ensemble(trials: list[_Trial], winner: _Trial, chosen: Fit, inputs: FitInpu
     if not kept:
         return None
     members = [(trial, w) for trial, w in zip(pool, weights) if w > 0]
+    outputs = [_outputs(trial, inputs, list(splits)) for trial, _ in members]
+    combined = {name: sum(w * output[name] for (_, w), output in zip(members, outputs)) for name in splits}
     model = ensemble_model([trial.model for trial, _ in members], [w for _, w in members], tuple(winner.model.input_shape[1:]))
     names = " + ".join(f"{trial.name} {w:.2f}" for trial, w in members)
     inputs.say(f"auto: kept the ensemble {names}: validation MSE {together * factor:.4g} against {min(alone) * factor:.4g} alone")
@@ -270,15 +271,17 @@ def _ensemble(trials: list[_Trial], winner: _Trial, chosen: Fit, inputs: FitInpu
     return replace(chosen, name=ENSEMBLE_MODEL, model=model, outputs=combined, record=chosen.record | {"ensemble": ensemble})
 
 
-def _outputs(trial: _Trial, inputs: FitInputs) -> dict:
-    """A trial's outputs (N, 1) on every split, in the learned targets' units."""
+def _outputs(trial: _Trial, inputs: FitInputs, names: list[str]) -> dict:
+    """A trial's outputs (N, 1) on the splits `names`, in the learned targets' units (those a
+    fitter computed already, as a backbone's head does, are taken as they are)."""
     if trial.fitted is not None and trial.fitted.outputs is not None:
         return trial.fitted.outputs
     from img2num.inference import predict_inputs
 
+    splits = inputs.splits
     return {
-        name: predict_inputs(trial.model, inputs.preprocessing.apply(split.x, split.source)).reshape(-1, 1)
-        for name, split in inputs.splits.items()
+        name: predict_inputs(trial.model, inputs.preprocessing.apply(splits[name].x, splits[name].source)).reshape(-1, 1)
+        for name in names
     }
 
 
@@ -313,10 +316,17 @@ def _drop_hopeless(trials: list[_Trial], inputs: FitInputs, variance: float) -> 
     """The trials that can still catch the leader; the others are marked dropped, saying why."""
     leader = _leader(trials)
     for trial in trials:
-        if not trial.dropped and (why := _hopeless(trial, leader, inputs, variance)) is not None:
-            trial.dropped = why
-            inputs.say(f"auto: {trial.name} {why}")
+        _stop_hopeless(trial, leader, inputs, variance)
     return [trial for trial in trials if not trial.dropped]
+
+
+def _stop_hopeless(trial: _Trial, leader: _Trial, inputs: FitInputs, variance: float) -> bool:
+    """Mark `trial` dropped, saying why, when it cannot catch `leader`; whether it was."""
+    if trial.dropped or (why := _hopeless(trial, leader, inputs, variance)) is None:
+        return False
+    trial.dropped = why
+    inputs.say(f"auto: {trial.name} {why}")
+    return True
 
 
 def _drop_for_time(trials: list[_Trial], inputs: FitInputs) -> list[_Trial]:
@@ -456,54 +466,3 @@ def _say_trained(trial: _Trial, stage: str, first: int, inputs: FitInputs) -> No
         f"auto: {stage} {trial.name} epochs {first + 1}-{trial.epochs}  val_loss {last['val_loss']:.4g}  "
         f"best {trial.best_val:.4g}  {last['seconds']:.3f} s/epoch{note}"
     )
-
-
-def _record(
-    trials: list[_Trial], winner: _Trial, clock: Clock, variance: float, rungs: int, skipped: list[tuple[str, str]]
-) -> dict:
-    rows = []
-    for trial in trials:
-        rows.append(
-            {
-                "model": trial.name,
-                "epochs": trial.epochs,
-                "seconds": round(trial.seconds, 3),
-                "epoch_seconds": round(trial.epoch_seconds, 4),
-                "val_mse": trial.best_val,
-                "val_r2": 1.0 - trial.best_val / variance if variance > 0 else 0.0,
-                "epochs_after_rung": trial.rungs,
-                "outcome": "chosen" if trial is winner else trial.dropped,
-                "stopped_early": trial.stopped_early,
-                "timeline": trial.spans,
-            }
-        )
-    for name, reason in skipped:
-        rows.append(
-            {
-                "model": name,
-                "epochs": 0,
-                "seconds": 0.0,
-                "epoch_seconds": None,
-                "val_mse": None,
-                "val_r2": None,
-                "epochs_after_rung": [],
-                "outcome": f"not tried: {reason}",
-                "stopped_early": False,
-                "timeline": [],
-            }
-        )
-    others = [row for row in rows if row["model"] != winner.name and row["val_mse"] is not None]
-    why = f"lowest validation MSE, {winner.best_val:.4g}"
-    if others:
-        why += " against " + ", ".join(f"{row['model']} {row['val_mse']:.4g} ({row['outcome']})" for row in others)
-    if late := [name for name, reason in skipped if reason == "no time left"]:
-        why += f"; not tried for lack of time: {', '.join(late)}"
-    return {
-        "requested": AUTO_MODEL,
-        "time_limit": clock.limit,
-        "reserve_seconds": None if clock.limit is None else round(clock.reserve, 3),
-        "rungs": rungs,
-        "candidates": rows,
-        "chosen": winner.name,
-        "why": why,
-    }

@@ -1,15 +1,83 @@
-"""The automatic choice's record read back: the candidates table `train` prints, `candidates.csv`,
-the saved model's own score, and the search's timeline picture (`search.png`)."""
+"""The automatic choice's record: made from the search's trials, and read back as the candidates
+table `train` prints, `candidates.csv`, the saved model's own score, and the search's timeline
+picture (`search.png`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from img2num.config import AUTO_MODEL
 from img2num.io import atomic_path, records_csv
 
 # Colours of the timeline's stages; rungs after the first share one.
 _STAGE_COLOURS = {"probe": "#9ecae1", "fitted": "#fdae6b", "alone": "#31a354"}
 _RUNG_COLOUR = "#3182bd"
+
+
+def selection_record(
+    trials: list, winner, time_limit: float | None, reserve: float | None, variance: float, rungs: int,
+    skipped: list[tuple[str, str]],
+) -> dict:
+    """The record of a search (`selection` in a run's config): every candidate tried, with its
+    epochs, seconds, best validation MSE and R^2, epochs after each rung, outcome and timeline;
+    those not tried and why; the choice and why it won.
+
+    Args:
+        trials: The search's trials (`autoselect._Trial`: name, epochs, seconds, epoch_seconds,
+            best_val, rungs, dropped, stopped_early, spans).
+        winner: The trial chosen.
+        time_limit: The `train` call's limit in seconds, or None.
+        reserve: Seconds kept for what follows training, or None without a limit.
+        variance: The validation targets' variance, for R^2.
+        rungs: How many rungs the schedule had.
+        skipped: (name, reason) of each candidate not tried.
+    """
+    rows = []
+    for trial in trials:
+        rows.append(
+            {
+                "model": trial.name,
+                "epochs": trial.epochs,
+                "seconds": round(trial.seconds, 3),
+                "epoch_seconds": round(trial.epoch_seconds, 4),
+                "val_mse": trial.best_val,
+                "val_r2": 1.0 - trial.best_val / variance if variance > 0 else 0.0,
+                "epochs_after_rung": trial.rungs,
+                "outcome": "chosen" if trial is winner else trial.dropped,
+                "stopped_early": trial.stopped_early,
+                "timeline": trial.spans,
+            }
+        )
+    for name, reason in skipped:
+        rows.append(
+            {
+                "model": name,
+                "epochs": 0,
+                "seconds": 0.0,
+                "epoch_seconds": None,
+                "val_mse": None,
+                "val_r2": None,
+                "epochs_after_rung": [],
+                "outcome": f"not tried: {reason}",
+                "stopped_early": False,
+                "timeline": [],
+            }
+        )
+    others = [row for row in rows if row["model"] != winner.name and row["val_mse"] is not None]
+    why = f"lowest validation MSE, {winner.best_val:.4g}"
+    if others:
+        why += " against " + ", ".join(f"{row['model']} {row['val_mse']:.4g} ({row['outcome']})" for row in others)
+    if late := [name for name, reason in skipped if reason == "no time left"]:
+        why += f"; not tried for lack of time: {', '.join(late)}"
+    return {
+        "requested": AUTO_MODEL,
+        "time_limit": time_limit,
+        "reserve_seconds": None if reserve is None else round(reserve, 3),
+        "rungs": rungs,
+        "candidates": rows,
+        "chosen": winner.name,
+        "why": why,
+    }
 
 
 def saved_record(config: dict, val_metrics: dict) -> dict:
